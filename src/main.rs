@@ -1,0 +1,3 @@
+//! The `spate` command line.
+
+fn main() {}
