@@ -237,8 +237,8 @@ mod tests {
             let value = vec![i; usize::from(i) * 3];
             builder.push(&Record {
                 timestamp_delta: i64::from(i),
-                key: (i % 3 != 0).then_some(&[i][..]),
-                value: (i % 7 != 0).then_some(&value[..]),
+                key: (!i.is_multiple_of(3)).then_some(&[i][..]),
+                value: (!i.is_multiple_of(7)).then_some(&value[..]),
                 headers: if i % 2 == 0 { headers } else { &[] },
             });
         }
@@ -252,12 +252,18 @@ mod tests {
         for (i, record) in records.iter().enumerate() {
             let i = i as u8;
             assert_eq!(record.offset_delta, i32::from(i));
-            assert_eq!(record.key.as_deref(), (i % 3 != 0).then_some(&[i][..]));
+            assert_eq!(
+                record.key.as_deref(),
+                (!i.is_multiple_of(3)).then_some(&[i][..])
+            );
             assert_eq!(
                 record.value.as_ref().map(Bytes::len),
-                (i % 7 != 0).then_some(usize::from(i) * 3)
+                (!i.is_multiple_of(7)).then_some(usize::from(i) * 3)
             );
-            assert_eq!(record.headers.len(), if i % 2 == 0 { 2 } else { 0 });
+            assert_eq!(
+                record.headers.len(),
+                if i.is_multiple_of(2) { 2 } else { 0 }
+            );
         }
     }
 
