@@ -4,7 +4,14 @@
 //! - `protocol`: the Kafka wire codec (declared message schemas, bounded zero-copy decoding,
 //!   frames, headers, error codes) and the RecordBatch v2 format, which is both the wire and the
 //!   disk format.
+//! - `config`: broker and topic configuration, every bound with its reason.
+//! - `io`: the thin layer over glommio's direct files (alignment, probing, splitting reads).
+//! - `log`: one partition's log: segments, appender (group commit), indexes, reader, cache,
+//!   recovery, idempotent-producer state.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod config;
+pub mod io;
+pub mod log;
 pub mod protocol;

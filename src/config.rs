@@ -1,0 +1,288 @@
+//! Broker and topic configuration: every bound the broker enforces, with its reason.
+//!
+//! Broker settings come from `spate serve` flags (or `SPATE_*` environment variables). Topic
+//! settings keep Kafka's names (`retention.ms`, `segment.bytes`, `max.message.bytes`, ...) so admin
+//! tools and clients see what they expect; the broker-wide defaults for them are flags too.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Bytes in one O_DIRECT block: every disk write and read is aligned to this.
+pub const BLOCK_BYTES: u64 = 4096;
+
+/// Broker configuration, as parsed from `spate serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerConfig {
+    /// Directory holding the partition logs and the metadata log.
+    #[arg(long, env = "SPATE_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Port of shard 0 (the bootstrap address); shard i listens on port + i. 0 lets every shard
+    /// take a free port; the ports are logged and written to DATA_DIR/listeners.
+    #[arg(long, default_value_t = 9092, env = "SPATE_PORT")]
+    pub port: u16,
+
+    /// Shards (one pinned glommio executor each). Default: every online core.
+    #[arg(long, env = "SPATE_CORES")]
+    pub cores: Option<usize>,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "SPATE_HOST")]
+    pub host: String,
+
+    /// Host name clients are told to connect to (Metadata). Default: --host.
+    #[arg(long, env = "SPATE_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+
+    /// Create unknown topics on Metadata and Produce requests, as Kafka's
+    /// auto.create.topics.enable does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SPATE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: bool,
+
+    /// Partitions of an auto-created topic, or of CreateTopics with -1 (num.partitions).
+    #[arg(long, default_value_t = 1, env = "SPATE_DEFAULT_PARTITIONS")]
+    pub default_partitions: i32,
+
+    /// Largest request frame accepted (socket.request.max.bytes). A bigger frame closes the
+    /// connection before its body is read, so a client cannot make a shard allocate it.
+    #[arg(long, default_value_t = 100 * 1024 * 1024, env = "SPATE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: usize,
+
+    /// Requests read ahead of their responses on one connection. At the limit the shard stops
+    /// reading that socket until the oldest response is sent (clients pipeline up to 5).
+    #[arg(long, default_value_t = 16, env = "SPATE_INFLIGHT_REQUESTS_PER_CONNECTION_MAX")]
+    pub inflight_requests_per_connection_max: usize,
+
+    /// Connections one shard serves at once; further connections wait in the accept queue.
+    #[arg(long, default_value_t = 10_000, env = "SPATE_CONNECTIONS_PER_SHARD_MAX")]
+    pub connections_per_shard_max: usize,
+
+    /// Memory for recently appended batches per shard, so tailing consumers are served from
+    /// memory. At the limit the oldest batches are dropped from the cache (they stay on disk).
+    #[arg(long, default_value_t = 256 * 1024 * 1024, env = "SPATE_CACHE_BYTES_PER_SHARD")]
+    pub cache_bytes_per_shard: usize,
+
+    /// glommio registered I/O memory per shard. `ulimit -l` (locked memory) must cover
+    /// shards x this, or glommio falls back to unregistered buffers (slower, still correct).
+    #[arg(long, default_value_t = 2 * 1024 * 1024, env = "SPATE_IO_MEMORY_BYTES")]
+    pub io_memory_bytes: usize,
+
+    /// io_uring depth per ring. Its memory is locked too, so it is kept small.
+    #[arg(long, default_value_t = 128, env = "SPATE_RING_DEPTH")]
+    pub ring_depth: usize,
+
+    /// How long a task may run before yielding to the other task queues.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration, env = "SPATE_PREEMPT")]
+    pub preempt: Duration,
+
+    /// Broker-wide defaults for topic configurations.
+    #[command(flatten)]
+    pub topic_defaults: TopicDefaults,
+}
+
+impl BrokerConfig {
+    /// The host advertised to clients.
+    pub fn advertised_host(&self) -> &str {
+        self.advertised_host.as_deref().unwrap_or(&self.host)
+    }
+}
+
+/// Broker-wide defaults for the per-topic configurations, with Kafka's broker names.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicDefaults {
+    /// Default segment.bytes: a segment rolls when it reaches this size (log.segment.bytes).
+    #[arg(long = "log-segment-bytes", default_value_t = 1024 * 1024 * 1024)]
+    pub segment_bytes: u64,
+
+    /// Default max.message.bytes: the largest record batch accepted (message.max.bytes).
+    #[arg(long = "message-max-bytes", default_value_t = 1_048_588)]
+    pub max_message_bytes: u64,
+
+    /// Default retention.ms (log.retention.ms); -1 keeps data forever.
+    #[arg(long = "log-retention-ms", default_value_t = 7 * 24 * 3600 * 1000, allow_hyphen_values = true)]
+    pub retention_ms: i64,
+
+    /// Default retention.bytes (log.retention.bytes); -1 means no size limit.
+    #[arg(long = "log-retention-bytes", default_value_t = -1, allow_hyphen_values = true)]
+    pub retention_bytes: i64,
+
+    /// Default message.timestamp.type: CreateTime or LogAppendTime.
+    #[arg(long = "log-message-timestamp-type", default_value = "CreateTime", value_parser = parse_timestamp_type)]
+    pub message_timestamp_type: TimestampType,
+}
+
+/// Which timestamp a topic keeps: the producer's or the broker's append time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer's record timestamps.
+    CreateTime,
+    /// The broker's clock at append, written into each batch.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// Kafka's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+}
+
+fn parse_timestamp_type(text: &str) -> Result<TimestampType, String> {
+    match text {
+        "CreateTime" => Ok(TimestampType::CreateTime),
+        "LogAppendTime" => Ok(TimestampType::LogAppendTime),
+        _ => Err(format!("expected CreateTime or LogAppendTime, got {text:?}")),
+    }
+}
+
+/// Parses durations such as `2ms`, `5s`, `30s`, `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
+    }
+}
+
+/// One topic's configuration, with Kafka's names on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// `segment.bytes`: roll the active segment at this size.
+    pub segment_bytes: u64,
+    /// `max.message.bytes`: the largest record batch accepted (MESSAGE_TOO_LARGE above).
+    pub max_message_bytes: u64,
+    /// `retention.ms`: delete closed segments older than this; -1 keeps them.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete oldest closed segments beyond this size; -1 keeps them.
+    pub retention_bytes: i64,
+    /// `message.timestamp.type`.
+    pub message_timestamp_type: TimestampType,
+}
+
+/// A topic config value that cannot be used, with the reason for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?} for {name}: {reason}")]
+pub struct InvalidTopicConfig {
+    /// The config name.
+    pub name: String,
+    /// The value given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl TopicConfig {
+    /// The configuration a topic gets from the broker defaults.
+    pub fn from_defaults(defaults: &TopicDefaults) -> Self {
+        Self {
+            segment_bytes: defaults.segment_bytes,
+            max_message_bytes: defaults.max_message_bytes,
+            retention_ms: defaults.retention_ms,
+            retention_bytes: defaults.retention_bytes,
+            message_timestamp_type: defaults.message_timestamp_type,
+        }
+    }
+
+    /// Applies one `name = value` setting given with Kafka's name.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidTopicConfig> {
+        let invalid = |reason| InvalidTopicConfig {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        let number = || value.parse::<i64>().map_err(|_| invalid("not an integer"));
+        match name {
+            "segment.bytes" => {
+                let bytes = number()?;
+                if bytes < 14 {
+                    return Err(invalid("must be at least 14"));
+                }
+                self.segment_bytes = bytes as u64;
+            }
+            "max.message.bytes" => {
+                let bytes = number()?;
+                if bytes < 0 {
+                    return Err(invalid("must not be negative"));
+                }
+                self.max_message_bytes = bytes as u64;
+            }
+            "retention.ms" => {
+                let ms = number()?;
+                if ms < -1 {
+                    return Err(invalid("must be -1 or more"));
+                }
+                self.retention_ms = ms;
+            }
+            "retention.bytes" => self.retention_bytes = number()?,
+            "message.timestamp.type" => {
+                self.message_timestamp_type =
+                    parse_timestamp_type(value).map_err(|_| invalid("CreateTime or LogAppendTime"))?
+            }
+            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => return Err(invalid("only cleanup.policy=delete is supported yet")),
+            _ => return Err(invalid("unknown or unsupported topic config")),
+        }
+        Ok(())
+    }
+
+    /// The configuration as Kafka-named string pairs (for DescribeConfigs and the metadata log).
+    pub fn to_entries(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            ("retention.ms", self.retention_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+            (
+                "message.timestamp.type",
+                self.message_timestamp_type.name().to_owned(),
+            ),
+            ("cleanup.policy", "delete".to_owned()),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_configs_use_kafka_names_and_reject_bad_values() {
+        // Proves settings round-trip by Kafka name and bad values are errors with a reason.
+        let defaults = TopicDefaults {
+            segment_bytes: 1 << 30,
+            max_message_bytes: 1_048_588,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            message_timestamp_type: TimestampType::CreateTime,
+        };
+        let mut config = TopicConfig::from_defaults(&defaults);
+        config.set("max.message.bytes", "6000000").unwrap();
+        config.set("message.timestamp.type", "LogAppendTime").unwrap();
+        assert_eq!(config.to_entries()["max.message.bytes"], "6000000");
+        assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
+        assert!(config.set("segment.bytes", "abc").is_err());
+        assert!(config.set("cleanup.policy", "compact").is_err());
+        assert!(config.set("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        // Proves the duration flags accept ms/s/m and reject the rest.
+        assert_eq!(parse_duration("2ms"), Ok(Duration::from_millis(2)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}
