@@ -215,6 +215,62 @@ impl<T: Field> LengthPrefixed for Vec<T> {
     }
 }
 
+/// A record set made of several `Bytes` chunks (whole batches from the log or its cache), encoded
+/// as one `records` field without joining them: each chunk is spliced into the output. Decoding
+/// yields a single chunk, the slice of the frame.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSet(pub Vec<Bytes>);
+
+impl RecordSet {
+    /// Total bytes across the chunks.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes as one buffer (copies unless there is a single chunk).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        }
+    }
+}
+
+impl PartialEq for RecordSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_bytes() == other.to_bytes()
+    }
+}
+
+impl From<Bytes> for RecordSet {
+    fn from(bytes: Bytes) -> Self {
+        RecordSet(vec![bytes])
+    }
+}
+
+impl LengthPrefixed for RecordSet {
+    const WIDTH_I32: bool = true;
+    const UNIT_BYTES_MIN: usize = 1;
+    fn read_body(reader: &mut Reader, length: usize, _ctx: Ctx) -> Result<Self, CodecError> {
+        Ok(RecordSet(vec![reader.take(length)?]))
+    }
+    fn length(&self) -> usize {
+        self.len()
+    }
+    fn write_body(&self, writer: &mut Writer, _ctx: Ctx) -> Result<(), CodecError> {
+        for chunk in &self.0 {
+            writer.put_bytes(chunk);
+        }
+        Ok(())
+    }
+}
+
 macro_rules! length_prefixed_field {
     ($($ty:ty),* $(,)?) => {$(
         impl Field for $ty {
@@ -232,7 +288,7 @@ macro_rules! length_prefixed_field {
     )*};
 }
 
-length_prefixed_field!(String, Bytes);
+length_prefixed_field!(String, Bytes, RecordSet);
 
 impl<T: Field> Field for Vec<T> {
     fn read(reader: &mut Reader, ctx: Ctx) -> Result<Self, CodecError> {

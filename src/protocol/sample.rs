@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::field::{Ctx, Uuid};
+use super::field::{Ctx, RecordSet, Uuid};
 use super::wire::SPLICE_BYTES_MIN;
 
 /// A small deterministic generator (SplitMix64): a test failure names its seed and replays.
@@ -131,5 +131,12 @@ impl<T: Sample> Sample for Option<T> {
             return None;
         }
         Some(T::sample(rng, ctx))
+    }
+}
+
+impl Sample for RecordSet {
+    fn sample(rng: &mut SampleRng, ctx: Ctx) -> Self {
+        let chunks = rng.below(3) as usize;
+        RecordSet((0..chunks).map(|_| Bytes::sample(rng, ctx)).collect())
     }
 }

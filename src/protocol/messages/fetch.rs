@@ -2,9 +2,8 @@
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 
-use bytes::Bytes;
-
 use crate::kafka_struct;
+use crate::protocol::field::RecordSet;
 
 kafka_struct! {
     /// Fetch request (api key 1).
@@ -134,7 +133,7 @@ kafka_struct! {
         /// The preferred read replica for the consumer to use on its next fetch request.
         pub preferred_read_replica: i32 [11.., default = -1],
         /// The record data.
-        pub records: Option<Bytes> [0..],
+        pub records: Option<RecordSet> [0..],
     }
 }
 
