@@ -8,10 +8,13 @@
 //! - `io`: the thin layer over glommio's direct files (alignment, probing, splitting reads).
 //! - `log`: one partition's log: segments, appender (group commit), indexes, reader, cache,
 //!   recovery, idempotent-producer state.
+//! - `meta`: cluster metadata (topics, placement, configs), the controller's decisions, and the
+//!   metadata log they are made durable in.
 
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod io;
 pub mod log;
+pub mod meta;
 pub mod protocol;
