@@ -1,1 +1,27 @@
-//! The partition log.
+//! The partition log: one Kafka partition's data on disk, as a sequence of segments.
+//!
+//! `PartitionLog` (partition.rs) is the public face: sequence a batch, wait for it to be written
+//! or durable, read whole batches for fetch, find offsets by time, close, delete. Beneath it,
+//! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
+//! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
+//! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open),
+//! `producer_state` (idempotent producers), `signal` (wake-ups), `error` (`LogError`).
+//!
+//! Everything here is `!Send` and belongs to one shard. Callers must run
+//! `io::probe::probe_iopoll` on the executor before opening a log.
+
+pub mod appender;
+pub mod cache;
+pub mod error;
+pub mod index;
+pub mod partition;
+pub mod producer_state;
+pub mod reader;
+pub mod recovery;
+pub mod segment;
+pub mod signal;
+mod writer;
+
+pub use cache::ShardCache;
+pub use error::LogError;
+pub use partition::{AppendOutcome, LogConfig, PartitionLog};

@@ -1,0 +1,982 @@
+//! `PartitionLog`: one partition's log, the public face of `src/log/`.
+//!
+//! Produce: `append_batch` *sequences* a validated batch synchronously (idempotence check,
+//! offsets, broker-set header fields, in-memory tail, cache), so arrival order is offset order;
+//! the partition's writer task then writes all pending batches in one aligned O_DIRECT write
+//! (group commit). `wait_written` answers acks=1 (the write holding the batch completed),
+//! `wait_durable` acks=all (also fdatasync'ed; one fdatasync serves every waiter whose data was
+//! written before it started).
+//!
+//! Guarantees: the high watermark is the end of the last completed write; `read` never returns a
+//! batch at or beyond it, so a consumer never sees a record a crash can take back. A failed
+//! fdatasync (or a failed write other than ENOSPC) poisons the partition: every later call answers
+//! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC fails the
+//! waiters but the write is retried until space returns.
+//!
+//! Callers must: validate each batch (`record_batch::validate`) before `append_batch`; use a
+//! `PartitionLog` only on the executor that opened it (`!Send`); `close` it for a clean shutdown
+//! (dropping it is an unclean one: the next open scans and recovers).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::{TimestampType, TopicConfig};
+use crate::io::DirectFile;
+use crate::protocol::record_batch;
+
+use super::appender::Appender;
+use super::cache::{CacheKey, CachedBatch, ShardCache};
+use super::error::LogError;
+use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
+use super::recovery::{self, CLEAN_SHUTDOWN_FILE_NAME};
+use super::segment::{self, Segment};
+use super::signal::{Listener, Signal};
+use super::{reader, writer};
+
+/// Most bytes of batches one write takes (more stay pending for the next write; a single batch
+/// bigger than this is written alone). Bounds the aligned buffer one partition holds while a write
+/// is in flight, and how far a torn write can reach (recovery uses it).
+pub const WRITE_BYTES_MAX: usize = 1024 * 1024;
+
+/// A partition log's configuration.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The topic's configuration (segment.bytes, max.message.bytes, timestamp type, ...).
+    pub topic: TopicConfig,
+}
+
+/// The answer to one `append_batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// The broker's append time for LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+    /// The log start offset when the batch was appended.
+    pub log_start_offset: i64,
+    /// True when the batch was a retry of one already appended: nothing was appended and the
+    /// offsets are the original ones.
+    pub duplicate: bool,
+}
+
+impl AppendOutcome {
+    /// One past the batch's last offset: what to pass to `wait_written` / `wait_durable`.
+    pub fn end_offset(&self) -> i64 {
+        self.last_offset + 1
+    }
+}
+
+/// A batch sequenced but not yet handed to a write.
+#[derive(Debug)]
+pub(super) struct PendingBatch {
+    pub(super) segment: Rc<Segment>,
+    pub(super) bytes: Bytes,
+    pub(super) end_offset: i64,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
+    pub(super) cache: Rc<ShardCache>,
+    pub(super) cache_key: CacheKey,
+    /// In base-offset order; the last one receives new batches.
+    pub(super) segments: RefCell<Vec<Rc<Segment>>>,
+    pub(super) producers: RefCell<ProducerState>,
+    pub(super) pending: RefCell<VecDeque<PendingBatch>>,
+    pub(super) log_start_offset: Cell<i64>,
+    pub(super) log_end_offset: Cell<i64>,
+    pub(super) high_watermark: Cell<i64>,
+    pub(super) durable_offset: Cell<i64>,
+    /// Files written since the last fdatasync started.
+    pub(super) unsynced_files: RefCell<Vec<Rc<DirectFile>>>,
+    pub(super) sync_in_flight: Cell<bool>,
+    pub(super) poison: RefCell<Option<String>>,
+    /// Count of failed write attempts (ENOSPC), and the latest error: waiters fail on a change.
+    pub(super) write_failures: Cell<u64>,
+    pub(super) last_write_error: RefCell<Option<LogError>>,
+    pub(super) closing: Cell<bool>,
+    pub(super) writer_done: Cell<bool>,
+    /// Wakes the writer: batches are pending, or the log is closing.
+    pub(super) work: Rc<Signal>,
+    /// Notified when the high watermark moves or a write fails.
+    pub(super) watermark: Rc<Signal>,
+    /// Notified when an fdatasync finishes (or fails), and when the writer exits.
+    pub(super) durable: Rc<Signal>,
+    pub(super) self_ref: Weak<PartitionLog>,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the partition log in `dir`, recovering it, and starts its
+    /// writer task on the current executor.
+    pub async fn open(
+        dir: PathBuf,
+        config: TopicConfig,
+        cache: Rc<ShardCache>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        let config = LogConfig { topic: config };
+        let torn_reach_bytes = (WRITE_BYTES_MAX as u64).max(config.topic.max_message_bytes);
+        let recovered = recovery::recover(&dir, torn_reach_bytes).await?;
+        let active = recovered
+            .segments
+            .last()
+            .expect("recovery yields a segment")
+            .clone();
+        let file = active.file().expect("recovery opens the active file");
+        let appender =
+            Appender::open(file, active.written_bytes(), config.topic.segment_bytes).await?;
+        let log_start_offset = recovered.segments[0].base_offset();
+        let log_end_offset = active.next_offset();
+        let cache_key = cache.register();
+        let log = Rc::new_cyclic(|self_ref| PartitionLog {
+            dir,
+            config,
+            cache,
+            cache_key,
+            segments: RefCell::new(recovered.segments),
+            producers: RefCell::new(recovered.producers),
+            pending: RefCell::new(VecDeque::new()),
+            log_start_offset: Cell::new(log_start_offset),
+            log_end_offset: Cell::new(log_end_offset),
+            high_watermark: Cell::new(log_end_offset),
+            // Recovered data may not be synced yet; the first acks=all append syncs it too.
+            durable_offset: Cell::new(log_start_offset),
+            unsynced_files: RefCell::new(vec![appender.file().clone()]),
+            sync_in_flight: Cell::new(false),
+            poison: RefCell::new(None),
+            write_failures: Cell::new(0),
+            last_write_error: RefCell::new(None),
+            closing: Cell::new(false),
+            writer_done: Cell::new(false),
+            work: Signal::new(),
+            watermark: Signal::new(),
+            durable: Signal::new(),
+            self_ref: self_ref.clone(),
+        });
+        glommio::spawn_local(writer::run(
+            Rc::downgrade(&log),
+            log.work.clone(),
+            appender,
+            active,
+        ))
+        .detach();
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sequences one validated batch: checks idempotence, assigns offsets
+    /// `[log_end, log_end + count)`, sets `base_offset` and `partition_leader_epoch` (0) and, for
+    /// LogAppendTime topics, `max_timestamp = now_ms` with a new CRC; adds it to the in-memory tail
+    /// and the cache, and wakes the writer. Synchronous, so arrival order is offset order.
+    pub fn append_batch(&self, batch: Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
+        self.check_usable()?;
+        let max_message_bytes = self.config.topic.max_message_bytes;
+        if batch.len() as u64 > max_message_bytes {
+            return Err(LogError::MessageTooLarge {
+                batch_bytes: batch.len(),
+                max_message_bytes,
+            });
+        }
+        let header = record_batch::header(&batch)?;
+        let last_offset_delta = header.last_offset_delta.get();
+        let producer_id = header.producer_id.get();
+        let identity = (producer_id >= 0).then(|| ProducerBatch {
+            producer_id,
+            producer_epoch: header.producer_epoch.get(),
+            base_sequence: header.base_sequence.get(),
+            last_offset_delta,
+        });
+        let log_append_time =
+            self.config.topic.message_timestamp_type == TimestampType::LogAppendTime;
+        let log_append_time_ms = if log_append_time { now_ms } else { -1 };
+        if let Some(identity) = &identity {
+            let check = self.producers.borrow().check(identity)?;
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = check
+            {
+                return Ok(AppendOutcome {
+                    base_offset,
+                    last_offset,
+                    log_append_time_ms,
+                    log_start_offset: self.log_start_offset.get(),
+                    duplicate: true,
+                });
+            }
+        }
+        let max_timestamp_ms = if log_append_time {
+            now_ms
+        } else {
+            header.max_timestamp.get()
+        };
+        let base_offset = self.log_end_offset.get();
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        assert!(last_offset >= base_offset, "offsets must increase");
+
+        // One copy of the client's batch: the request frame is shared, and the patched batch must
+        // be contiguous `Bytes` for the cache and for zero-copy fetches. It also lets the frame
+        // buffer go once the request is answered.
+        let mut owned = BytesMut::from(&batch[..]);
+        record_batch::assign(&mut owned, base_offset, 0)?;
+        if log_append_time {
+            record_batch::set_log_append_time(&mut owned, now_ms)?;
+        }
+        let bytes = owned.freeze();
+
+        let segment = self.segment_for_append(base_offset, last_offset, bytes.len() as u64);
+        segment.on_sequenced(
+            base_offset,
+            last_offset,
+            max_timestamp_ms,
+            bytes.len() as u64,
+        );
+        if let Some(identity) = &identity {
+            self.producers.borrow_mut().record(identity, base_offset);
+        }
+        self.cache.insert(
+            self.cache_key,
+            CachedBatch {
+                base_offset,
+                last_offset,
+                bytes: bytes.clone(),
+            },
+        );
+        self.pending.borrow_mut().push_back(PendingBatch {
+            segment,
+            bytes,
+            end_offset: last_offset + 1,
+        });
+        self.log_end_offset.set(last_offset + 1);
+        self.work.notify();
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset.get(),
+            duplicate: false,
+        })
+    }
+
+    /// The segment a batch goes to: the active one, or a new one when the batch would take the
+    /// active one past `segment.bytes` (a non-empty segment only, so any batch fits somewhere) or
+    /// its offsets past what the index's u32 relative offsets hold.
+    fn segment_for_append(
+        &self,
+        base_offset: i64,
+        last_offset: i64,
+        len_bytes: u64,
+    ) -> Rc<Segment> {
+        let mut segments = self.segments.borrow_mut();
+        let active = segments.last().expect("a log has a segment").clone();
+        let size_max_bytes = self.config.topic.segment_bytes.min(u64::from(u32::MAX));
+        let too_big = active.sequenced_bytes() + len_bytes > size_max_bytes;
+        let too_many = last_offset - active.base_offset() > i64::from(u32::MAX);
+        if active.sequenced_bytes() == 0 || !(too_big || too_many) {
+            return active;
+        }
+        let rolled = Segment::new(&self.dir, base_offset);
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolling segment");
+        segments.push(rolled.clone());
+        rolled
+    }
+
+    /// Waits until the write holding offsets below `end_offset` has completed (acks=1).
+    pub async fn wait_written(&self, end_offset: i64) -> Result<(), LogError> {
+        let failures_at_start = self.write_failures.get();
+        loop {
+            let listener = self.watermark.listen();
+            if let Some(reason) = self.poison.borrow().as_ref() {
+                return Err(LogError::Poisoned(reason.clone()));
+            }
+            if self.high_watermark.get() >= end_offset {
+                return Ok(());
+            }
+            if self.write_failures.get() != failures_at_start {
+                let error = self.last_write_error.borrow().clone();
+                return Err(error.unwrap_or(LogError::Closed));
+            }
+            if self.writer_done.get() {
+                return Err(LogError::Closed);
+            }
+            listener.await;
+        }
+    }
+
+    /// Waits until offsets below `end_offset` are written and fdatasync'ed (acks=all). Waiters
+    /// share fdatasyncs: one sync covers everything written before it started.
+    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), LogError> {
+        self.wait_written(end_offset).await?;
+        loop {
+            let listener = self.durable.listen();
+            if let Some(reason) = self.poison.borrow().as_ref() {
+                return Err(LogError::Poisoned(reason.clone()));
+            }
+            if self.durable_offset.get() >= end_offset {
+                return Ok(());
+            }
+            if !self.sync_in_flight.get() {
+                self.start_sync();
+            }
+            listener.await;
+        }
+    }
+
+    /// Starts one fdatasync of every file written since the last one, in its own task (so a
+    /// waiter that goes away cannot leave it half done). When it completes, everything written
+    /// before it started is durable.
+    fn start_sync(&self) {
+        let Some(log) = self.self_ref.upgrade() else {
+            return;
+        };
+        self.sync_in_flight.set(true);
+        let covered_offset = self.high_watermark.get();
+        let files = std::mem::take(&mut *self.unsynced_files.borrow_mut());
+        glommio::spawn_local(async move {
+            for file in &files {
+                if let Err(error) = file.fdatasync().await {
+                    log.poison_with(format!(
+                        "fdatasync of {} failed: {error}",
+                        file.path().display()
+                    ));
+                    break;
+                }
+            }
+            if log.poison.borrow().is_none() {
+                log.durable_offset
+                    .set(log.durable_offset.get().max(covered_offset));
+            }
+            log.sync_in_flight.set(false);
+            log.durable.notify();
+        })
+        .detach();
+    }
+
+    /// Poisons the partition: every later call fails with `reason`.
+    pub(super) fn poison_with(&self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "partition poisoned");
+        let mut poison = self.poison.borrow_mut();
+        if poison.is_none() {
+            *poison = Some(reason);
+        }
+        drop(poison);
+        self.watermark.notify();
+        self.durable.notify();
+        self.work.notify();
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        if let Some(reason) = self.poison.borrow().as_ref() {
+            return Err(LogError::Poisoned(reason.clone()));
+        }
+        if self.closing.get() {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    /// The end of the last completed write: consumers never see beyond it.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.get()
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.get()
+    }
+
+    /// Resolves the next time the high watermark moves (or the partition fails): for fetch long
+    /// polls. Take it before checking, then await it.
+    pub fn changed(&self) -> Listener {
+        self.watermark.listen()
+    }
+
+    /// Whole batches starting with the one holding `offset`, up to `max_bytes` but at least one
+    /// batch (KIP-74), never at or beyond the high watermark. Empty at the high watermark.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
+        if let Some(reason) = self.poison.borrow().as_ref() {
+            return Err(LogError::Poisoned(reason.clone()));
+        }
+        let high_watermark = self.high_watermark.get();
+        let log_start = self.log_start_offset.get();
+        if offset < log_start || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark,
+            });
+        }
+        if offset == high_watermark {
+            return Ok(Vec::new());
+        }
+        let cached = self
+            .cache
+            .read(self.cache_key, offset, high_watermark, max_bytes);
+        if let Some(batches) = cached.filter(|batches| !batches.is_empty()) {
+            return Ok(batches);
+        }
+        reader::read_from_disk(self, offset, high_watermark, max_bytes).await
+    }
+
+    /// ListOffsets by time: the first offset whose timestamp is ≥ `timestamp_ms` (for an
+    /// uncompressed batch the first such record, else the batch's base offset), with that
+    /// timestamp; `None` if no record below the high watermark has one.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        if let Some(reason) = self.poison.borrow().as_ref() {
+            return Err(LogError::Poisoned(reason.clone()));
+        }
+        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get()).await
+    }
+
+    /// Closes the log cleanly: finishes pending writes, fdatasyncs, writes the active segment's
+    /// index files and the clean-shutdown marker, closes the files.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.closing.set(true);
+        self.work.notify();
+        while !self.writer_done.get() {
+            let listener = self.durable.listen();
+            if self.writer_done.get() {
+                break;
+            }
+            listener.await;
+        }
+        if let Some(reason) = self.poison.borrow().as_ref() {
+            return Err(LogError::Poisoned(reason.clone()));
+        }
+        let segments = self.segments.borrow().clone();
+        let active = segments.last().expect("a log has a segment");
+        if let Some(file) = active.file() {
+            file.fdatasync().await?;
+        }
+        active.persist_indexes().await?;
+        self.unsynced_files.borrow_mut().clear();
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        let log_end_offset = self.log_end_offset.get();
+        glommio::executor()
+            .spawn_blocking(move || {
+                segment::write_file_atomically(&marker, &log_end_offset.to_le_bytes())
+            })
+            .await?;
+        self.close_files(&segments).await;
+        self.cache.unregister(self.cache_key);
+        Ok(())
+    }
+
+    async fn close_files(&self, segments: &[Rc<Segment>]) {
+        for segment in segments {
+            glommio::yield_if_needed().await;
+            // A file still shared (a read in flight) is closed when its last user drops it.
+            let Some(Ok(file)) = segment.take_file().map(Rc::try_unwrap) else {
+                continue;
+            };
+            if let Err(error) = file.close().await {
+                tracing::warn!(%error, "closing a segment file failed");
+            }
+        }
+    }
+
+    /// Closes the log (without the clean-shutdown work) and removes its directory.
+    pub async fn delete(&self) -> Result<(), LogError> {
+        self.closing.set(true);
+        self.work.notify();
+        while !self.writer_done.get() {
+            let listener = self.durable.listen();
+            if self.writer_done.get() {
+                break;
+            }
+            listener.await;
+        }
+        self.unsynced_files.borrow_mut().clear();
+        let segments = self.segments.borrow().clone();
+        self.close_files(&segments).await;
+        self.cache.unregister(self.cache_key);
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // Let the writer task see the log is gone and exit; the cache forgets the partition.
+        self.closing.set(true);
+        self.work.notify();
+        self.cache.unregister(self.cache_key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TimestampType;
+    use crate::io::direct_file::tests::{TestDir, run_in_executor};
+    use crate::protocol::record_batch::{ATTRIBUTE_LOG_APPEND_TIME, BatchIter};
+    use crate::protocol::records::{BatchBuilder, Record, RecordIter};
+
+    const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
+
+    fn topic(segment_bytes: u64, message_timestamp_type: TimestampType) -> TopicConfig {
+        TopicConfig {
+            segment_bytes,
+            max_message_bytes: 1_048_588,
+            retention_ms: -1,
+            retention_bytes: -1,
+            message_timestamp_type,
+        }
+    }
+
+    /// A batch of `records` records whose values are `"{first_value + i}"` and whose timestamps
+    /// are `BASE_TIMESTAMP_MS + first_value + i`.
+    fn batch(first_value: u64, records: u64) -> Bytes {
+        let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS + first_value as i64);
+        for i in 0..records {
+            let value = format!("value-{}", first_value + i);
+            builder.push(&Record {
+                timestamp_delta: i as i64,
+                key: None,
+                value: Some(value.as_bytes()),
+                headers: &[],
+            });
+        }
+        builder.finish()
+    }
+
+    fn idempotent_batch(producer_epoch: i16, base_sequence: i32, records: u64) -> Bytes {
+        let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
+        builder.idempotent(42, producer_epoch, base_sequence);
+        for _ in 0..records {
+            builder.push(&Record {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            });
+        }
+        builder.finish()
+    }
+
+    /// The record values of `batches`, checking every batch is valid and offsets are contiguous
+    /// from the first batch's base offset.
+    fn values(batches: &[Bytes]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next_offset = None;
+        for batch in batches {
+            let header = record_batch::validate(batch).unwrap();
+            let base_offset = header.base_offset.get();
+            if let Some(next_offset) = next_offset {
+                assert_eq!(base_offset, next_offset);
+            }
+            next_offset = Some(base_offset + i64::from(header.records_count.get()));
+            let records = RecordIter::new(
+                batch.slice(crate::protocol::record_batch::RECORD_BATCH_HEADER_BYTES..),
+                header.records_count.get(),
+            );
+            for record in records {
+                let value = record.unwrap().value.unwrap();
+                out.push(String::from_utf8(value.to_vec()).unwrap());
+            }
+        }
+        out
+    }
+
+    async fn open(dir: &Path, topic: TopicConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+        let cache = Rc::new(ShardCache::new(cache_bytes));
+        PartitionLog::open(dir.join("topic-0"), topic, cache)
+            .await
+            .unwrap()
+    }
+
+    /// Appends `count` batches of 1-3 records (values numbered from 0) and waits until written.
+    /// Returns the number of records.
+    async fn append_numbered(log: &PartitionLog, count: u64) -> u64 {
+        let mut value = log.log_end_offset() as u64;
+        let mut last = None;
+        for i in 0..count {
+            let records = i % 3 + 1;
+            let outcome = log.append_batch(batch(value, records), 0).unwrap();
+            assert_eq!(outcome.base_offset, value as i64);
+            value += records;
+            last = Some(outcome);
+        }
+        log.wait_written(last.unwrap().end_offset()).await.unwrap();
+        value
+    }
+
+    /// Reads everything from `offset` to the high watermark in fetches of `max_bytes`.
+    async fn read_all(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while offset < log.high_watermark() {
+            let batches = log.read(offset, max_bytes).await.unwrap();
+            assert!(!batches.is_empty());
+            let mut got = values(&batches);
+            let first = record_batch::header(&batches[0]).unwrap().base_offset.get();
+            // The first batch may start before the offset: skip its earlier records.
+            got.drain(..(offset - first) as usize);
+            offset += got.len() as i64;
+            out.extend(got);
+        }
+        out
+    }
+
+    fn numbered(range: std::ops::Range<u64>) -> Vec<String> {
+        range.map(|i| format!("value-{i}")).collect()
+    }
+
+    #[test]
+    fn ten_thousand_batches_read_back_from_disk_and_cache() {
+        // Proves the write path and both read paths: 10k small batches appended with group
+        // commit read back identically from disk (no cache) and from the cache, from any offset
+        // (including mid-batch offsets, which return the holding batch whole), with max_bytes
+        // respected except for the first batch (KIP-74), and nothing at the high watermark.
+        let dir = TestDir::new("log-10k");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            for cache_bytes in [0, 64 << 20] {
+                let log_dir = path.join(format!("cache-{cache_bytes}"));
+                let log = open(
+                    &log_dir,
+                    topic(1 << 30, TimestampType::CreateTime),
+                    cache_bytes,
+                )
+                .await;
+                let total = append_numbered(&log, 10_000).await;
+                assert_eq!(log.high_watermark(), total as i64);
+                assert_eq!(log.log_end_offset(), total as i64);
+                assert_eq!(read_all(&log, 0, 1).await, numbered(0..total));
+                assert_eq!(read_all(&log, 0, 100_000).await, numbered(0..total));
+                for offset in [1, 2, 3, 4097, total - 1] {
+                    let got = read_all(&log, offset as i64, 5000).await;
+                    assert_eq!(got, numbered(offset..total), "from {offset}");
+                }
+                let batches = log.read(5000, 1000).await.unwrap();
+                let bytes: usize = batches.iter().map(Bytes::len).sum();
+                assert!(bytes <= 1000 || batches.len() == 1);
+                assert!(log.read(total as i64, 1000).await.unwrap().is_empty());
+                assert!(matches!(
+                    log.read(total as i64 + 1, 1000).await,
+                    Err(LogError::OffsetOutOfRange { .. })
+                ));
+                log.close().await.unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn reopen_after_clean_close_and_after_unclean_drop() {
+        // Proves recovery finds every written batch: after a clean close, and after the log was
+        // dropped without close (as a crash leaves it), reopening yields the same high watermark
+        // and bytes, and appends continue at the next offset.
+        let dir = TestDir::new("log-reopen");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
+            let total = append_numbered(&log, 1000).await;
+            log.close().await.unwrap();
+            drop(log);
+            assert!(path.join("topic-0").join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+
+            let log = open(&path, config.clone(), 0).await;
+            assert_eq!(log.high_watermark(), total as i64);
+            assert!(!path.join("topic-0").join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+            let more = append_numbered(&log, 777).await;
+            drop(log); // Unclean: no close.
+
+            let log = open(&path, config.clone(), 0).await;
+            assert_eq!(log.high_watermark(), more as i64);
+            assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..more));
+            let again = append_numbered(&log, 5).await;
+            assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..again));
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn torn_tail_recovers_to_the_last_whole_batch() {
+        // Proves a torn last write is cut off: the file is cut in the middle of the last batch
+        // and zero-filled after (what a crash mid-write leaves); reopening recovers exactly the
+        // batches before it, and new appends land where the torn batch was.
+        let dir = TestDir::new("log-torn");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
+            let before = append_numbered(&log, 300).await;
+            let torn = log.append_batch(batch(before, 50), 0).unwrap();
+            log.wait_written(torn.end_offset()).await.unwrap();
+            let segment = log.segments.borrow()[0].clone();
+            let torn_start = segment.written_bytes() - batch(before, 50).len() as u64;
+            drop(segment);
+            drop(log);
+
+            let log_path = path.join("topic-0").join(segment::file_name(0, "log"));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .unwrap();
+            file.set_len(torn_start + 100).unwrap();
+            file.set_len(torn_start + 100 + 64 * 1024).unwrap(); // Zero-filled tail.
+            drop(file);
+
+            let log = open(&path, config.clone(), 0).await;
+            assert_eq!(log.high_watermark(), before as i64);
+            assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..before));
+            let after = append_numbered(&log, 10).await;
+            assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..after));
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn corruption_followed_by_valid_data_refuses_to_open() {
+        // Proves damage that a torn write cannot explain (a valid batch far beyond it) makes the
+        // open fail with Corrupt instead of truncating acknowledged data.
+        let dir = TestDir::new("log-corrupt");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
+            // ~3 MiB of data: well beyond one write's reach from the start.
+            let mut value = 0;
+            for _ in 0..300 {
+                let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
+                builder.push(&Record {
+                    timestamp_delta: 0,
+                    key: None,
+                    value: Some(&[7u8; 10_000]),
+                    headers: &[],
+                });
+                let outcome = log.append_batch(builder.finish(), 0).unwrap();
+                value = outcome.end_offset();
+            }
+            log.wait_written(value).await.unwrap();
+            drop(log);
+            let log_path = path.join("topic-0").join(segment::file_name(0, "log"));
+            let mut bytes = std::fs::read(&log_path).unwrap();
+            bytes[100] ^= 0xFF; // Inside the first batch.
+            std::fs::write(&log_path, &bytes).unwrap();
+            let cache = Rc::new(ShardCache::new(0));
+            let error = PartitionLog::open(path.join("topic-0"), config, cache)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, LogError::Corrupt { offset: 0, .. }),
+                "{error}"
+            );
+        });
+    }
+
+    #[test]
+    fn segments_roll_and_reads_cross_them() {
+        // Proves segments roll at segment.bytes, each named by its base offset, and that reads
+        // and recovery (closed segments trusted through their index files) work across them.
+        let dir = TestDir::new("log-roll");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(16 * 1024, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
+            let total = append_numbered(&log, 2000).await;
+            let segments = log.segments.borrow().len();
+            assert!(segments > 5, "{segments} segments");
+            for segment in log.segments.borrow().iter() {
+                assert!(segment.sequenced_bytes() <= 16 * 1024);
+            }
+            assert_eq!(read_all(&log, 0, 3000).await, numbered(0..total));
+            assert_eq!(read_all(&log, 1234, 100_000).await, numbered(1234..total));
+            drop(log); // Unclean.
+            let log = open(&path, config.clone(), 0).await;
+            assert_eq!(log.segments.borrow().len(), segments);
+            assert_eq!(log.high_watermark(), total as i64);
+            assert_eq!(read_all(&log, 0, 7000).await, numbered(0..total));
+            let second = log.segments.borrow()[1].base_offset();
+            assert!(
+                path.join("topic-0")
+                    .join(segment::file_name(second, "index"))
+                    .exists()
+            );
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn idempotent_producer_duplicates_and_fencing() {
+        // Proves append_batch applies the producer-state rules: a retry is answered with the
+        // original offsets and appends nothing, gaps and old epochs are refused, and producer
+        // state survives a reopen (rebuilt by the recovery scan).
+        let dir = TestDir::new("log-idempotent");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 1 << 20).await;
+            let first = log.append_batch(idempotent_batch(0, 0, 3), 0).unwrap();
+            let second = log.append_batch(idempotent_batch(0, 3, 2), 0).unwrap();
+            assert_eq!((second.base_offset, second.last_offset), (3, 4));
+            let retry = log.append_batch(idempotent_batch(0, 0, 3), 0).unwrap();
+            assert!(retry.duplicate);
+            assert_eq!(
+                (retry.base_offset, retry.last_offset),
+                (first.base_offset, 2)
+            );
+            assert_eq!(log.log_end_offset(), 5);
+            assert!(matches!(
+                log.append_batch(idempotent_batch(0, 7, 1), 0),
+                Err(LogError::OutOfOrderSequence { expected: 5, .. })
+            ));
+            log.wait_written(5).await.unwrap();
+            drop(log);
+            let log = open(&path, config, 1 << 20).await;
+            let retry = log.append_batch(idempotent_batch(0, 3, 2), 0).unwrap();
+            assert!(retry.duplicate);
+            assert_eq!(retry.base_offset, 3);
+            log.append_batch(idempotent_batch(1, 0, 1), 0).unwrap();
+            assert!(matches!(
+                log.append_batch(idempotent_batch(0, 5, 1), 0),
+                Err(LogError::InvalidProducerEpoch { .. })
+            ));
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn log_append_time_rewrites_timestamp_and_keeps_the_crc_valid() {
+        // Proves a LogAppendTime topic stores the broker's time as max timestamp with the
+        // attribute set and a valid CRC, on disk and in the cache, and reports it.
+        let dir = TestDir::new("log-append-time");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::LogAppendTime);
+            for cache_bytes in [0, 1 << 20] {
+                let log = open(
+                    &path.join(cache_bytes.to_string()),
+                    config.clone(),
+                    cache_bytes,
+                )
+                .await;
+                let now_ms = 1_900_000_000_000;
+                let outcome = log.append_batch(batch(0, 3), now_ms).unwrap();
+                assert_eq!(outcome.log_append_time_ms, now_ms);
+                log.wait_written(outcome.end_offset()).await.unwrap();
+                let batches = log.read(0, 1 << 20).await.unwrap();
+                let header = record_batch::validate(&batches[0]).unwrap();
+                assert_eq!(header.max_timestamp.get(), now_ms);
+                assert_ne!(header.attributes.get() & ATTRIBUTE_LOG_APPEND_TIME, 0);
+                assert_eq!(
+                    log.offset_for_timestamp(now_ms).await.unwrap(),
+                    Some((0, now_ms))
+                );
+                log.close().await.unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn acks_all_waits_for_a_shared_fdatasync() {
+        // Proves wait_durable completes for many concurrent producers (their fdatasyncs are
+        // shared: at most one in flight) and that durability implies the write completed.
+        let dir = TestDir::new("log-durable");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let log = open(&path, topic(1 << 30, TimestampType::CreateTime), 1 << 20).await;
+            let mut waiters = Vec::new();
+            for i in 0..200u64 {
+                let outcome = log.append_batch(batch(i, 1), 0).unwrap();
+                let log = log.clone();
+                waiters.push(glommio::spawn_local(async move {
+                    log.wait_durable(outcome.end_offset()).await.unwrap();
+                    assert!(log.high_watermark() >= outcome.end_offset());
+                    assert!(log.durable_offset.get() >= outcome.end_offset());
+                }));
+            }
+            for waiter in waiters {
+                waiter.await;
+            }
+            assert_eq!(log.durable_offset.get(), 200);
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+        // Proves ListOffsets by time: the first record whose timestamp reaches the target, found
+        // through the time index across segments; None beyond the newest timestamp.
+        let dir = TestDir::new("log-time");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let log = open(&path, topic(16 * 1024, TimestampType::CreateTime), 0).await;
+            let total = append_numbered(&log, 3000).await as i64;
+            // Record n has timestamp BASE + n (see `batch`).
+            for n in [0, 1, 2, 777, 4000, total - 1] {
+                let found = log
+                    .offset_for_timestamp(BASE_TIMESTAMP_MS + n)
+                    .await
+                    .unwrap();
+                assert_eq!(found, Some((n, BASE_TIMESTAMP_MS + n)), "record {n}");
+            }
+            assert_eq!(
+                log.offset_for_timestamp(0).await.unwrap(),
+                Some((0, BASE_TIMESTAMP_MS))
+            );
+            assert_eq!(
+                log.offset_for_timestamp(BASE_TIMESTAMP_MS + total)
+                    .await
+                    .unwrap(),
+                None
+            );
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn delete_removes_the_partition_directory() {
+        // Proves delete closes the log and removes its directory.
+        let dir = TestDir::new("log-delete");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let log = open(&path, topic(1 << 30, TimestampType::CreateTime), 1 << 20).await;
+            append_numbered(&log, 10).await;
+            log.delete().await.unwrap();
+            assert!(!path.join("topic-0").exists());
+            assert!(matches!(
+                log.append_batch(batch(0, 1), 0),
+                Err(LogError::Closed)
+            ));
+        });
+    }
+
+    #[test]
+    fn batch_iter_sees_the_stored_bytes() {
+        // Proves what a fetch returns is a plain record set a client can split into batches.
+        let dir = TestDir::new("log-iter");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let log = open(&path, topic(1 << 30, TimestampType::CreateTime), 0).await;
+            append_numbered(&log, 20).await;
+            let batches = log.read(0, 1 << 20).await.unwrap();
+            let joined: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+            let count = BatchIter::new(Bytes::from(joined)).count();
+            assert_eq!(count, 20);
+            log.close().await.unwrap();
+        });
+    }
+}

@@ -1,0 +1,250 @@
+//! Idempotent-producer state of one partition, as Kafka's `ProducerStateManager` keeps it.
+//!
+//! For each producer id: its current epoch and the metadata of its last
+//! `PRODUCER_BATCHES_RETAINED` batches. `check` decides whether a batch is appended, is a
+//! duplicate of one already appended (answered with the original offsets, nothing appended), or
+//! is refused (fenced epoch, out-of-order sequence). Guarantees: `check` does not change state;
+//! `record` must be called, after `check` returned `Append`, with the offsets the batch was given.
+//! Callers must not `record` a batch whose `check` failed, nor batches with producer id < 0.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::error::LogError;
+
+/// Batches remembered per producer for duplicate detection: Kafka's value, matching the client's
+/// `max.in.flight.requests.per.connection` ≤ 5 for idempotence.
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// The identity and sequence range of one batch from an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// The producer id (≥ 0).
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the first record.
+    pub base_sequence: i32,
+    /// Offset of the last record relative to the first (records count - 1).
+    pub last_offset_delta: i32,
+}
+
+impl ProducerBatch {
+    /// Sequence of the last record; sequences wrap to 0 after `i32::MAX`.
+    pub fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already appended: answer with these offsets and append nothing.
+    Duplicate { base_offset: i64, last_offset: i64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BatchMetadata {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Debug)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMetadata>,
+}
+
+/// The idempotent-producer state of one partition.
+#[derive(Debug, Default)]
+pub struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// `sequence + increment` with Kafka's wrap to 0 after `i32::MAX`.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+impl ProducerState {
+    /// Decides whether `batch` is appended, a duplicate, or refused.
+    pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, LogError> {
+        let out_of_order = |expected| LogError::OutOfOrderSequence {
+            producer_id: batch.producer_id,
+            base_sequence: batch.base_sequence,
+            expected,
+        };
+        if batch.base_sequence < 0 {
+            return Err(out_of_order(0));
+        }
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            // No state (new producer, or its state was lost with old segments): any sequence.
+            return Ok(SequenceCheck::Append);
+        };
+        if batch.producer_epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id: batch.producer_id,
+                epoch: batch.producer_epoch,
+                current_epoch: entry.epoch,
+            });
+        }
+        if batch.producer_epoch > entry.epoch {
+            // A bumped epoch restarts the sequence.
+            return if batch.base_sequence == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(out_of_order(0))
+            };
+        }
+        let last_sequence = batch.last_sequence();
+        if let Some(duplicate) = entry.batches.iter().find(|metadata| {
+            metadata.first_sequence == batch.base_sequence
+                && metadata.last_sequence == last_sequence
+        }) {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: duplicate.base_offset,
+                last_offset: duplicate.last_offset,
+            });
+        }
+        let expected = entry.batches.back().map_or(batch.base_sequence, |last| {
+            increment_sequence(last.last_sequence, 1)
+        });
+        if batch.base_sequence == expected {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(out_of_order(expected))
+        }
+    }
+
+    /// Records an appended batch and the offsets it was given.
+    pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64) {
+        let metadata = BatchMetadata {
+            first_sequence: batch.base_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+            last_offset: base_offset + i64::from(batch.last_offset_delta),
+        };
+        let entry = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: batch.producer_epoch,
+                batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
+            });
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == PRODUCER_BATCHES_RETAINED {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(metadata);
+    }
+
+    /// Producers with state.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer has state.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(producer_epoch: i16, base_sequence: i32, records: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id: 7,
+            producer_epoch,
+            base_sequence,
+            last_offset_delta: records - 1,
+        }
+    }
+
+    #[test]
+    fn in_order_batches_append_and_retries_are_duplicates() {
+        // Proves consecutive sequences append, a retry of any of the last 5 batches is answered
+        // with its original offsets, and a gap or an older batch is out of order.
+        let mut state = ProducerState::default();
+        let mut base_offset = 100;
+        for i in 0..6 {
+            let b = batch(0, i * 3, 3);
+            assert_eq!(state.check(&b), Ok(SequenceCheck::Append));
+            state.record(&b, base_offset);
+            base_offset += 3;
+        }
+        assert_eq!(
+            state.check(&batch(0, 15, 3)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 115,
+                last_offset: 117
+            })
+        );
+        assert_eq!(
+            state.check(&batch(0, 3, 3)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 103,
+                last_offset: 105
+            })
+        );
+        // The first batch fell out of the last 5: no longer recognised.
+        assert!(matches!(
+            state.check(&batch(0, 0, 3)),
+            Err(LogError::OutOfOrderSequence { expected: 18, .. })
+        ));
+        assert!(matches!(
+            state.check(&batch(0, 19, 1)),
+            Err(LogError::OutOfOrderSequence { expected: 18, .. })
+        ));
+        assert_eq!(state.check(&batch(0, 18, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn epochs_fence_and_restart_sequences() {
+        // Proves an older epoch is fenced, a newer epoch must start at 0, and a producer with no
+        // state may start anywhere.
+        let mut state = ProducerState::default();
+        assert_eq!(state.check(&batch(3, 500, 2)), Ok(SequenceCheck::Append));
+        state.record(&batch(3, 500, 2), 0);
+        assert!(matches!(
+            state.check(&batch(2, 502, 1)),
+            Err(LogError::InvalidProducerEpoch {
+                current_epoch: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check(&batch(4, 5, 1)),
+            Err(LogError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(state.check(&batch(4, 0, 1)), Ok(SequenceCheck::Append));
+        state.record(&batch(4, 0, 1), 2);
+        assert_eq!(state.check(&batch(4, 1, 1)), Ok(SequenceCheck::Append));
+        assert!(state.check(&batch(4, -1, 1)).is_err());
+    }
+
+    #[test]
+    fn sequences_wrap_after_i32_max() {
+        // Proves the sequence after i32::MAX is 0, as Kafka's incrementSequence computes.
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        let mut state = ProducerState::default();
+        let near_end = batch(0, i32::MAX - 1, 2);
+        assert_eq!(near_end.last_sequence(), i32::MAX);
+        state.record(&near_end, 0);
+        assert_eq!(state.check(&batch(0, 0, 5)), Ok(SequenceCheck::Append));
+        let wrapping = batch(0, i32::MAX, 3);
+        assert_eq!(wrapping.last_sequence(), 1);
+    }
+}

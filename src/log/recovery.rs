@@ -1,0 +1,285 @@
+//! Recovery: finding a partition log's segments and where its data really ends, at open.
+//!
+//! A segment file is preallocated beyond its data, and a crash can leave a torn last write, so
+//! the logical end is found by scanning: batch by batch (length prefix, magic, CRC-32C via
+//! `record_batch::validate`, and offsets contiguous with the batch before). The end is the end of
+//! the last valid batch. Zeros after it are the normal preallocated tail; anything else there is
+//! a torn write and is cut off (the file is truncated to the logical end, so stale bytes can never
+//! be mistaken for data later). Scanning rebuilds the segment's indexes and the idempotent
+//! producer state.
+//!
+//! Guarantees: a batch is adopted only if its CRC checks; a valid batch found well beyond the
+//! damage (farther than one write could have reached, so not a torn write) makes the open fail
+//! with `LogError::Corrupt` instead of truncating acknowledged data away.
+//!
+//! Which segments are scanned: the last (active) one always. A closed segment was trimmed to its
+//! size, synced, and had its index files written (atomically) when it rolled, so one with both
+//! index files is trusted; one without (a crash during the roll) is scanned too.
+//! Callers must not use the directory's files while recovery runs.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::io::DirectFile;
+use crate::protocol::record_batch::{self, BATCH_LENGTH_PREFIX_BYTES, RECORD_BATCH_HEADER_BYTES};
+
+use super::error::LogError;
+use super::producer_state::{ProducerBatch, ProducerState};
+use super::segment::{self, Segment, TEMP_SUFFIX};
+
+/// Bytes read per step while scanning a segment.
+pub const SCAN_READ_BYTES: usize = 1024 * 1024;
+
+/// Name of the file written at clean close and removed at open.
+pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean-shutdown";
+
+/// What recovery found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Segments in base-offset order; the last one is active, its file open and trimmed to its
+    /// logical size.
+    pub segments: Vec<Rc<Segment>>,
+    /// Idempotent producer state rebuilt from the scanned segments.
+    pub producers: ProducerState,
+    /// Whether the previous run closed the log cleanly.
+    pub clean_shutdown: bool,
+}
+
+/// Lists, checks and opens the segments in `dir` (created if missing). `write_bytes_max` bounds
+/// how far a single torn write can reach (see `find_valid_batch_after`).
+pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogError> {
+    let (base_offsets, clean_shutdown) = list_segments(dir).await?;
+    let mut producers = ProducerState::default();
+    let mut segments = Vec::with_capacity(base_offsets.len().max(1));
+    let last_index = base_offsets.len().saturating_sub(1);
+    for (i, &base_offset) in base_offsets.iter().enumerate() {
+        glommio::yield_if_needed().await;
+        let segment = Segment::new(dir, base_offset);
+        let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
+        segment.set_file(file.clone());
+        let size_bytes = file.file_size().await?;
+        let next_base = base_offsets.get(i + 1).copied();
+        let loaded = if i == last_index {
+            None
+        } else {
+            segment.load_indexes(size_bytes).await
+        };
+        match (loaded, next_base) {
+            (Some((index, time_index)), Some(next_offset)) => {
+                segment.restore_closed(size_bytes, next_offset, index, time_index);
+            }
+            _ => {
+                let end = scan_segment(&segment, &file, &mut producers, write_bytes_max).await?;
+                if end < size_bytes {
+                    // Cut the torn tail and the stale preallocated bytes: the file ends at the data.
+                    file.truncate(end).await?;
+                }
+            }
+        }
+        segments.push(segment);
+    }
+    if segments.is_empty() {
+        let segment = Segment::new(dir, 0);
+        let file = DirectFile::open_or_create(&segment.log_path()).await?;
+        segment.set_file(Rc::new(file));
+        segments.push(segment);
+    }
+    tracing::debug!(dir = %dir.display(), segments = segments.len(), clean_shutdown, "log recovered");
+    Ok(Recovered {
+        segments,
+        producers,
+        clean_shutdown,
+    })
+}
+
+/// The base offsets of the `.log` files in `dir` (sorted), and whether a clean-shutdown marker
+/// was there. Creates the directory, removes temp files and the marker (syncing the directory,
+/// so a crash from now on is never mistaken for a clean shutdown).
+async fn list_segments(dir: &Path) -> Result<(Vec<i64>, bool), LogError> {
+    let dir: PathBuf = dir.to_owned();
+    let listed = glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<(Vec<i64>, bool)> {
+            std::fs::create_dir_all(&dir)?;
+            let mut base_offsets = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(TEMP_SUFFIX) {
+                    std::fs::remove_file(entry.path())?;
+                } else if let Some(base_offset) = segment::parse_log_file_name(&name) {
+                    base_offsets.push(base_offset);
+                }
+            }
+            base_offsets.sort_unstable();
+            let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+            let clean_shutdown = marker.exists();
+            if clean_shutdown {
+                std::fs::remove_file(&marker)?;
+            }
+            std::fs::File::open(&dir)?.sync_all()?;
+            Ok((base_offsets, clean_shutdown))
+        })
+        .await?;
+    Ok(listed)
+}
+
+/// Scans `segment`'s file from the start, adopting every valid, contiguous batch into the
+/// segment (indexes, sizes) and `producers`. Returns the logical end (file position after the
+/// last valid batch).
+async fn scan_segment(
+    segment: &Segment,
+    file: &DirectFile,
+    producers: &mut ProducerState,
+    write_bytes_max: u64,
+) -> Result<u64, LogError> {
+    let file_size_bytes = file.file_size().await?;
+    let mut position = 0u64;
+    // Bytes of the file from `position` on, read ahead.
+    let mut buffer = BytesMut::new();
+    let mut end_of_file = false;
+    loop {
+        glommio::yield_if_needed().await;
+        let size = match record_batch::batch_size(&buffer) {
+            Ok(Some(size)) => size,
+            Ok(None) if !end_of_file => {
+                read_more(file, position, &mut buffer, &mut end_of_file, 0).await?;
+                continue;
+            }
+            Ok(None) => break,
+            Err(_) => break, // Zeros (the preallocated tail) or a torn length.
+        };
+        if position + size as u64 > file_size_bytes {
+            break; // A length no write could have produced here.
+        }
+        if buffer.len() < size {
+            read_more(file, position, &mut buffer, &mut end_of_file, size).await?;
+            if buffer.len() < size {
+                break;
+            }
+            continue;
+        }
+        let batch = buffer.split_to(size).freeze();
+        if !adopt_batch(segment, &batch, producers) {
+            buffer = BytesMut::from(&batch[..]); // Keep the damaged bytes for the report below.
+            break;
+        }
+        position += size as u64;
+    }
+    let damaged = !buffer.is_empty() && buffer.iter().take(BLOCK_PROBE_BYTES).any(|&b| b != 0);
+    if damaged {
+        if let Some(found) =
+            find_valid_batch_after(file, position, file_size_bytes, write_bytes_max).await?
+        {
+            return Err(LogError::Corrupt {
+                offset: segment.next_offset(),
+                file_position: position,
+                path: file.path().display().to_string(),
+                reason: format!("invalid batch followed by a valid batch at file position {found}"),
+            });
+        }
+        tracing::warn!(
+            path = %file.path().display(),
+            file_position = position,
+            next_offset = segment.next_offset(),
+            "truncating a torn tail"
+        );
+    }
+    segment.set_written_bytes(position);
+    Ok(position)
+}
+
+/// Bytes after the last valid batch checked for being the zeroed (preallocated) tail.
+const BLOCK_PROBE_BYTES: usize = BATCH_LENGTH_PREFIX_BYTES;
+
+/// Appends the file's bytes after what `buffer` holds (it holds the file from `position`), at
+/// least `SCAN_READ_BYTES` or what is needed to reach `needed_bytes`.
+async fn read_more(
+    file: &DirectFile,
+    position: u64,
+    buffer: &mut BytesMut,
+    end_of_file: &mut bool,
+    needed_bytes: usize,
+) -> Result<(), LogError> {
+    let want = SCAN_READ_BYTES.max(needed_bytes.saturating_sub(buffer.len()));
+    let read = file.read_at(position + buffer.len() as u64, want).await?;
+    if read.len() < want {
+        *end_of_file = true;
+    }
+    buffer.extend_from_slice(&read);
+    Ok(())
+}
+
+/// Adopts one batch found by a scan if it is valid and continues the offsets. Returns false at
+/// the end of the valid data.
+fn adopt_batch(segment: &Segment, batch: &Bytes, producers: &mut ProducerState) -> bool {
+    let Ok(header) = record_batch::validate(batch) else {
+        return false;
+    };
+    let base_offset = header.base_offset.get();
+    if base_offset != segment.next_offset() {
+        // A valid batch from an older write at this position (stale bytes), not the next one.
+        return false;
+    }
+    let last_offset = base_offset + i64::from(header.last_offset_delta.get());
+    let producer_id = header.producer_id.get();
+    if producer_id >= 0 {
+        let batch_identity = ProducerBatch {
+            producer_id,
+            producer_epoch: header.producer_epoch.get(),
+            base_sequence: header.base_sequence.get(),
+            last_offset_delta: header.last_offset_delta.get(),
+        };
+        producers.record(&batch_identity, base_offset);
+    }
+    let max_timestamp_ms = header.max_timestamp.get();
+    segment.on_sequenced(
+        base_offset,
+        last_offset,
+        max_timestamp_ms,
+        batch.len() as u64,
+    );
+    true
+}
+
+/// Looks for a valid batch starting beyond the reach of a torn write: the last write before a
+/// crash starts at most one block before the damage and is at most `write_bytes_max` long, so a
+/// valid batch starting after that was written earlier and acknowledged, and the damage is
+/// corruption, not a torn tail. Checks every byte position (batches are not aligned); zeros fail
+/// at the length check, so the preallocated tail scans quickly.
+async fn find_valid_batch_after(
+    file: &DirectFile,
+    damage_position: u64,
+    file_size_bytes: u64,
+    write_bytes_max: u64,
+) -> Result<Option<u64>, LogError> {
+    let mut position = damage_position + write_bytes_max + crate::config::BLOCK_BYTES;
+    while position + (RECORD_BATCH_HEADER_BYTES as u64) <= file_size_bytes {
+        glommio::yield_if_needed().await;
+        let window = file.read_at(position, SCAN_READ_BYTES).await?;
+        if window.is_empty() {
+            break;
+        }
+        for start in 0..window.len() {
+            let Ok(Some(size)) = record_batch::batch_size(&window[start..]) else {
+                continue;
+            };
+            let batch_position = position + start as u64;
+            if batch_position + size as u64 > file_size_bytes {
+                continue;
+            }
+            let candidate = if start + size <= window.len() {
+                window.slice(start..start + size)
+            } else {
+                file.read_at(batch_position, size).await?
+            };
+            if record_batch::validate(&candidate).is_ok() {
+                return Ok(Some(batch_position));
+            }
+        }
+        position += window.len() as u64;
+    }
+    Ok(None)
+}

@@ -1,0 +1,292 @@
+//! `Segment`: one file of a partition log, `<20-digit base offset>.log`, with its `.index` and
+//! `.timeindex` beside it in `DATA_DIR/<topic>-<partition>/`.
+//!
+//! A segment knows its base offset, its in-memory indexes, and two logical sizes: bytes
+//! *sequenced* (batches given offsets, maybe not written yet) and bytes *written* (completed
+//! O_DIRECT writes; readers never read past it). The file itself is preallocated beyond both, so
+//! its size says nothing about where the data ends. Guarantees: sequenced ≥ written; index entries
+//! point at batch starts. Callers must: feed `on_sequenced` batches in offset order, and read only
+//! below `written_bytes`. The `.log` file handle appears when the writer creates the file (a
+//! segment rolled to is sequenced into before its file exists; nothing reads it until written).
+
+use std::cell::{Cell, Ref, RefCell};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::io::DirectFile;
+
+use super::index::{INDEX_INTERVAL_BYTES, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+/// Extension of the log file.
+pub const LOG_EXTENSION: &str = "log";
+/// Extension of the offset index file.
+pub const INDEX_EXTENSION: &str = "index";
+/// Extension of the time index file.
+pub const TIME_INDEX_EXTENSION: &str = "timeindex";
+/// Suffix of a file being written, renamed into place when complete (removed at open).
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// `<20-digit base offset>.<extension>`, Kafka's naming.
+pub fn file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+/// The base offset of a segment's `.log` file name, if it is one.
+pub fn parse_log_file_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    file: RefCell<Option<Rc<DirectFile>>>,
+    sequenced_bytes: Cell<u64>,
+    written_bytes: Cell<u64>,
+    /// One past the last offset sequenced into this segment.
+    next_offset: Cell<i64>,
+    /// Largest batch max timestamp sequenced (-1 when empty).
+    max_timestamp_ms: Cell<i64>,
+    bytes_since_index_entry: Cell<u64>,
+    index: RefCell<OffsetIndex>,
+    time_index: RefCell<TimeIndex>,
+}
+
+impl Segment {
+    /// An empty segment starting at `base_offset`, without a file yet.
+    pub fn new(dir: &Path, base_offset: i64) -> Rc<Self> {
+        Rc::new(Self {
+            base_offset,
+            dir: dir.to_owned(),
+            file: RefCell::new(None),
+            sequenced_bytes: Cell::new(0),
+            written_bytes: Cell::new(0),
+            next_offset: Cell::new(base_offset),
+            max_timestamp_ms: Cell::new(-1),
+            bytes_since_index_entry: Cell::new(0),
+            index: RefCell::new(OffsetIndex::default()),
+            time_index: RefCell::new(TimeIndex::default()),
+        })
+    }
+
+    /// First offset of the segment.
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// One past the last offset sequenced into the segment.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.get()
+    }
+
+    /// Logical size including batches not written yet.
+    pub fn sequenced_bytes(&self) -> u64 {
+        self.sequenced_bytes.get()
+    }
+
+    /// Logical size of what has been written; readers stay below it.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.get()
+    }
+
+    /// Records a completed write: the data now ends at `written_bytes`.
+    pub fn set_written_bytes(&self, written_bytes: u64) {
+        assert!(written_bytes >= self.written_bytes.get());
+        assert!(written_bytes <= self.sequenced_bytes.get());
+        self.written_bytes.set(written_bytes);
+    }
+
+    /// Largest batch max timestamp in the segment, or -1.
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.max_timestamp_ms.get()
+    }
+
+    /// The `.log` file, once it exists.
+    pub fn file(&self) -> Option<Rc<DirectFile>> {
+        self.file.borrow().clone()
+    }
+
+    /// Attaches the opened `.log` file.
+    pub fn set_file(&self, file: Rc<DirectFile>) {
+        *self.file.borrow_mut() = Some(file);
+    }
+
+    /// Detaches the `.log` file (at close).
+    pub fn take_file(&self) -> Option<Rc<DirectFile>> {
+        self.file.borrow_mut().take()
+    }
+
+    /// Path of the `.log` file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, LOG_EXTENSION))
+    }
+
+    /// Path of the `.index` file.
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, INDEX_EXTENSION))
+    }
+
+    /// Path of the `.timeindex` file.
+    pub fn time_index_path(&self) -> PathBuf {
+        self.dir
+            .join(file_name(self.base_offset, TIME_INDEX_EXTENSION))
+    }
+
+    /// The offset index.
+    pub fn index(&self) -> Ref<'_, OffsetIndex> {
+        self.index.borrow()
+    }
+
+    /// The time index.
+    pub fn time_index(&self) -> Ref<'_, TimeIndex> {
+        self.time_index.borrow()
+    }
+
+    /// Offset relative to the base, as the indexes store it. Segments roll before it overflows.
+    pub fn relative_offset(&self, offset: i64) -> u32 {
+        u32::try_from(offset - self.base_offset).expect("segment rolled before u32 overflow")
+    }
+
+    /// Records a batch placed at the end of the segment (sequenced, or found by recovery): moves
+    /// the sequenced end, and adds index entries every `INDEX_INTERVAL_BYTES`.
+    pub fn on_sequenced(
+        &self,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp_ms: i64,
+        len_bytes: u64,
+    ) {
+        assert!(
+            base_offset == self.next_offset.get(),
+            "offsets must be contiguous"
+        );
+        let file_position = self.sequenced_bytes.get();
+        if self.bytes_since_index_entry.get() >= INDEX_INTERVAL_BYTES {
+            let relative_offset = self.relative_offset(base_offset);
+            self.index.borrow_mut().push(OffsetEntry {
+                relative_offset,
+                file_position: u32::try_from(file_position).expect("segment below 4 GiB"),
+            });
+            self.time_index.borrow_mut().push(TimeEntry {
+                timestamp_ms: self.max_timestamp_ms.get().max(max_timestamp_ms),
+                relative_offset,
+            });
+            self.bytes_since_index_entry.set(0);
+        }
+        self.bytes_since_index_entry
+            .set(self.bytes_since_index_entry.get() + len_bytes);
+        self.max_timestamp_ms
+            .set(self.max_timestamp_ms.get().max(max_timestamp_ms));
+        self.sequenced_bytes.set(file_position + len_bytes);
+        self.next_offset.set(last_offset + 1);
+    }
+
+    /// Adopts the state of a closed segment whose indexes were loaded from disk: its size is its
+    /// file size (trimmed at roll), its offsets end at `next_offset`.
+    pub fn restore_closed(
+        &self,
+        size_bytes: u64,
+        next_offset: i64,
+        index: OffsetIndex,
+        time_index: TimeIndex,
+    ) {
+        self.max_timestamp_ms
+            .set(time_index.last().map_or(-1, |entry| entry.timestamp_ms));
+        *self.index.borrow_mut() = index;
+        *self.time_index.borrow_mut() = time_index;
+        self.sequenced_bytes.set(size_bytes);
+        self.written_bytes.set(size_bytes);
+        self.next_offset.set(next_offset);
+    }
+
+    /// Writes `.index` and `.timeindex` (temp file, fsync, rename, directory fsync), so a file
+    /// under the final name is always complete. Runs on glommio's blocking thread pool.
+    pub async fn persist_indexes(&self) -> io::Result<()> {
+        let index = self.index.borrow().encode();
+        let time_index = self.time_index.borrow().encode();
+        let jobs = [
+            (self.index_path(), index),
+            (self.time_index_path(), time_index),
+        ];
+        let dir = self.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || {
+                for (path, bytes) in jobs {
+                    write_file_atomically(&path, &bytes)?;
+                }
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+    }
+
+    /// Reads the `.index` and `.timeindex` files; `None` if either is missing or damaged.
+    pub async fn load_indexes(&self, size_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
+        let paths = (self.index_path(), self.time_index_path());
+        let (index, time_index) = glommio::executor()
+            .spawn_blocking(move || {
+                let index = std::fs::read(&paths.0).ok()?;
+                let time_index = std::fs::read(&paths.1).ok()?;
+                Some((index, time_index))
+            })
+            .await?;
+        Some((
+            OffsetIndex::decode(&index, size_bytes)?,
+            TimeIndex::decode(&time_index)?,
+        ))
+    }
+}
+
+/// Writes `bytes` to `path` via `path.tmp`, fsync and rename. Blocking: call off the executor.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(TEMP_SUFFIX);
+    let temp = PathBuf::from(temp);
+    std::fs::write(&temp, bytes)?;
+    std::fs::File::open(&temp)?.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_twenty_digits_and_parse_back() {
+        // Proves Kafka's segment naming round-trips and other names are not segments.
+        assert_eq!(file_name(0, LOG_EXTENSION), "00000000000000000000.log");
+        assert_eq!(
+            file_name(1234, INDEX_EXTENSION),
+            "00000000000000001234.index"
+        );
+        assert_eq!(parse_log_file_name("00000000000000001234.log"), Some(1234));
+        assert_eq!(parse_log_file_name("00000000000000001234.index"), None);
+        assert_eq!(parse_log_file_name("1234.log"), None);
+        assert_eq!(parse_log_file_name("0000000000000000123x.log"), None);
+        assert_eq!(parse_log_file_name(".iopoll-probe"), None);
+    }
+
+    #[test]
+    fn index_entries_every_interval() {
+        // Proves an index entry is added at the first batch after each INDEX_INTERVAL_BYTES, and
+        // that it points at that batch's file position.
+        let segment = Segment::new(Path::new("/nonexistent"), 100);
+        for i in 0..10 {
+            segment.on_sequenced(100 + i * 2, 101 + i * 2, 1000 + i, 3000);
+        }
+        let index = segment.index();
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.lookup(2), None);
+        let first = index.lookup(5).unwrap();
+        assert_eq!(first.relative_offset, 4);
+        assert_eq!(first.file_position, 6000);
+        assert_eq!(segment.next_offset(), 120);
+        assert_eq!(segment.sequenced_bytes(), 30_000);
+        assert_eq!(segment.max_timestamp_ms(), 1009);
+    }
+}

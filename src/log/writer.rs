@@ -1,0 +1,163 @@
+//! The writer: one local task per partition that turns pending batches into O_DIRECT writes.
+//!
+//! It sleeps until `append_batch` signals work, then takes *all* pending batches of the active
+//! segment (up to `WRITE_BYTES_MAX`) into one write: batches sequenced while that write is in
+//! flight wait and go out together in the next one (group commit). When the pending batches move
+//! to a new segment it rolls: trims the old file to its data, fdatasyncs it, writes its index
+//! files, and creates the new file.
+//!
+//! Guarantees: one write in flight per partition (the `Appender` is owned by this task); the high
+//! watermark moves only after the write holding those offsets completed, and waiters are woken
+//! then. ENOSPC: the waiters get `LogError::NoSpace` and the same write is retried every
+//! `NO_SPACE_RETRY_INTERVAL`; any other write failure poisons the partition and the task ends.
+//! The task holds only a weak reference between writes, so dropping the log ends it.
+
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::io::DirectFile;
+
+use super::appender::Appender;
+use super::error::LogError;
+use super::partition::{PartitionLog, PendingBatch, WRITE_BYTES_MAX};
+use super::segment::Segment;
+use super::signal::Signal;
+
+/// How long the writer waits before retrying a write that failed with ENOSPC.
+pub const NO_SPACE_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+enum Next {
+    Idle,
+    Write(Vec<PendingBatch>),
+    Roll(Rc<Segment>),
+}
+
+/// The writer task's body.
+pub(super) async fn run(
+    log: Weak<PartitionLog>,
+    work: Rc<Signal>,
+    mut appender: Appender,
+    mut segment: Rc<Segment>,
+) {
+    loop {
+        let listener = work.listen();
+        let Some(log) = log.upgrade() else {
+            return;
+        };
+        if log.poison.borrow().is_some() {
+            break;
+        }
+        match take_next(&log, &segment) {
+            Next::Idle if log.closing.get() => break,
+            Next::Idle => {
+                drop(log);
+                listener.await;
+            }
+            Next::Write(batches) => write(&log, &mut appender, &segment, batches).await,
+            Next::Roll(next) => match roll(&appender, &segment, &next, &log).await {
+                Ok(next_appender) => {
+                    appender = next_appender;
+                    segment = next;
+                }
+                Err(error) => log.poison_with(format!("segment roll failed: {error}")),
+            },
+        }
+    }
+    if let Some(log) = log.upgrade() {
+        log.writer_done.set(true);
+        log.durable.notify();
+        log.watermark.notify();
+    }
+}
+
+/// The pending batches of `segment` for the next write, a roll when they belong to a newer
+/// segment, or idle.
+fn take_next(log: &PartitionLog, segment: &Rc<Segment>) -> Next {
+    let mut pending = log.pending.borrow_mut();
+    let Some(first) = pending.front() else {
+        return Next::Idle;
+    };
+    if !Rc::ptr_eq(&first.segment, segment) {
+        return Next::Roll(first.segment.clone());
+    }
+    let mut batches = Vec::new();
+    let mut total_bytes = 0;
+    while let Some(next) = pending.front() {
+        let fits = batches.is_empty() || total_bytes + next.bytes.len() <= WRITE_BYTES_MAX;
+        if !Rc::ptr_eq(&next.segment, segment) || !fits {
+            break;
+        }
+        total_bytes += next.bytes.len();
+        batches.push(pending.pop_front().expect("front checked"));
+    }
+    Next::Write(batches)
+}
+
+/// Writes `batches` and publishes them (segment size, high watermark), retrying on ENOSPC.
+async fn write(
+    log: &PartitionLog,
+    appender: &mut Appender,
+    segment: &Segment,
+    batches: Vec<PendingBatch>,
+) {
+    let chunks: Vec<Bytes> = batches.iter().map(|batch| batch.bytes.clone()).collect();
+    let end_offset = batches.last().expect("a write has batches").end_offset;
+    loop {
+        match appender.append(&chunks).await {
+            Ok(logical_size_bytes) => {
+                segment.set_written_bytes(logical_size_bytes);
+                note_unsynced(log, appender.file());
+                assert!(
+                    end_offset > log.high_watermark.get(),
+                    "high watermark only grows"
+                );
+                log.high_watermark.set(end_offset);
+                log.watermark.notify();
+                return;
+            }
+            Err(error) => {
+                let error = LogError::from_io(&error);
+                if !matches!(error, LogError::NoSpace(_)) {
+                    log.poison_with(format!("write failed: {error}"));
+                    return;
+                }
+                tracing::warn!(dir = %log.dir.display(), %error, "write failed; retrying");
+                *log.last_write_error.borrow_mut() = Some(error);
+                log.write_failures.set(log.write_failures.get() + 1);
+                log.watermark.notify();
+                glommio::timer::sleep(NO_SPACE_RETRY_INTERVAL).await;
+                if log.poison.borrow().is_some() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Remembers that `file` has data the next fdatasync must cover.
+fn note_unsynced(log: &PartitionLog, file: &Rc<DirectFile>) {
+    let mut unsynced = log.unsynced_files.borrow_mut();
+    if !unsynced.iter().any(|known| Rc::ptr_eq(known, file)) {
+        unsynced.push(file.clone());
+    }
+}
+
+/// Finishes `old` (trim to its data, fdatasync, index files) and opens `next`'s new file.
+async fn roll(
+    appender: &Appender,
+    old: &Segment,
+    next: &Rc<Segment>,
+    log: &PartitionLog,
+) -> Result<Appender, LogError> {
+    let file = appender.file();
+    assert!(appender.logical_size_bytes() == old.sequenced_bytes());
+    file.truncate(appender.logical_size_bytes()).await?;
+    file.fdatasync().await?;
+    old.persist_indexes().await?;
+    let next_file = Rc::new(DirectFile::open_or_create(&next.log_path()).await?);
+    next.set_file(next_file.clone());
+    let limit_bytes = log.config.topic.segment_bytes;
+    Ok(Appender::open(next_file, 0, limit_bytes).await?)
+}
