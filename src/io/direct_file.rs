@@ -25,7 +25,7 @@ use crate::config::BLOCK_BYTES;
 /// usually 128 KiB-2 MiB; splitting below the device limit only costs a few more requests).
 pub const READ_CHUNK_BYTES_MAX: usize = 512 * 1024;
 
-const _: () = assert!(READ_CHUNK_BYTES_MAX as u64 % BLOCK_BYTES == 0);
+const _: () = assert!((READ_CHUNK_BYTES_MAX as u64).is_multiple_of(BLOCK_BYTES));
 
 /// Rounds `value` down to a block boundary.
 pub fn align_down(value: u64) -> u64 {
@@ -120,9 +120,12 @@ impl DirectFile {
 
     /// Writes the whole buffer at `file_position`. A short write is an error.
     pub async fn write_at(&self, buffer: AlignedBuffer, file_position: u64) -> io::Result<()> {
-        assert!(file_position % BLOCK_BYTES == 0, "unaligned write position");
         assert!(
-            buffer.len() as u64 % BLOCK_BYTES == 0,
+            file_position.is_multiple_of(BLOCK_BYTES),
+            "unaligned write position"
+        );
+        assert!(
+            (buffer.len() as u64).is_multiple_of(BLOCK_BYTES),
             "unaligned write length"
         );
         let len_bytes = buffer.len();
