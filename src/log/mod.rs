@@ -5,7 +5,8 @@
 //! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
 //! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open),
-//! `producer_state` (idempotent producers), `signal` (wake-ups), `error` (`LogError`).
+//! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
+//! `signal` (wake-ups), `error` (`LogError`).
 //!
 //! Everything here is `!Send` and belongs to one shard. Callers must run
 //! `io::probe::probe_iopoll` on the executor before opening a log.
@@ -19,6 +20,7 @@ pub mod producer_state;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod shutdown_marker;
 pub mod signal;
 mod writer;
 

@@ -32,8 +32,9 @@ use super::appender::Appender;
 use super::cache::{CacheKey, CachedBatch, ShardCache};
 use super::error::LogError;
 use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
-use super::recovery::{self, CLEAN_SHUTDOWN_FILE_NAME};
+use super::recovery;
 use super::segment::{self, Segment};
+use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 use super::signal::{Listener, Signal};
 use super::{reader, writer};
 
@@ -469,12 +470,17 @@ impl PartitionLog {
         }
         active.persist_indexes().await?;
         self.unsynced_files.borrow_mut().clear();
-        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE_NAME);
-        let log_end_offset = self.log_end_offset.get();
+        let marker = ShutdownMarker {
+            log_end_offset: self.log_end_offset.get(),
+            active_base_offset: active.base_offset(),
+            active_size_bytes: active.written_bytes(),
+            // The log is closing: nothing appends any more.
+            producers: std::mem::take(&mut *self.producers.borrow_mut()),
+        }
+        .encode();
+        let marker_path = self.dir.join(SHUTDOWN_MARKER_FILE_NAME);
         glommio::executor()
-            .spawn_blocking(move || {
-                segment::write_file_atomically(&marker, &log_end_offset.to_le_bytes())
-            })
+            .spawn_blocking(move || segment::write_file_atomically(&marker_path, &marker))
             .await?;
         self.close_files(&segments).await;
         self.cache.unregister(self.cache_key);
@@ -695,11 +701,20 @@ mod tests {
             let total = append_numbered(&log, 1000).await;
             log.close().await.unwrap();
             drop(log);
-            assert!(path.join("topic-0").join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+            assert!(
+                path.join("topic-0")
+                    .join(SHUTDOWN_MARKER_FILE_NAME)
+                    .exists()
+            );
 
             let log = open(&path, config.clone(), 0).await;
             assert_eq!(log.high_watermark(), total as i64);
-            assert!(!path.join("topic-0").join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+            assert!(
+                !path
+                    .join("topic-0")
+                    .join(SHUTDOWN_MARKER_FILE_NAME)
+                    .exists()
+            );
             let more = append_numbered(&log, 777).await;
             drop(log); // Unclean: no close.
 
@@ -845,7 +860,7 @@ mod tests {
             ));
             log.wait_written(5).await.unwrap();
             drop(log);
-            let log = open(&path, config, 1 << 20).await;
+            let log = open(&path, config.clone(), 1 << 20).await;
             let retry = log.append_batch(idempotent_batch(0, 3, 2), 0).unwrap();
             assert!(retry.duplicate);
             assert_eq!(retry.base_offset, 3);
@@ -854,6 +869,14 @@ mod tests {
                 log.append_batch(idempotent_batch(0, 5, 1), 0),
                 Err(LogError::InvalidProducerEpoch { .. })
             ));
+            log.close().await.unwrap();
+            drop(log);
+            // A clean close: the state comes back from the shutdown marker, not a scan.
+            let log = open(&path, config, 1 << 20).await;
+            let retry = log.append_batch(idempotent_batch(1, 0, 1), 0).unwrap();
+            assert!(retry.duplicate);
+            assert_eq!(retry.base_offset, 5);
+            assert_eq!(log.log_end_offset(), 6);
             log.close().await.unwrap();
         });
     }
@@ -923,7 +946,8 @@ mod tests {
         let dir = TestDir::new("log-time");
         let path = dir.path.clone();
         run_in_executor(dir.path.clone(), move || async move {
-            let log = open(&path, topic(16 * 1024, TimestampType::CreateTime), 0).await;
+            let config = topic(16 * 1024, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
             let total = append_numbered(&log, 3000).await as i64;
             // Record n has timestamp BASE + n (see `batch`).
             for n in [0, 1, 2, 777, 4000, total - 1] {
@@ -932,6 +956,17 @@ mod tests {
                     .await
                     .unwrap();
                 assert_eq!(found, Some((n, BASE_TIMESTAMP_MS + n)), "record {n}");
+            }
+            log.close().await.unwrap();
+            drop(log);
+            // Again with every segment's indexes loaded from their files.
+            let log = open(&path, config, 0).await;
+            for n in [0, 1, 2, 777, 4000, total - 1] {
+                let found = log
+                    .offset_for_timestamp(BASE_TIMESTAMP_MS + n)
+                    .await
+                    .unwrap();
+                assert_eq!(found, Some((n, BASE_TIMESTAMP_MS + n)), "after reopen {n}");
             }
             assert_eq!(
                 log.offset_for_timestamp(0).await.unwrap(),

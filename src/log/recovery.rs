@@ -12,9 +12,11 @@
 //! damage (farther than one write could have reached, so not a torn write) makes the open fail
 //! with `LogError::Corrupt` instead of truncating acknowledged data away.
 //!
-//! Which segments are scanned: the last (active) one always. A closed segment was trimmed to its
-//! size, synced, and had its index files written (atomically) when it rolled, so one with both
-//! index files is trusted; one without (a crash during the roll) is scanned too.
+//! Which segments are scanned: the last (active) one, unless a clean-shutdown marker says where
+//! its data ends (its index files and the producer state are then loaded instead). A closed
+//! segment was trimmed to its size, synced, and had its index files written (atomically) when it
+//! rolled, so one with both index files is trusted; one without (a crash during the roll) is
+//! scanned too.
 //! Callers must not use the directory's files while recovery runs.
 
 use std::path::{Path, PathBuf};
@@ -28,12 +30,10 @@ use crate::protocol::record_batch::{self, BATCH_LENGTH_PREFIX_BYTES, RECORD_BATC
 use super::error::LogError;
 use super::producer_state::{ProducerBatch, ProducerState};
 use super::segment::{self, Segment, TEMP_SUFFIX};
+use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 
 /// Bytes read per step while scanning a segment.
 pub const SCAN_READ_BYTES: usize = 1024 * 1024;
-
-/// Name of the file written at clean close and removed at open.
-pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean-shutdown";
 
 /// What recovery found.
 #[derive(Debug)]
@@ -50,7 +50,8 @@ pub struct Recovered {
 /// Lists, checks and opens the segments in `dir` (created if missing). `write_bytes_max` bounds
 /// how far a single torn write can reach (see `find_valid_batch_after`).
 pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogError> {
-    let (base_offsets, clean_shutdown) = list_segments(dir).await?;
+    let (base_offsets, mut marker) = list_segments(dir).await?;
+    let clean_shutdown = marker.is_some();
     let mut producers = ProducerState::default();
     let mut segments = Vec::with_capacity(base_offsets.len().max(1));
     let last_index = base_offsets.len().saturating_sub(1);
@@ -61,6 +62,16 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         segment.set_file(file.clone());
         let size_bytes = file.file_size().await?;
         let next_base = base_offsets.get(i + 1).copied();
+        if i == last_index {
+            if let Some(marker) = marker.take() {
+                if restore_active(&segment, size_bytes, &marker).await {
+                    producers = marker.producers;
+                    segments.push(segment);
+                    continue;
+                }
+                tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match; scanning");
+            }
+        }
         let loaded = if i == last_index {
             None
         } else {
@@ -68,7 +79,7 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         };
         match (loaded, next_base) {
             (Some((index, time_index)), Some(next_offset)) => {
-                segment.restore_closed(size_bytes, next_offset, index, time_index);
+                segment.restore(size_bytes, next_offset, index, time_index);
             }
             _ => {
                 let end = scan_segment(&segment, &file, &mut producers, write_bytes_max).await?;
@@ -94,13 +105,34 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
     })
 }
 
-/// The base offsets of the `.log` files in `dir` (sorted), and whether a clean-shutdown marker
-/// was there. Creates the directory, removes temp files and the marker (syncing the directory,
-/// so a crash from now on is never mistaken for a clean shutdown).
-async fn list_segments(dir: &Path) -> Result<(Vec<i64>, bool), LogError> {
+/// Restores the active segment from a clean-shutdown marker and its index files. False if they
+/// do not fit together (the segment is then scanned).
+async fn restore_active(segment: &Segment, size_bytes: u64, marker: &ShutdownMarker) -> bool {
+    if marker.active_base_offset != segment.base_offset()
+        || marker.active_size_bytes > size_bytes
+        || marker.log_end_offset < segment.base_offset()
+    {
+        return false;
+    }
+    let Some((index, time_index)) = segment.load_indexes(marker.active_size_bytes).await else {
+        return false;
+    };
+    segment.restore(
+        marker.active_size_bytes,
+        marker.log_end_offset,
+        index,
+        time_index,
+    );
+    true
+}
+
+/// The base offsets of the `.log` files in `dir` (sorted), and the clean-shutdown marker if an
+/// intact one was there. Creates the directory, removes temp files and the marker (syncing the
+/// directory, so a crash from now on is never mistaken for a clean shutdown).
+async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Option<ShutdownMarker>), LogError> {
     let dir: PathBuf = dir.to_owned();
-    let listed = glommio::executor()
-        .spawn_blocking(move || -> std::io::Result<(Vec<i64>, bool)> {
+    let (base_offsets, marker_bytes) = glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<(Vec<i64>, Option<Vec<u8>>)> {
             std::fs::create_dir_all(&dir)?;
             let mut base_offsets = Vec::new();
             for entry in std::fs::read_dir(&dir)? {
@@ -114,16 +146,23 @@ async fn list_segments(dir: &Path) -> Result<(Vec<i64>, bool), LogError> {
                 }
             }
             base_offsets.sort_unstable();
-            let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
-            let clean_shutdown = marker.exists();
-            if clean_shutdown {
-                std::fs::remove_file(&marker)?;
-            }
+            let marker = dir.join(SHUTDOWN_MARKER_FILE_NAME);
+            let marker_bytes = match std::fs::read(&marker) {
+                Ok(bytes) => {
+                    std::fs::remove_file(&marker)?;
+                    Some(bytes)
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error),
+            };
             std::fs::File::open(&dir)?.sync_all()?;
-            Ok((base_offsets, clean_shutdown))
+            Ok((base_offsets, marker_bytes))
         })
         .await?;
-    Ok(listed)
+    Ok((
+        base_offsets,
+        marker_bytes.and_then(|bytes| ShutdownMarker::decode(&bytes)),
+    ))
 }
 
 /// Scans `segment`'s file from the start, adopting every valid, contiguous batch into the

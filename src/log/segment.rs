@@ -187,9 +187,10 @@ impl Segment {
         self.next_offset.set(last_offset + 1);
     }
 
-    /// Adopts the state of a closed segment whose indexes were loaded from disk: its size is its
-    /// file size (trimmed at roll), its offsets end at `next_offset`.
-    pub fn restore_closed(
+    /// Adopts the state of a segment whose indexes were loaded from disk: its data is
+    /// `size_bytes` long (a closed segment's file size, trimmed at roll; the active segment's size
+    /// from the clean-shutdown marker) and its offsets end at `next_offset`.
+    pub fn restore(
         &self,
         size_bytes: u64,
         next_offset: i64,
@@ -200,14 +201,36 @@ impl Segment {
             .set(time_index.last().map_or(-1, |entry| entry.timestamp_ms));
         *self.index.borrow_mut() = index;
         *self.time_index.borrow_mut() = time_index;
+        let indexed_position = self
+            .index
+            .borrow()
+            .last()
+            .map_or(0, |entry| u64::from(entry.file_position));
+        self.bytes_since_index_entry
+            .set(size_bytes.saturating_sub(indexed_position));
         self.sequenced_bytes.set(size_bytes);
         self.written_bytes.set(size_bytes);
         self.next_offset.set(next_offset);
     }
 
+    /// Adds a last time-index entry holding the segment's max timestamp (as Kafka does when a
+    /// segment becomes inactive), so a segment restored from its index files knows its max
+    /// timestamp even if it was reached after the last sparse entry.
+    fn seal_time_index(&self) {
+        let next_offset = self.next_offset.get();
+        if next_offset == self.base_offset {
+            return;
+        }
+        self.time_index.borrow_mut().push(TimeEntry {
+            timestamp_ms: self.max_timestamp_ms.get(),
+            relative_offset: self.relative_offset(next_offset - 1),
+        });
+    }
+
     /// Writes `.index` and `.timeindex` (temp file, fsync, rename, directory fsync), so a file
     /// under the final name is always complete. Runs on glommio's blocking thread pool.
     pub async fn persist_indexes(&self) -> io::Result<()> {
+        self.seal_time_index();
         let index = self.index.borrow().encode();
         let time_index = self.time_index.borrow().encode();
         let jobs = [
