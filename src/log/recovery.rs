@@ -54,41 +54,17 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
     let clean_shutdown = marker.is_some();
     let mut producers = ProducerState::default();
     let mut segments = Vec::with_capacity(base_offsets.len().max(1));
-    let last_index = base_offsets.len().saturating_sub(1);
     for (i, &base_offset) in base_offsets.iter().enumerate() {
         glommio::yield_if_needed().await;
-        let segment = Segment::new(dir, base_offset);
-        let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
-        segment.set_file(file.clone());
-        let size_bytes = file.file_size().await?;
         let next_base = base_offsets.get(i + 1).copied();
-        if i == last_index {
-            if let Some(marker) = marker.take() {
-                if restore_active(&segment, size_bytes, &marker).await {
-                    producers = marker.producers;
-                    segments.push(segment);
-                    continue;
-                }
-                tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match; scanning");
-            }
-        }
-        let loaded = if i == last_index {
-            None
+        // The marker describes the last segment only.
+        let marker = if next_base.is_none() {
+            marker.take()
         } else {
-            segment.load_indexes(size_bytes).await
+            None
         };
-        match (loaded, next_base) {
-            (Some((index, time_index)), Some(next_offset)) => {
-                segment.restore(size_bytes, next_offset, index, time_index);
-            }
-            _ => {
-                let end = scan_segment(&segment, &file, &mut producers, write_bytes_max).await?;
-                if end < size_bytes {
-                    // Cut the torn tail and the stale preallocated bytes: the file ends at the data.
-                    file.truncate(end).await?;
-                }
-            }
-        }
+        let segment = Segment::new(dir, base_offset);
+        recover_segment(&segment, next_base, marker, &mut producers, write_bytes_max).await?;
         segments.push(segment);
     }
     if segments.is_empty() {
@@ -103,6 +79,40 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         producers,
         clean_shutdown,
     })
+}
+
+/// Opens one segment and finds its data: from the clean-shutdown marker (the last segment after
+/// a clean close), from its index files (a closed segment), or by scanning.
+async fn recover_segment(
+    segment: &Segment,
+    next_base: Option<i64>,
+    marker: Option<ShutdownMarker>,
+    producers: &mut ProducerState,
+    write_bytes_max: u64,
+) -> Result<(), LogError> {
+    let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
+    segment.set_file(file.clone());
+    let size_bytes = file.file_size().await?;
+    if let Some(marker) = marker {
+        if restore_active(segment, size_bytes, &marker).await {
+            *producers = marker.producers;
+            return Ok(());
+        }
+        let path = segment.log_path();
+        tracing::warn!(path = %path.display(), "clean-shutdown marker does not match; scanning");
+    }
+    if let Some(next_offset) = next_base
+        && let Some((index, time_index)) = segment.load_indexes(size_bytes).await
+    {
+        segment.restore(size_bytes, next_offset, index, time_index);
+        return Ok(());
+    }
+    let end = scan_segment(segment, &file, producers, write_bytes_max).await?;
+    if end < size_bytes {
+        // Cut the torn tail and the stale preallocated bytes: the file ends at the data.
+        file.truncate(end).await?;
+    }
+    Ok(())
 }
 
 /// Restores the active segment from a clean-shutdown marker and its index files. False if they
