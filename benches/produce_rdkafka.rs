@@ -1,0 +1,629 @@
+//! Produce throughput of a real `spate serve --cores 1`, loaded by librdkafka (issue 3,
+//! "Performance").
+//!
+//! Run with `cargo bench --bench produce_rdkafka` (after `cargo build --release`, which builds the
+//! broker binary), or through `perf/produce_baseline.sh`, which also measures the disk ceiling with
+//! fio in the same run and prints the table recorded in `perf/RESULTS.md`.
+//!
+//! What one invocation does: start the broker pinned to CPU 0 (`--cores 1`; the broker pins its
+//! one shard to the first online CPU, and this bench pins the whole broker process there too, so
+//! its helper threads share that core), pin this process and librdkafka's threads to CPU 1, then
+//! for each (partitions, acks) pair create a fresh topic with CreateTopics and produce 1 KiB
+//! records into it for a fixed count or duration, whichever ends first. Records go to partitions
+//! round-robin (explicit partition numbers, so librdkafka's sticky partitioner does not turn
+//! 16 partitions into one at a time). A run ends when every delivery report is in; its clock
+//! starts before the first send and stops when `flush` returns, so queued-but-unacknowledged
+//! records never count.
+//!
+//! Output: progress on stderr, and one JSON line per run on stdout beginning with
+//! `{"bench":"produce_rdkafka"`, for the script. MB/s is 10^6 bytes of record *values* per second
+//! (1,024 bytes per record); the RecordBatch framing on the wire and on disk adds about 10 bytes
+//! per record and 61 per batch, not counted. Each line also carries the CPU the broker and this
+//! process used during the run (from /proc, in percent of one core), and the bytes the broker
+//! wrote to the block layer (`/proc/<pid>/io` write_bytes), so a figure can be read against what
+//! limited it.
+//!
+//! Flags (after `--`): `--records N` (default 2,000,000 = 2.048 GB), `--seconds S` (default 20),
+//! `--acks 1,all`, `--partitions 16,1`, `--record-bytes 1024`, `--broker-cpu 0`, `--client-cpu 1`.
+//! Environment: `SPATE_BIN` (default `<crate>/target/release/spate`), `SPATE_BENCH_DIR` (default
+//! `<crate>/target/produce_bench`; must be on the disk under test, not tmpfs), and
+//! `SPATE_BENCH_PERF_DIR`: when set, each run is also recorded with `perf record -g -p <broker>`
+//! into that directory.
+//!
+//! Do not run two of these at once on one machine: both would pin to the same cores.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+/// How long the broker may take to publish DATA_DIR/listeners after it starts.
+const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the broker may take to exit after SIGTERM before it is killed (and reported).
+const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new topic may take to show a leader for every partition in Metadata.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the last records may take to be acknowledged once sending stops. A run that needs
+/// longer reports the undelivered count instead of hanging the bench.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Sends between two `poll(0)` calls, which run the delivery callbacks.
+const SENDS_PER_POLL: u64 = 1024;
+/// Interval of the progress lines on stderr.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What one invocation measures, from the command line.
+#[derive(Debug, Clone)]
+struct Options {
+    records_max: u64,
+    duration_max: Duration,
+    acks_levels: Vec<String>,
+    partition_counts: Vec<i32>,
+    record_bytes: usize,
+    broker_cpu: usize,
+    client_cpu: usize,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let mut options = Options {
+            records_max: 2_000_000,
+            duration_max: Duration::from_secs(20),
+            acks_levels: vec!["1".to_owned(), "all".to_owned()],
+            partition_counts: vec![16, 1],
+            record_bytes: 1024,
+            broker_cpu: 0,
+            client_cpu: 1,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            // `cargo bench` appends `--bench`; there is nothing else to take from it.
+            if flag == "--bench" {
+                continue;
+            }
+            let value = args
+                .next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+            match flag.as_str() {
+                "--records" => options.records_max = parse_number(&flag, &value),
+                "--seconds" => {
+                    options.duration_max = Duration::from_secs(parse_number(&flag, &value))
+                }
+                "--acks" => options.acks_levels = value.split(',').map(str::to_owned).collect(),
+                "--partitions" => {
+                    options.partition_counts =
+                        value.split(',').map(|v| parse_number(&flag, v)).collect()
+                }
+                "--record-bytes" => options.record_bytes = parse_number(&flag, &value),
+                "--broker-cpu" => options.broker_cpu = parse_number(&flag, &value),
+                "--client-cpu" => options.client_cpu = parse_number(&flag, &value),
+                _ => usage(&format!("unknown flag {flag}")),
+            }
+        }
+        for acks in &options.acks_levels {
+            if !matches!(acks.as_str(), "0" | "1" | "all" | "-1") {
+                usage(&format!("--acks {acks}: expected 0, 1, all or -1"));
+            }
+        }
+        options
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> T {
+    value
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("{flag} {value}: not a number")))
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "produce_rdkafka: {problem}\nusage: cargo bench --bench produce_rdkafka -- [--records N] \
+         [--seconds S] [--acks 1,all] [--partitions 16,1] [--record-bytes B] [--broker-cpu C] \
+         [--client-cpu C]"
+    );
+    std::process::exit(2);
+}
+
+/// Pins the calling thread, and every thread it creates afterwards, to one CPU.
+fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.
+fn process_cpu_time(pid: &str) -> Duration {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|both| both.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_second)
+}
+
+/// Bytes a process has sent to the block layer so far (`write_bytes` in /proc/<pid>/io).
+fn process_write_bytes(pid: u32) -> u64 {
+    let Ok(io) = fs::read_to_string(format!("/proc/{pid}/io")) else {
+        return 0;
+    };
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `spate serve` child process. Dropping it kills the broker, so a panicking bench does not
+/// leave it running; the normal end is `stop`, which checks the clean SIGTERM exit.
+struct Broker {
+    child: Option<Child>,
+    bootstrap: String,
+    log_path: PathBuf,
+}
+
+impl Broker {
+    fn start(binary: &Path, run_dir: &Path, cpu: usize) -> Broker {
+        let data_dir = run_dir.join("data");
+        fs::create_dir_all(&data_dir).expect("creating the broker data dir");
+        let log_path = run_dir.join("broker.log");
+        let log = fs::File::create(&log_path).expect("creating the broker log");
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--port", "0", "--cores", "1", "--host", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log);
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // sched_setaffinity syscall, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || pin_current_thread(cpu));
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
+        let mut broker = Broker {
+            child: Some(child),
+            bootstrap: String::new(),
+            log_path,
+        };
+        broker.bootstrap = broker.wait_for_listeners(&data_dir.join("listeners"));
+        broker
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
+    /// Waits for DATA_DIR/listeners and returns node 0's address (its first line).
+    fn wait_for_listeners(&mut self, path: &Path) -> String {
+        let deadline = Instant::now() + BROKER_START_TIMEOUT;
+        loop {
+            if let Ok(text) = fs::read_to_string(path)
+                && let Some(line) = text.lines().next()
+                && let Some(("0", address)) = line.split_once(' ')
+            {
+                return address.trim().to_owned();
+            }
+            let child = self.child.as_mut().expect("broker running");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.fail(&format!("broker exited during start-up: {status}"));
+            }
+            if Instant::now() > deadline {
+                self.fail("broker did not write DATA_DIR/listeners in time");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let Ok(file) = fs::File::open(&self.log_path) else {
+            return String::new();
+        };
+        let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn fail(&self, problem: &str) -> ! {
+        panic!(
+            "{problem}\n--- last lines of {} ---\n{}",
+            self.log_path.display(),
+            self.log_tail()
+        );
+    }
+
+    /// SIGTERM, then wait. Returns the exit status, or None if the broker had to be killed.
+    fn stop(mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("broker running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + BROKER_STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Counts delivery reports; librdkafka calls `delivery` from `poll` and `flush`, on this thread.
+#[derive(Default)]
+struct DeliveryCounter {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().expect("not poisoned");
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// librdkafka settings for bulk throughput: big batches, a short linger, a deep queue, no
+/// compression (so the broker's cost per byte is measured, not zstd's).
+fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("linger.ms", "5")
+        .set("batch.size", "1048576")
+        .set("batch.num.messages", "1000000")
+        .set("message.max.bytes", "2097152")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.codec", "none")
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "120000");
+    config
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("creating the admin client");
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = futures_executor::block_on(admin.create_topics([&new_topic], &options))
+        .expect("CreateTopics request");
+    for result in results {
+        if let Err((name, code)) = result {
+            panic!("CreateTopics {name}: {code}");
+        }
+    }
+}
+
+/// Waits until Metadata shows every partition of `topic` with a leader.
+fn wait_for_topic(producer: &BaseProducer<DeliveryCounter>, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+    loop {
+        if let Ok(metadata) = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            && let Some(found) = metadata.topics().iter().find(|t| t.name() == topic)
+            && found.error().is_none()
+            && found.partitions().len() == partitions as usize
+            && found
+                .partitions()
+                .iter()
+                .all(|p| p.leader() >= 0 && p.error().is_none())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} has no leaders after CreateTopics"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What one (partitions, acks) run measured.
+struct RunResult {
+    partitions: i32,
+    acks: String,
+    records_sent: u64,
+    records_delivered: u64,
+    records_failed: u64,
+    first_error: Option<String>,
+    send_seconds: f64,
+    seconds: f64,
+    broker_cpu: Duration,
+    client_cpu: Duration,
+    broker_write_bytes: u64,
+}
+
+impl RunResult {
+    fn json(&self, record_bytes: usize) -> String {
+        let bytes = self.records_delivered as f64 * record_bytes as f64;
+        let mut line = String::new();
+        let _ = write!(
+            line,
+            "{{\"bench\":\"produce_rdkafka\",\"partitions\":{},\"acks\":\"{}\",\"record_bytes\":{},\
+             \"records_sent\":{},\"records_delivered\":{},\"records_failed\":{},\"seconds\":{:.3},\
+             \"send_seconds\":{:.3},\"records_per_s\":{:.0},\"mb_per_s\":{:.1},\
+             \"broker_cpu_pct\":{:.0},\"client_cpu_pct\":{:.0},\"broker_write_bytes\":{},\
+             \"first_error\":{}}}",
+            self.partitions,
+            self.acks,
+            record_bytes,
+            self.records_sent,
+            self.records_delivered,
+            self.records_failed,
+            self.seconds,
+            self.send_seconds,
+            self.records_delivered as f64 / self.seconds,
+            bytes / self.seconds / 1e6,
+            100.0 * self.broker_cpu.as_secs_f64() / self.seconds,
+            100.0 * self.client_cpu.as_secs_f64() / self.seconds,
+            self.broker_write_bytes,
+            json_string(self.first_error.as_deref()),
+        );
+        line
+    }
+}
+
+fn json_string(text: Option<&str>) -> String {
+    let Some(text) = text else {
+        return "null".to_owned();
+    };
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push(' '),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Starts `perf record` on the broker for one run, if SPATE_BENCH_PERF_DIR asks for it.
+fn start_perf(broker_pid: u32, name: &str) -> Option<Child> {
+    let dir = std::env::var_os("SPATE_BENCH_PERF_DIR")?;
+    let output = Path::new(&dir).join(format!("{name}.perf.data"));
+    Command::new("perf")
+        .args([
+            "record",
+            "-g",
+            "-F",
+            "999",
+            "-p",
+            &broker_pid.to_string(),
+            "-o",
+        ])
+        .arg(&output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| eprintln!("perf record not started: {error}"))
+        .ok()
+}
+
+fn stop_perf(perf: Option<Child>) {
+    if let Some(mut perf) = perf {
+        let pid = libc::pid_t::try_from(perf.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory preconditions; perf is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let _ = perf.wait();
+    }
+}
+
+fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) -> RunResult {
+    let topic = format!(
+        "bench-p{partitions}-acks{}",
+        if acks == "-1" { "all" } else { acks }
+    );
+    create_topic(&broker.bootstrap, &topic, partitions);
+    let producer: BaseProducer<DeliveryCounter> = producer_config(&broker.bootstrap, acks)
+        .create_with_context(DeliveryCounter::default())
+        .expect("creating the producer");
+    wait_for_topic(&producer, &topic, partitions);
+    let payload = vec![0x5au8; options.record_bytes];
+    let broker_pid = broker.pid().to_string();
+    let perf = start_perf(broker.pid(), &topic);
+
+    let broker_cpu_start = process_cpu_time(&broker_pid);
+    let client_cpu_start = process_cpu_time("self");
+    let broker_write_bytes_start = process_write_bytes(broker.pid());
+    let start = Instant::now();
+    let mut next_progress = start + PROGRESS_INTERVAL;
+    let mut sent: u64 = 0;
+    while sent < options.records_max && start.elapsed() < options.duration_max {
+        let partition = (sent % partitions as u64) as i32;
+        let record = BaseRecord::<(), [u8], ()>::to(&topic)
+            .partition(partition)
+            .payload(&payload);
+        match producer.send(record) {
+            Ok(()) => sent += 1,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // The local queue is full: the broker is the slower side. Serve callbacks and
+                // give librdkafka's threads the core for a moment.
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((error, _)) => panic!("send failed: {error}"),
+        }
+        if sent.is_multiple_of(SENDS_PER_POLL) {
+            producer.poll(Duration::ZERO);
+            if Instant::now() >= next_progress {
+                next_progress += PROGRESS_INTERVAL;
+                eprintln!(
+                    "  {topic}: {:.1} s, {sent} sent, {} delivered",
+                    start.elapsed().as_secs_f64(),
+                    producer.context().delivered.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    let send_seconds = start.elapsed().as_secs_f64();
+    if let Err(error) = producer.flush(FLUSH_TIMEOUT) {
+        eprintln!(
+            "  {topic}: flush: {error} ({} still in flight)",
+            producer.in_flight_count()
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let broker_cpu = process_cpu_time(&broker_pid).saturating_sub(broker_cpu_start);
+    let client_cpu = process_cpu_time("self").saturating_sub(client_cpu_start);
+    let broker_write_bytes = process_write_bytes(broker.pid()) - broker_write_bytes_start;
+    stop_perf(perf);
+
+    let context = producer.context();
+    RunResult {
+        partitions,
+        acks: acks.to_owned(),
+        records_sent: sent,
+        records_delivered: context.delivered.load(Ordering::Relaxed),
+        records_failed: context.failed.load(Ordering::Relaxed),
+        first_error: context.first_error.lock().expect("not poisoned").clone(),
+        send_seconds,
+        seconds,
+        broker_cpu,
+        client_cpu,
+        broker_write_bytes,
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let binary = std::env::var_os("SPATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("target/release/spate"));
+    let bench_dir = std::env::var_os("SPATE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("target/produce_bench"));
+    assert!(
+        binary.is_file(),
+        "{} not found: run `cargo build --release` first, or set SPATE_BIN",
+        binary.display()
+    );
+    let run_dir = bench_dir.join(format!("run-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&run_dir);
+
+    // The broker first (its pre_exec pins it to broker_cpu), then this process: librdkafka's
+    // threads are created later and inherit client_cpu.
+    let broker = Broker::start(&binary, &run_dir, options.broker_cpu);
+    pin_current_thread(options.client_cpu).expect("pinning the bench to its CPU");
+    let (_, librdkafka_version) = rdkafka::util::get_rdkafka_version();
+    eprintln!(
+        "produce_rdkafka: broker {} (pid {}, CPU {}) at {}, client on CPU {}, librdkafka {}, \
+         {} B records, up to {} records or {} s per run",
+        binary.display(),
+        broker.pid(),
+        options.broker_cpu,
+        broker.bootstrap,
+        options.client_cpu,
+        librdkafka_version,
+        options.record_bytes,
+        options.records_max,
+        options.duration_max.as_secs(),
+    );
+
+    let mut failed_runs = 0;
+    for &partitions in &options.partition_counts {
+        for acks in &options.acks_levels {
+            let result = produce_run(&broker, &options, partitions, acks);
+            let line = result.json(options.record_bytes);
+            eprintln!(
+                "  p{partitions} acks={acks}: {:.1} MB/s, {:.0} records/s (MB = 10^6 B of values), \
+                 {} delivered, {} failed, broker CPU {:.0}%",
+                result.records_delivered as f64 * options.record_bytes as f64
+                    / result.seconds
+                    / 1e6,
+                result.records_delivered as f64 / result.seconds,
+                result.records_delivered,
+                result.records_failed,
+                100.0 * result.broker_cpu.as_secs_f64() / result.seconds,
+            );
+            if result.records_failed > 0 || result.records_delivered < result.records_sent {
+                failed_runs += 1;
+            }
+            println!("{line}");
+        }
+    }
+
+    let status = broker.stop();
+    let clean_exit = status.is_some_and(|status| status.success());
+    if clean_exit {
+        eprintln!("produce_rdkafka: broker exited cleanly after SIGTERM");
+    } else {
+        eprintln!("produce_rdkafka: broker did not exit cleanly after SIGTERM ({status:?})");
+    }
+    if failed_runs > 0 {
+        eprintln!("produce_rdkafka: {failed_runs} run(s) had undelivered or failed records");
+    }
+    if clean_exit && failed_runs == 0 {
+        let _ = fs::remove_dir_all(&run_dir);
+    } else {
+        eprintln!(
+            "produce_rdkafka: broker log and data kept in {}",
+            run_dir.display()
+        );
+        std::process::exit(1);
+    }
+}
