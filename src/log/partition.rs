@@ -92,6 +92,8 @@ pub struct PartitionLog {
     pub(super) segments: RefCell<Vec<Rc<Segment>>>,
     pub(super) producers: RefCell<ProducerState>,
     pub(super) pending: RefCell<VecDeque<PendingBatch>>,
+    /// Bytes in `pending`.
+    pub(super) pending_bytes: Cell<usize>,
     pub(super) log_start_offset: Cell<i64>,
     pub(super) log_end_offset: Cell<i64>,
     pub(super) high_watermark: Cell<i64>,
@@ -144,6 +146,7 @@ impl PartitionLog {
             segments: RefCell::new(recovered.segments),
             producers: RefCell::new(recovered.producers),
             pending: RefCell::new(VecDeque::new()),
+            pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(log_start_offset),
             log_end_offset: Cell::new(log_end_offset),
             high_watermark: Cell::new(log_end_offset),
@@ -190,17 +193,10 @@ impl PartitionLog {
             });
         }
         let header = record_batch::header(&batch)?;
-        let last_offset_delta = header.last_offset_delta.get();
-        let producer_id = header.producer_id.get();
-        let identity = (producer_id >= 0).then(|| ProducerBatch {
-            producer_id,
-            producer_epoch: header.producer_epoch.get(),
-            base_sequence: header.base_sequence.get(),
-            last_offset_delta,
-        });
         let log_append_time =
             self.config.topic.message_timestamp_type == TimestampType::LogAppendTime;
         let log_append_time_ms = if log_append_time { now_ms } else { -1 };
+        let identity = producer_identity(header);
         if let Some(identity) = &identity {
             let check = self.producers.borrow().check(identity)?;
             if let SequenceCheck::Duplicate {
@@ -223,29 +219,29 @@ impl PartitionLog {
             header.max_timestamp.get()
         };
         let base_offset = self.log_end_offset.get();
-        let last_offset = base_offset + i64::from(last_offset_delta);
+        let last_offset = base_offset + i64::from(header.last_offset_delta.get());
         assert!(last_offset >= base_offset, "offsets must increase");
-
-        // One copy of the client's batch: the request frame is shared, and the patched batch must
-        // be contiguous `Bytes` for the cache and for zero-copy fetches. It also lets the frame
-        // buffer go once the request is answered.
-        let mut owned = BytesMut::from(&batch[..]);
-        record_batch::assign(&mut owned, base_offset, 0)?;
-        if log_append_time {
-            record_batch::set_log_append_time(&mut owned, now_ms)?;
-        }
-        let bytes = owned.freeze();
-
-        let segment = self.segment_for_append(base_offset, last_offset, bytes.len() as u64);
-        segment.on_sequenced(
-            base_offset,
-            last_offset,
-            max_timestamp_ms,
-            bytes.len() as u64,
-        );
+        let bytes = patch_batch(&batch, base_offset, log_append_time.then_some(now_ms))?;
+        self.enqueue(bytes, last_offset, max_timestamp_ms);
         if let Some(identity) = &identity {
             self.producers.borrow_mut().record(identity, base_offset);
         }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset.get(),
+            duplicate: false,
+        })
+    }
+
+    /// Places a patched batch at the log end: segment (rolling if needed), cache, pending
+    /// writes; wakes the writer.
+    fn enqueue(&self, bytes: Bytes, last_offset: i64, max_timestamp_ms: i64) {
+        let base_offset = self.log_end_offset.get();
+        let len_bytes = bytes.len() as u64;
+        let segment = self.segment_for_append(base_offset, last_offset, len_bytes);
+        segment.on_sequenced(base_offset, last_offset, max_timestamp_ms, len_bytes);
         self.cache.insert(
             self.cache_key,
             CachedBatch {
@@ -254,6 +250,8 @@ impl PartitionLog {
                 bytes: bytes.clone(),
             },
         );
+        self.pending_bytes
+            .set(self.pending_bytes.get() + bytes.len());
         self.pending.borrow_mut().push_back(PendingBatch {
             segment,
             bytes,
@@ -261,13 +259,6 @@ impl PartitionLog {
         });
         self.log_end_offset.set(last_offset + 1);
         self.work.notify();
-        Ok(AppendOutcome {
-            base_offset,
-            last_offset,
-            log_append_time_ms,
-            log_start_offset: self.log_start_offset.get(),
-            duplicate: false,
-        })
     }
 
     /// The segment a batch goes to: the active one, or a new one when the batch would take the
@@ -385,6 +376,12 @@ impl PartitionLog {
             return Err(LogError::Closed);
         }
         Ok(())
+    }
+
+    /// Bytes sequenced but not yet handed to a write. The log does not bound it: a shard that
+    /// wants back-pressure (a slow disk) stops reading produce requests while it is high.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.get()
     }
 
     /// The end of the last completed write: consumers never see beyond it.
@@ -521,6 +518,35 @@ impl PartitionLog {
             .await?;
         Ok(())
     }
+}
+
+/// The idempotent-producer identity of a batch, if it has one.
+fn producer_identity(header: &record_batch::RecordBatchHeader) -> Option<ProducerBatch> {
+    let producer_id = header.producer_id.get();
+    (producer_id >= 0).then(|| ProducerBatch {
+        producer_id,
+        producer_epoch: header.producer_epoch.get(),
+        base_sequence: header.base_sequence.get(),
+        last_offset_delta: header.last_offset_delta.get(),
+    })
+}
+
+/// The batch as stored: base offset and leader epoch (0) set, and for LogAppendTime topics the
+/// max timestamp set and the CRC recomputed.
+fn patch_batch(
+    batch: &[u8],
+    base_offset: i64,
+    log_append_time_ms: Option<i64>,
+) -> Result<Bytes, LogError> {
+    // One copy of the client's batch: the request frame is shared, and the patched batch must be
+    // contiguous `Bytes` for the cache and for zero-copy fetches. It also lets the frame buffer
+    // go once the request is answered.
+    let mut owned = BytesMut::from(batch);
+    record_batch::assign(&mut owned, base_offset, 0)?;
+    if let Some(append_time_ms) = log_append_time_ms {
+        record_batch::set_log_append_time(&mut owned, append_time_ms)?;
+    }
+    Ok(owned.freeze())
 }
 
 impl Drop for PartitionLog {
@@ -978,6 +1004,41 @@ mod tests {
                     .unwrap(),
                 None
             );
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn poisoned_partition_answers_the_error_everywhere() {
+        // Proves a poisoned partition (as a failed fdatasync leaves it) fails every later call,
+        // including waiters already parked, and that reopening recovers it.
+        let dir = TestDir::new("log-poison");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 1 << 20).await;
+            let total = append_numbered(&log, 10).await as i64;
+            let waiter = {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.wait_durable(total + 1).await })
+            };
+            glommio::yield_if_needed().await;
+            log.poison_with("injected fdatasync failure".to_owned());
+            assert!(matches!(waiter.await, Err(LogError::Poisoned(_))));
+            assert!(matches!(
+                log.append_batch(batch(0, 1), 0),
+                Err(LogError::Poisoned(_))
+            ));
+            assert!(matches!(log.read(0, 100).await, Err(LogError::Poisoned(_))));
+            assert!(matches!(
+                log.wait_written(1).await,
+                Err(LogError::Poisoned(_))
+            ));
+            assert!(matches!(log.close().await, Err(LogError::Poisoned(_))));
+            drop(log);
+            let log = open(&path, config, 1 << 20).await;
+            assert_eq!(log.high_watermark(), total);
+            assert_eq!(log.pending_bytes(), 0);
             log.close().await.unwrap();
         });
     }

@@ -92,6 +92,7 @@ fn take_next(log: &PartitionLog, segment: &Rc<Segment>) -> Next {
         total_bytes += next.bytes.len();
         batches.push(pending.pop_front().expect("front checked"));
     }
+    log.pending_bytes.set(log.pending_bytes.get() - total_bytes);
     Next::Write(batches)
 }
 
