@@ -4,7 +4,7 @@
 //! or durable, read whole batches for fetch, find offsets by time, close, delete. Beneath it,
 //! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
-//! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open),
+//! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
 //! `signal` (wake-ups), `error` (`LogError`).
 //!
@@ -19,6 +19,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod reader;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod shutdown_marker;
 pub mod signal;

@@ -65,6 +65,10 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         };
         let segment = Segment::new(dir, base_offset);
         recover_segment(&segment, next_base, marker, &mut producers, write_bytes_max).await?;
+        if next_base.is_some() {
+            // Not the last: it was rolled (a segment after it exists), so retention may take it.
+            segment.seal();
+        }
         segments.push(segment);
     }
     if segments.is_empty() {

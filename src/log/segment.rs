@@ -54,6 +54,8 @@ pub struct Segment {
     /// Largest batch max timestamp sequenced (-1 when empty).
     max_timestamp_ms: Cell<i64>,
     bytes_since_index_entry: Cell<u64>,
+    /// Rolled and finished: trimmed, synced, index files written; nothing is appended any more.
+    sealed: Cell<bool>,
     index: RefCell<OffsetIndex>,
     time_index: RefCell<TimeIndex>,
 }
@@ -70,6 +72,7 @@ impl Segment {
             next_offset: Cell::new(base_offset),
             max_timestamp_ms: Cell::new(-1),
             bytes_since_index_entry: Cell::new(0),
+            sealed: Cell::new(false),
             index: RefCell::new(OffsetIndex::default()),
             time_index: RefCell::new(TimeIndex::default()),
         })
@@ -100,6 +103,17 @@ impl Segment {
         assert!(written_bytes >= self.written_bytes.get());
         assert!(written_bytes <= self.sequenced_bytes.get());
         self.written_bytes.set(written_bytes);
+    }
+
+    /// Whether the segment was rolled and finished (retention may delete it).
+    pub fn sealed(&self) -> bool {
+        self.sealed.get()
+    }
+
+    /// Marks the segment rolled and finished.
+    pub fn seal(&self) {
+        assert!(self.written_bytes.get() == self.sequenced_bytes.get());
+        self.sealed.set(true);
     }
 
     /// Largest batch max timestamp in the segment, or -1.

@@ -157,6 +157,7 @@ async fn roll(
     file.truncate(appender.logical_size_bytes()).await?;
     file.fdatasync().await?;
     old.persist_indexes().await?;
+    old.seal();
     let next_file = Rc::new(DirectFile::open_or_create(&next.log_path()).await?);
     next.set_file(next_file.clone());
     let limit_bytes = log.config.topic.segment_bytes;
