@@ -901,6 +901,35 @@ mod tests {
     }
 
     #[test]
+    fn garbage_and_stale_batches_after_the_end_are_not_adopted() {
+        // Proves the scan stops at the first byte that is not the next valid batch: a valid but
+        // stale batch (an older copy, wrong base offset) and non-zero garbage after the end are
+        // both cut off, not mistaken for data or for corruption (they are within one write's
+        // reach of the end).
+        let dir = TestDir::new("log-garbage");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let config = topic(1 << 30, TimestampType::CreateTime);
+            let log = open(&path, config.clone(), 0).await;
+            let total = append_numbered(&log, 100).await;
+            let end = log.segments.borrow()[0].written_bytes() as usize;
+            let stale = log.read(0, 1).await.unwrap()[0].clone();
+            drop(log);
+            let log_path = path.join("topic-0").join(segment::file_name(0, "log"));
+            let mut bytes = std::fs::read(&log_path).unwrap();
+            bytes.resize(end, 0);
+            bytes.extend_from_slice(&stale);
+            bytes.extend((0..5000u32).map(|i| (i % 253 + 1) as u8));
+            std::fs::write(&log_path, &bytes).unwrap();
+
+            let log = open(&path, config.clone(), 0).await;
+            assert_eq!(log.high_watermark(), total as i64);
+            assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..total));
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
     fn corruption_followed_by_valid_data_refuses_to_open() {
         // Proves damage that a torn write cannot explain (a valid batch far beyond it) makes the
         // open fail with Corrupt instead of truncating acknowledged data.

@@ -25,7 +25,9 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use crate::io::DirectFile;
-use crate::protocol::record_batch::{self, BATCH_LENGTH_PREFIX_BYTES, RECORD_BATCH_HEADER_BYTES};
+use crate::protocol::record_batch::{
+    self, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2, RECORD_BATCH_HEADER_BYTES,
+};
 
 use super::error::LogError;
 use super::producer_state::{ProducerBatch, ProducerState};
@@ -34,6 +36,14 @@ use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 
 /// Bytes read per step while scanning a segment.
 pub const SCAN_READ_BYTES: usize = 1024 * 1024;
+
+/// The largest batch a scan will read to check it. A torn length field can claim up to 2 GiB;
+/// Kafka's `max.message.bytes` is far below this in practice, and a larger "batch" is treated as
+/// the end of the data (then checked for corruption like any other damage).
+pub const SCAN_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Where `magic` sits in a batch (see `record_batch`).
+const MAGIC_POSITION: usize = 16;
 
 /// What recovery found.
 #[derive(Debug)]
@@ -204,8 +214,14 @@ async fn scan_segment(
             Ok(None) => break,
             Err(_) => break, // Zeros (the preallocated tail) or a torn length.
         };
-        if position + size as u64 > file_size_bytes {
+        if position + size as u64 > file_size_bytes || size > SCAN_BATCH_BYTES_MAX {
             break; // A length no write could have produced here.
+        }
+        if buffer
+            .get(MAGIC_POSITION)
+            .is_some_and(|&magic| magic as i8 != MAGIC_V2)
+        {
+            break; // Not a v2 batch: do not read a garbage length's worth of bytes to find out.
         }
         if buffer.len() < size {
             read_more(file, position, &mut buffer, &mut end_of_file, size).await?;
@@ -320,7 +336,11 @@ async fn find_valid_batch_after(
                 continue;
             };
             let batch_position = position + start as u64;
-            if batch_position + size as u64 > file_size_bytes {
+            let magic = window.get(start + MAGIC_POSITION).map(|&magic| magic as i8);
+            let plausible = magic.is_none_or(|magic| magic == MAGIC_V2)
+                && size <= SCAN_BATCH_BYTES_MAX
+                && batch_position + size as u64 <= file_size_bytes;
+            if !plausible {
                 continue;
             }
             let candidate = if start + size <= window.len() {
