@@ -51,11 +51,19 @@ pub struct BrokerConfig {
 
     /// Requests read ahead of their responses on one connection. At the limit the shard stops
     /// reading that socket until the oldest response is sent (clients pipeline up to 5).
-    #[arg(long, default_value_t = 16, env = "SPATE_INFLIGHT_REQUESTS_PER_CONNECTION_MAX")]
+    #[arg(
+        long,
+        default_value_t = 16,
+        env = "SPATE_INFLIGHT_REQUESTS_PER_CONNECTION_MAX"
+    )]
     pub inflight_requests_per_connection_max: usize,
 
     /// Connections one shard serves at once; further connections wait in the accept queue.
-    #[arg(long, default_value_t = 10_000, env = "SPATE_CONNECTIONS_PER_SHARD_MAX")]
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "SPATE_CONNECTIONS_PER_SHARD_MAX"
+    )]
     pub connections_per_shard_max: usize,
 
     /// Memory for recently appended batches per shard, so tailing consumers are served from
@@ -135,7 +143,9 @@ fn parse_timestamp_type(text: &str) -> Result<TimestampType, String> {
     match text {
         "CreateTime" => Ok(TimestampType::CreateTime),
         "LogAppendTime" => Ok(TimestampType::LogAppendTime),
-        _ => Err(format!("expected CreateTime or LogAppendTime, got {text:?}")),
+        _ => Err(format!(
+            "expected CreateTime or LogAppendTime, got {text:?}"
+        )),
     }
 }
 
@@ -227,8 +237,8 @@ impl TopicConfig {
             }
             "retention.bytes" => self.retention_bytes = number()?,
             "message.timestamp.type" => {
-                self.message_timestamp_type =
-                    parse_timestamp_type(value).map_err(|_| invalid("CreateTime or LogAppendTime"))?
+                self.message_timestamp_type = parse_timestamp_type(value)
+                    .map_err(|_| invalid("CreateTime or LogAppendTime"))?
             }
             "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => return Err(invalid("only cleanup.policy=delete is supported yet")),
@@ -269,7 +279,9 @@ mod tests {
         };
         let mut config = TopicConfig::from_defaults(&defaults);
         config.set("max.message.bytes", "6000000").unwrap();
-        config.set("message.timestamp.type", "LogAppendTime").unwrap();
+        config
+            .set("message.timestamp.type", "LogAppendTime")
+            .unwrap();
         assert_eq!(config.to_entries()["max.message.bytes"], "6000000");
         assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
         assert!(config.set("segment.bytes", "abc").is_err());

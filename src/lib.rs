@@ -8,13 +8,18 @@
 //! - `io`: the thin layer over glommio's direct files (alignment, probing, splitting reads).
 //! - `log`: one partition's log: segments, appender (group commit), indexes, reader, cache,
 //!   recovery, idempotent-producer state.
+//! - `shard`: the executors (one per core), the mesh between them, listeners, connections and
+//!   the control plane that applies topic changes on every shard.
+//! - `api`: the Kafka API handlers, the only place typed errors become Kafka error codes.
 //! - `meta`: cluster metadata (topics, placement, configs), the controller's decisions, and the
 //!   metadata log they are made durable in.
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod io;
 pub mod log;
 pub mod meta;
 pub mod protocol;
+pub mod shard;

@@ -1,0 +1,51 @@
+//! The one place where the broker's typed errors become Kafka error codes. Each match is
+//! exhaustive with no catch-all arm, so a new error variant forces a decision here.
+
+use crate::log::LogError;
+use crate::meta::controller::TopicError;
+use crate::protocol::ErrorCode;
+use crate::protocol::record_batch::BatchError;
+
+/// The code for a refused topic change.
+pub fn topic_error_code(error: &TopicError) -> ErrorCode {
+    match error {
+        TopicError::InvalidName(_) => ErrorCode::InvalidTopicException,
+        TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+        TopicError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+        TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+        TopicError::ManualAssignment => ErrorCode::InvalidRequest,
+        TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        TopicError::Storage(_) => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The code for a batch that failed validation.
+pub fn batch_error_code(error: &BatchError) -> ErrorCode {
+    match error {
+        BatchError::Truncated { .. } | BatchError::InvalidLength { .. } => {
+            ErrorCode::CorruptMessage
+        }
+        BatchError::CrcMismatch { .. } => ErrorCode::CorruptMessage,
+        BatchError::UnsupportedMagic { .. } | BatchError::InvalidRecordsCount { .. } => {
+            ErrorCode::InvalidRecord
+        }
+        BatchError::UnknownCompression { .. } => ErrorCode::UnsupportedCompressionType,
+    }
+}
+
+/// The code for a log failure.
+pub fn log_error_code(error: &LogError) -> ErrorCode {
+    match error {
+        LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        LogError::Io(_)
+        | LogError::NoSpace(_)
+        | LogError::Poisoned(_)
+        | LogError::Corrupt { .. }
+        | LogError::Closed => ErrorCode::KafkaStorageError,
+        LogError::InvalidBatch(error) => batch_error_code(error),
+        LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+    }
+}

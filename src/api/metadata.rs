@@ -1,0 +1,153 @@
+//! Metadata: the brokers (one node per shard, each on its own port) and the topics, with each
+//! partition led by the shard that owns it. Unknown topics are created when the client allows
+//! it and `--auto-create-topics` is on, as Kafka's `auto.create.topics.enable` does.
+
+use std::rc::Rc;
+
+use crate::meta::TopicMeta;
+use crate::meta::controller::CreateTopicSpec;
+use crate::protocol::ErrorCode;
+use crate::protocol::field::Uuid;
+use crate::protocol::messages::metadata::{
+    MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition,
+    MetadataResponseTopic,
+};
+use crate::shard::Shard;
+use crate::shard::control::create_topics;
+
+use super::errors::topic_error_code;
+
+/// Kafka's "authorized operations not requested" marker.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Answers a Metadata request.
+pub async fn handle_metadata(
+    shard: &Rc<Shard>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    // v0 has no null: an empty list means every topic there.
+    let all_topics = request.topics.is_none()
+        || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
+    let requested: Vec<String> = request
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|topic| topic.name)
+        .collect();
+    let mut creation_errors = Vec::new();
+    if !all_topics && request.allow_auto_topic_creation && shard.config.auto_create_topics {
+        creation_errors = auto_create(shard, &requested).await;
+    }
+    let cluster = shard.cluster.borrow();
+    let topics = if all_topics {
+        cluster.topics().map(topic_metadata).collect()
+    } else {
+        requested
+            .iter()
+            .map(|name| match cluster.topic(name) {
+                Some(topic) => topic_metadata(topic),
+                None => MetadataResponseTopic {
+                    error_code: creation_errors
+                        .iter()
+                        .find(|(failed, _)| failed == name)
+                        .map(|(_, code)| *code)
+                        .unwrap_or(ErrorCode::UnknownTopicOrPartition)
+                        .code(),
+                    name: Some(name.clone()),
+                    topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+                    ..MetadataResponseTopic::default()
+                },
+            })
+            .collect()
+    };
+    MetadataResponse {
+        brokers: brokers(shard),
+        cluster_id: Some(cluster_id(shard)),
+        controller_id: 0,
+        topics,
+        ..MetadataResponse::default()
+    }
+}
+
+/// Creates the requested topics that do not exist; returns the ones that could not be created.
+async fn auto_create(shard: &Rc<Shard>, requested: &[String]) -> Vec<(String, ErrorCode)> {
+    let missing: Vec<String> = {
+        let cluster = shard.cluster.borrow();
+        requested
+            .iter()
+            .filter(|name| cluster.topic(name).is_none())
+            .cloned()
+            .collect()
+    };
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let specs = missing
+        .iter()
+        .map(|name| CreateTopicSpec {
+            name: name.clone(),
+            num_partitions: -1,
+            replication_factor: -1,
+            manual_assignment: false,
+            configs: Vec::new(),
+        })
+        .collect();
+    let results = create_topics(shard, specs, false).await;
+    missing
+        .into_iter()
+        .zip(results)
+        .filter_map(|(name, result)| match result {
+            Err(error) => Some((name, topic_error_code(&error))),
+            Ok(()) => None,
+        })
+        .collect()
+}
+
+/// Every shard as a broker node.
+pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
+    shard
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(node, port)| MetadataResponseBroker {
+            node_id: node as i32,
+            host: shard.config.advertised_host().to_owned(),
+            port: i32::from(*port),
+            rack: None,
+        })
+        .collect()
+}
+
+/// A stable cluster id: derived from the data directory, so it survives restarts.
+fn cluster_id(shard: &Shard) -> String {
+    let path = shard.config.data_dir.to_string_lossy();
+    format!(
+        "spate-{:08x}",
+        crate::protocol::record_batch::crc32c(path.as_bytes())
+    )
+}
+
+fn topic_metadata(topic: &TopicMeta) -> MetadataResponseTopic {
+    MetadataResponseTopic {
+        error_code: 0,
+        name: Some(topic.name.clone()),
+        topic_id: Uuid(topic.topic_id),
+        is_internal: false,
+        partitions: topic
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, owner)| MetadataResponsePartition {
+                error_code: 0,
+                partition_index: index as i32,
+                leader_id: owner.node_id(),
+                leader_epoch: 0,
+                replica_nodes: vec![owner.node_id()],
+                isr_nodes: vec![owner.node_id()],
+                offline_replicas: Vec::new(),
+            })
+            .collect(),
+        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+    }
+}

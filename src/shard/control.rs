@@ -1,0 +1,258 @@
+//! The control plane: topic changes made by the controller (shard 0) and applied on every shard.
+//!
+//! Any shard may receive CreateTopics or DeleteTopics (or auto-create a topic); it forwards the
+//! request to shard 0. Shard 0 decides (src/meta/controller.rs) one request at a time, appends the
+//! change to the metadata log and fdatasyncs it, then has every shard apply it: each opens or
+//! deletes the partitions it owns, then updates its copy of the metadata. The client is answered
+//! only after every shard has applied the change, so a topic it was told exists can be used at
+//! once on every node.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use glommio::sync::Semaphore;
+
+use crate::log::PartitionLog;
+use crate::meta::controller::{CreateTopicSpec, TopicError, plan_create_topic, plan_delete_topic};
+use crate::meta::metadata_log::MetadataLogWriter;
+use crate::meta::{MetadataChange, ShardId};
+
+use super::Shard;
+use super::mesh::{MeshReply, MeshRequest};
+
+/// Shard 0's controller state.
+pub struct Controller {
+    /// Taken out while a change is being appended; the lock guarantees one change at a time.
+    metadata_log: RefCell<Option<MetadataLogWriter>>,
+    lock: Semaphore,
+}
+
+impl Controller {
+    /// The controller around the metadata log.
+    pub fn new(metadata_log: MetadataLogWriter) -> Self {
+        Self {
+            metadata_log: RefCell::new(Some(metadata_log)),
+            lock: Semaphore::new(1),
+        }
+    }
+}
+
+/// Answers a request that arrived over the mesh.
+pub async fn serve_mesh_request(shard: Rc<Shard>, request: MeshRequest) -> MeshReply {
+    match request {
+        MeshRequest::CreateTopics {
+            specs,
+            validate_only,
+        } => MeshReply::Topics(create_topics_here(&shard, specs, validate_only).await),
+        MeshRequest::DeleteTopics(names) => {
+            MeshReply::Topics(delete_topics_here(&shard, names).await)
+        }
+        MeshRequest::Apply(change) => MeshReply::Applied(apply_change(&shard, &change, true).await),
+    }
+}
+
+fn unreachable_controller<T>(count: usize) -> Vec<Result<T, TopicError>> {
+    (0..count)
+        .map(|_| {
+            Err(TopicError::Storage(
+                "the controller shard is not reachable".into(),
+            ))
+        })
+        .collect()
+}
+
+/// Creates topics through the controller, from any shard. One result per spec, in order.
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    specs: Vec<CreateTopicSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    if shard.controller.is_some() {
+        return create_topics_here(shard, specs, validate_only).await;
+    }
+    let count = specs.len();
+    let request = MeshRequest::CreateTopics {
+        specs,
+        validate_only,
+    };
+    match shard.mesh().call(ShardId(0), request).await {
+        Ok(MeshReply::Topics(results)) if results.len() == count => results,
+        _ => unreachable_controller(count),
+    }
+}
+
+/// Deletes topics through the controller, from any shard. One result per name, in order.
+pub async fn delete_topics(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+    if shard.controller.is_some() {
+        return delete_topics_here(shard, names).await;
+    }
+    let count = names.len();
+    match shard
+        .mesh()
+        .call(ShardId(0), MeshRequest::DeleteTopics(names))
+        .await
+    {
+        Ok(MeshReply::Topics(results)) if results.len() == count => results,
+        _ => unreachable_controller(count),
+    }
+}
+
+async fn create_topics_here(
+    shard: &Rc<Shard>,
+    specs: Vec<CreateTopicSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    let controller = shard.controller.as_ref().expect("called on shard 0");
+    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+        return unreachable_controller(specs.len());
+    };
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let plan = plan_create_topic(
+            &shard.cluster.borrow(),
+            spec,
+            &shard.config.topic_defaults,
+            shard.config.default_partitions,
+            shard.shard_count,
+        );
+        results.push(match plan {
+            Ok(_) if validate_only => Ok(()),
+            Ok(change) => commit(shard, controller, change).await,
+            Err(error) => Err(error),
+        });
+    }
+    results
+}
+
+async fn delete_topics_here(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+    let controller = shard.controller.as_ref().expect("called on shard 0");
+    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+        return unreachable_controller(names.len());
+    };
+    let mut results = Vec::with_capacity(names.len());
+    for name in &names {
+        let plan = plan_delete_topic(&shard.cluster.borrow(), name);
+        results.push(match plan {
+            Ok(change) => commit(shard, controller, change).await,
+            Err(error) => Err(error),
+        });
+    }
+    results
+}
+
+/// Makes a change durable, then applies it on every shard.
+async fn commit(
+    shard: &Rc<Shard>,
+    controller: &Controller,
+    change: MetadataChange,
+) -> Result<(), TopicError> {
+    let storage = |error: String| TopicError::Storage(error);
+    let mut writer = controller
+        .metadata_log
+        .borrow_mut()
+        .take()
+        .ok_or_else(|| storage("metadata log unavailable".into()))?;
+    let appended = writer.append(&change).await;
+    *controller.metadata_log.borrow_mut() = Some(writer);
+    appended.map_err(|error| storage(error.to_string()))?;
+    for peer in 0..shard.shard_count {
+        let peer = ShardId(peer as u16);
+        let applied = if peer == shard.id {
+            apply_change(shard, &change, true).await
+        } else {
+            match shard
+                .mesh()
+                .call(peer, MeshRequest::Apply(change.clone()))
+                .await
+            {
+                Ok(MeshReply::Applied(result)) => result,
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(error) => Err(error.to_string()),
+            }
+        };
+        applied.map_err(|error| storage(format!("shard {}: {error}", peer.0)))?;
+    }
+    Ok(())
+}
+
+/// Applies a durable change on this shard: opens or deletes the partitions it owns, then updates
+/// its metadata. `fresh` is set for changes made now (not replayed at start-up): a new topic's
+/// directories must then start empty, even if an interrupted deletion left one behind.
+pub async fn apply_change(
+    shard: &Rc<Shard>,
+    change: &MetadataChange,
+    fresh: bool,
+) -> Result<(), String> {
+    match change {
+        MetadataChange::TopicCreated(topic) => {
+            open_owned(
+                shard,
+                &topic.name,
+                0,
+                &topic.partitions,
+                &topic.config,
+                fresh,
+            )
+            .await?;
+            shard.cluster.borrow_mut().apply(change);
+        }
+        MetadataChange::PartitionsAdded { name, added } => {
+            let (first, config) = {
+                let cluster = shard.cluster.borrow();
+                let topic = cluster.topic(name).ok_or("unknown topic")?;
+                (topic.partitions.len(), topic.config.clone())
+            };
+            open_owned(shard, name, first, added, &config, fresh).await?;
+            shard.cluster.borrow_mut().apply(change);
+        }
+        MetadataChange::TopicDeleted { name } => {
+            // Stop routing to the topic first, so no request reaches a log being deleted.
+            shard.cluster.borrow_mut().apply(change);
+            for log in shard.remove_topic_partitions(name) {
+                log.delete().await.map_err(|error| error.to_string())?;
+            }
+        }
+        MetadataChange::ConfigChanged { .. } => {
+            shard.cluster.borrow_mut().apply(change);
+        }
+    }
+    Ok(())
+}
+
+async fn open_owned(
+    shard: &Rc<Shard>,
+    topic: &str,
+    first_partition: usize,
+    owners: &[ShardId],
+    config: &crate::config::TopicConfig,
+    fresh: bool,
+) -> Result<(), String> {
+    for (i, owner) in owners.iter().enumerate() {
+        if *owner != shard.id {
+            continue;
+        }
+        let partition = first_partition + i;
+        let dir = shard.partition_dir(topic, partition);
+        if fresh {
+            remove_dir_if_present(dir.clone()).await?;
+        }
+        let log = PartitionLog::open(dir, config.clone(), Rc::clone(&shard.cache))
+            .await
+            .map_err(|error| format!("{topic}-{partition}: {error}"))?;
+        shard.insert_partition(topic, partition, log);
+    }
+    Ok(())
+}
+
+async fn remove_dir_if_present(dir: std::path::PathBuf) -> Result<(), String> {
+    // Directory removal has no io_uring form in glommio 0.9: run it on the blocking pool so the
+    // executor never waits on the file system.
+    glommio::executor()
+        .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("removing {}: {error}", dir.display()))
+            }
+            _ => Ok(()),
+        })
+        .await
+}

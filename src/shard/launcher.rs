@@ -1,0 +1,269 @@
+//! Start-up and shutdown of the whole broker, on the main thread (which may block).
+//!
+//! In order: create the data dir, replay the metadata log, remove partition directories no topic
+//! owns (left by an interrupted deletion), write the iopoll probe file, bind every shard's port
+//! (so `--port 0` ports are known before any shard starts and every shard can list them all in
+//! Metadata), start one pinned executor per shard, wait until each has opened and recovered its
+//! partitions, then publish `DATA_DIR/listeners`. SIGINT or SIGTERM then stops the shards: each
+//! closes its partitions (in-flight writes finish, data is synced, files closed) and the process
+//! exits 0.
+
+use std::net::TcpListener as StdTcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
+use crate::meta::{ClusterState, ShardId};
+
+use super::mesh::{MeshEnds, build_mesh};
+use super::shard_main::{ShardStart, shard_main};
+
+/// The file listing each shard's address once all of them serve: `<node id> <host>:<port>` lines.
+pub const LISTENERS_FILE_NAME: &str = "listeners";
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// A file-system step failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The metadata log could not be read.
+    #[error(transparent)]
+    Meta(#[from] metadata_log::MetaError),
+    /// A configuration that cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// A shard failed while starting.
+    #[error("shard {shard} failed to start: {reason}")]
+    Shard {
+        /// The shard.
+        shard: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let what = what.into();
+    move |source| LaunchError::Io { what, source }
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+pub fn run(config: BrokerConfig) -> Result<(), LaunchError> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(io_error("installing signal handlers"))?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io_error(format!("creating {}", data_dir.display())))?;
+    let _ = std::fs::remove_file(data_dir.join(LISTENERS_FILE_NAME));
+    let loaded = metadata_log::load(&data_dir, &config.topic_defaults)?;
+    tracing::info!(
+        topics = loaded.state.topics().count(),
+        records = loaded.records,
+        "metadata loaded"
+    );
+    remove_orphan_partition_dirs(&data_dir, &loaded.state)?;
+    crate::io::probe::write_probe_file(&data_dir)
+        .map_err(io_error("writing the iopoll probe file"))?;
+    let cpus = shard_cpus(config.cores)?;
+    let shard_count = cpus.len();
+    for topic in loaded.state.topics() {
+        if let Some(shard) = topic.partitions.iter().find(|s| s.index() >= shard_count) {
+            return Err(LaunchError::Config(format!(
+                "topic {:?} has a partition on shard {}, but only {shard_count} cores were given; \
+                 start with at least {} cores",
+                topic.name,
+                shard.0,
+                shard.0 + 1
+            )));
+        }
+    }
+    let listeners = bind_listeners(&config, shard_count)?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(io_error("reading a bound port"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_sender, ready) = mpsc::channel();
+    let mut handles = Vec::with_capacity(shard_count);
+    let mesh: Vec<MeshEnds> = build_mesh(shard_count);
+    for (((index, cpu), listener), mesh_ends) in cpus.iter().enumerate().zip(listeners).zip(mesh) {
+        let start = ShardStart {
+            id: ShardId(index as u16),
+            shard_count,
+            config: config.clone(),
+            ports: ports.clone(),
+            cluster: loaded.state.clone(),
+            listener,
+            mesh: mesh_ends,
+            metadata_log: (index == 0).then(|| (loaded.path.clone(), loaded.end_position)),
+            stop: Arc::clone(&stop),
+            ready: ready_sender.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
+            .name(&format!("shard-{index}"))
+            .io_memory(config.io_memory_bytes)
+            .ring_depth(config.ring_depth)
+            .preempt_timer(config.preempt)
+            .spawn(move || shard_main(start))
+            .map_err(|error| LaunchError::Shard {
+                shard: index as u16,
+                reason: error.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    drop(ready_sender);
+    let started = wait_until_ready(&ready, shard_count, &mut signals);
+    if let Err(error) = started {
+        stop.store(true, Ordering::SeqCst);
+        for handle in handles {
+            let _ = handle.join();
+        }
+        return Err(error);
+    }
+    publish_listeners(&config, &ports)?;
+    let _ = signals.forever().next();
+    tracing::info!("stopping: closing partitions");
+    stop.store(true, Ordering::SeqCst);
+    for (index, handle) in handles.into_iter().enumerate() {
+        if let Err(error) = handle.join() {
+            tracing::error!(shard = index, %error, "shard did not stop cleanly");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn wait_until_ready(
+    ready: &mpsc::Receiver<Result<ShardId, String>>,
+    shard_count: usize,
+    signals: &mut signal_hook::iterator::Signals,
+) -> Result<(), LaunchError> {
+    let mut started = 0;
+    while started < shard_count {
+        if signals.pending().next().is_some() {
+            return Err(LaunchError::Config(
+                "stopped by a signal during start-up".into(),
+            ));
+        }
+        match ready.recv_timeout(STOP_POLL_INTERVAL) {
+            Ok(Ok(_)) => started += 1,
+            Ok(Err(reason)) => return Err(LaunchError::Shard { shard: 0, reason }),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(LaunchError::Shard {
+                    shard: 0,
+                    reason: "a shard exited during start-up".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CPUs shards are pinned to: the first `cores` online CPUs, or all of them.
+fn shard_cpus(cores: Option<usize>) -> Result<Vec<usize>, LaunchError> {
+    let online: Vec<usize> = CpuSet::online()
+        .map_err(|error| LaunchError::Config(format!("cannot list online CPUs: {error}")))?
+        .into_iter()
+        .map(|location| location.cpu)
+        .collect();
+    let count = cores.unwrap_or(online.len());
+    if count == 0 || count > online.len() {
+        return Err(LaunchError::Config(format!(
+            "--cores {count}: this machine has {} online cores",
+            online.len()
+        )));
+    }
+    let mut cpus = online;
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus.truncate(count);
+    Ok(cpus)
+}
+
+fn bind_listeners(
+    config: &BrokerConfig,
+    shard_count: usize,
+) -> Result<Vec<StdTcpListener>, LaunchError> {
+    (0..shard_count)
+        .map(|i| {
+            let port = if config.port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(config.port) + i).map_err(|_| {
+                    LaunchError::Config(format!(
+                        "--port {} + {shard_count} shards goes past port 65535",
+                        config.port
+                    ))
+                })?
+            };
+            StdTcpListener::bind((config.host.as_str(), port))
+                .map_err(io_error(format!("listening on {}:{port}", config.host)))
+        })
+        .collect()
+}
+
+fn publish_listeners(config: &BrokerConfig, ports: &[u16]) -> Result<(), LaunchError> {
+    let mut text = String::new();
+    for (node, port) in ports.iter().enumerate() {
+        text.push_str(&format!("{node} {}:{port}\n", config.host));
+        tracing::info!(
+            node,
+            address = %format!("{}:{port}", config.host),
+            advertised = %format!("{}:{port}", config.advertised_host()),
+            "shard serving (node {node})"
+        );
+    }
+    let path = config.data_dir.join(LISTENERS_FILE_NAME);
+    write_file_atomically(&path, text.as_bytes())
+        .map_err(io_error(format!("writing {}", path.display())))?;
+    tracing::info!(bootstrap = %format!("{}:{}", config.advertised_host(), ports[0]), "broker ready");
+    Ok(())
+}
+
+/// Removes `<topic>-<n>` directories of topics that no longer exist (an interrupted deletion),
+/// so a topic re-created under that name starts empty.
+fn remove_orphan_partition_dirs(data_dir: &Path, state: &ClusterState) -> Result<(), LaunchError> {
+    let entries =
+        std::fs::read_dir(data_dir).map_err(io_error(format!("listing {}", data_dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == META_DIR_NAME || !entry.path().is_dir() {
+            continue;
+        }
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<usize>() else {
+            continue;
+        };
+        let owned = state
+            .topic(topic)
+            .is_some_and(|meta| partition < meta.partitions.len());
+        if !owned {
+            tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted partition");
+            std::fs::remove_dir_all(entry.path())
+                .map_err(io_error(format!("removing {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// How often a shard checks whether the broker is stopping.
+pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -1,0 +1,162 @@
+//! Shards: one pinned glommio executor per core, each a Kafka broker node of its own.
+//!
+//! A [`Shard`] owns the partitions placed on it (their logs, cache and files) and a copy of the
+//! cluster metadata. It serves its own port; clients send each partition's requests straight to
+//! its owner, so the data path never leaves the core. Shards share nothing mutable and talk only
+//! over the mesh. Everything in a shard is `!Send` (`Rc`, `RefCell`): the compiler keeps it on
+//! its core. No `RefCell` borrow is ever held across an `.await`.
+
+pub mod connection;
+pub mod control;
+pub mod launcher;
+pub mod listener;
+pub mod mesh;
+pub mod producer_ids;
+pub mod shard_main;
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::config::BrokerConfig;
+use crate::log::{PartitionLog, ShardCache};
+use crate::meta::metadata_log::MetadataLogWriter;
+use crate::meta::{ClusterState, ShardId};
+
+use self::mesh::Mesh;
+use self::producer_ids::ProducerIdAllocator;
+
+/// Where a partition lives, from this shard's point of view.
+pub enum PartitionRoute {
+    /// The topic does not exist.
+    UnknownTopic,
+    /// The topic exists but has no such partition.
+    UnknownPartition,
+    /// Another shard owns it: the client must ask that node.
+    Elsewhere(ShardId),
+    /// This shard owns it.
+    Here(Rc<PartitionLog>),
+}
+
+/// One shard's state.
+pub struct Shard {
+    /// This shard's id (= Kafka node id).
+    pub id: ShardId,
+    /// Shards in the broker.
+    pub shard_count: usize,
+    /// Broker configuration.
+    pub config: Rc<BrokerConfig>,
+    /// Every shard's listening port, by shard id.
+    pub ports: Rc<[u16]>,
+    /// This shard's copy of the cluster metadata.
+    pub cluster: RefCell<ClusterState>,
+    /// Logs of the partitions this shard owns, by topic, then partition index.
+    partitions: RefCell<HashMap<String, Vec<Option<Rc<PartitionLog>>>>>,
+    /// Cache of recent batches shared by this shard's partitions.
+    pub cache: Rc<ShardCache>,
+    /// The mesh, connected once at start.
+    mesh: OnceCell<Rc<Mesh>>,
+    /// Shard 0 only: the metadata log and the lock that serialises topic changes.
+    pub controller: Option<control::Controller>,
+    /// Producer ids handed out by this shard.
+    pub producer_ids: ProducerIdAllocator,
+}
+
+impl Shard {
+    /// A shard with its state but no partitions opened yet.
+    pub fn new(
+        id: ShardId,
+        shard_count: usize,
+        config: Rc<BrokerConfig>,
+        ports: Rc<[u16]>,
+        cluster: ClusterState,
+        metadata_log: Option<MetadataLogWriter>,
+    ) -> Self {
+        let cache = Rc::new(ShardCache::new(config.cache_bytes_per_shard));
+        Self {
+            id,
+            shard_count,
+            ports,
+            cluster: RefCell::new(cluster),
+            partitions: RefCell::new(HashMap::new()),
+            cache,
+            mesh: OnceCell::new(),
+            controller: metadata_log.map(control::Controller::new),
+            producer_ids: ProducerIdAllocator::new(id),
+            config,
+        }
+    }
+
+    /// The mesh. Panics before `attach_mesh`, which start-up calls before serving anything.
+    pub fn mesh(&self) -> &Rc<Mesh> {
+        self.mesh.get().expect("mesh connected at start-up")
+    }
+
+    /// Sets the mesh once at start-up.
+    pub fn attach_mesh(&self, mesh: Rc<Mesh>) {
+        assert!(self.mesh.set(mesh).is_ok(), "mesh attached twice");
+    }
+
+    /// Routes a partition: here, elsewhere, or unknown.
+    pub fn route(&self, topic: &str, partition: i32) -> PartitionRoute {
+        let owner = {
+            let cluster = self.cluster.borrow();
+            let Some(meta) = cluster.topic(topic) else {
+                return PartitionRoute::UnknownTopic;
+            };
+            match usize::try_from(partition)
+                .ok()
+                .and_then(|i| meta.partitions.get(i))
+            {
+                Some(&owner) => owner,
+                None => return PartitionRoute::UnknownPartition,
+            }
+        };
+        if owner != self.id {
+            return PartitionRoute::Elsewhere(owner);
+        }
+        let partitions = self.partitions.borrow();
+        match partitions
+            .get(topic)
+            .and_then(|logs| logs.get(partition as usize))
+            .and_then(Option::as_ref)
+        {
+            Some(log) => PartitionRoute::Here(Rc::clone(log)),
+            // Placed here but not open yet (being created): the client retries.
+            None => PartitionRoute::Elsewhere(owner),
+        }
+    }
+
+    /// Registers an opened log this shard owns.
+    pub fn insert_partition(&self, topic: &str, partition: usize, log: Rc<PartitionLog>) {
+        let mut partitions = self.partitions.borrow_mut();
+        let logs = partitions.entry(topic.to_owned()).or_default();
+        if logs.len() <= partition {
+            logs.resize(partition + 1, None);
+        }
+        logs[partition] = Some(log);
+    }
+
+    /// Removes and returns every log of a topic.
+    pub fn remove_topic_partitions(&self, topic: &str) -> Vec<Rc<PartitionLog>> {
+        self.partitions
+            .borrow_mut()
+            .remove(topic)
+            .map(|logs| logs.into_iter().flatten().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every log this shard owns.
+    pub fn all_partitions(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .values()
+            .flat_map(|logs| logs.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// The directory of a partition's log.
+    pub fn partition_dir(&self, topic: &str, partition: usize) -> std::path::PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+}

@@ -1,0 +1,142 @@
+//! A shard's life on its executor: connect the mesh, recover its partitions, serve, close.
+
+use std::net::TcpListener as StdTcpListener;
+use std::os::fd::IntoRawFd;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::config::BrokerConfig;
+use crate::meta::metadata_log::MetadataLogWriter;
+use crate::meta::{ClusterState, MetadataChange, ShardId};
+
+use super::Shard;
+use super::control::{apply_change, serve_mesh_request};
+use super::launcher::STOP_POLL_INTERVAL;
+use super::listener::accept_loop;
+use super::mesh::{Mesh, MeshEnds};
+
+/// Everything a shard is handed by the main thread (all `Send`).
+pub struct ShardStart {
+    /// This shard.
+    pub id: ShardId,
+    /// Shards in the broker.
+    pub shard_count: usize,
+    /// Broker configuration.
+    pub config: BrokerConfig,
+    /// Every shard's port.
+    pub ports: Vec<u16>,
+    /// The metadata replayed at start.
+    pub cluster: ClusterState,
+    /// This shard's bound listening socket.
+    pub listener: StdTcpListener,
+    /// This shard's mesh channel ends.
+    pub mesh: MeshEnds,
+    /// Shard 0: the metadata log and where to append.
+    pub metadata_log: Option<(PathBuf, u64)>,
+    /// Set by the main thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Told once this shard serves (or why it cannot).
+    pub ready: mpsc::Sender<Result<ShardId, String>>,
+}
+
+/// Runs one shard until the stop flag is set.
+pub async fn shard_main(start: ShardStart) {
+    let ShardStart {
+        id,
+        shard_count,
+        config,
+        ports,
+        cluster,
+        listener,
+        mesh,
+        metadata_log,
+        stop,
+        ready,
+    } = start;
+    let shard = match prepare(id, shard_count, config, ports, metadata_log).await {
+        Ok(shard) => shard,
+        Err(reason) => {
+            let _ = ready.send(Err(reason));
+            return;
+        }
+    };
+    let for_mesh = Rc::clone(&shard);
+    let mesh = Mesh::connect(id, mesh, move |_from, request| {
+        serve_mesh_request(Rc::clone(&for_mesh), request)
+    })
+    .await;
+    shard.attach_mesh(mesh);
+    if let Err(reason) = open_partitions(&shard, &cluster).await {
+        let _ = ready.send(Err(reason));
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the descriptor comes from a listening socket this thread now owns alone
+    // (`into_raw_fd` gave up the std listener), so the glommio listener is its only owner.
+    let listener = unsafe {
+        <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(listener.into_raw_fd())
+    };
+    let accepting = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener));
+    let _ = ready.send(Ok(id));
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+    }
+    accepting.cancel().await;
+    close_partitions(&shard).await;
+}
+
+async fn prepare(
+    id: ShardId,
+    shard_count: usize,
+    config: BrokerConfig,
+    ports: Vec<u16>,
+    metadata_log: Option<(PathBuf, u64)>,
+) -> Result<Rc<Shard>, String> {
+    crate::io::probe::probe_iopoll(&config.data_dir)
+        .await
+        .map_err(|error| format!("iopoll probe: {error}"))?;
+    let metadata_log = match metadata_log {
+        Some((path, end_position)) => Some(
+            MetadataLogWriter::open(path, end_position)
+                .await
+                .map_err(|error| error.to_string())?,
+        ),
+        None => None,
+    };
+    // The shard starts with no topics and learns each one as its partitions open, after the
+    // mesh connects, so it never routes to a partition that is not open yet.
+    Ok(Rc::new(Shard::new(
+        id,
+        shard_count,
+        Rc::new(config),
+        ports.into(),
+        ClusterState::default(),
+        metadata_log,
+    )))
+}
+
+async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<(), String> {
+    let mut opened = 0usize;
+    for topic in cluster.topics() {
+        let change = MetadataChange::TopicCreated(topic.clone());
+        apply_change(shard, &change, false).await?;
+        opened += topic.partitions.iter().filter(|s| **s == shard.id).count();
+    }
+    tracing::info!(
+        shard = shard.id.0,
+        partitions = opened,
+        "partitions recovered"
+    );
+    Ok(())
+}
+
+async fn close_partitions(shard: &Rc<Shard>) {
+    for log in shard.all_partitions() {
+        if let Err(error) = log.close().await {
+            tracing::error!(shard = shard.id.0, %error, "closing a partition failed");
+        }
+    }
+}
