@@ -27,4 +27,4 @@ mod writer;
 
 pub use cache::ShardCache;
 pub use error::LogError;
-pub use partition::{AppendOutcome, LogConfig, PartitionLog};
+pub use partition::{AppendOutcome, LogConfig, LogStats, PartitionLog};

@@ -84,6 +84,7 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
     if segments.is_empty() {
         let segment = Segment::new(dir, 0);
         let file = DirectFile::open_or_create(&segment.log_path()).await?;
+        segment::sync_dir(dir).await?;
         segment.set_file(Rc::new(file));
         segments.push(segment);
     }
@@ -157,7 +158,13 @@ async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Option<ShutdownMarker>),
     let dir: PathBuf = dir.to_owned();
     let (base_offsets, marker_bytes) = glommio::executor()
         .spawn_blocking(move || -> std::io::Result<(Vec<i64>, Option<Vec<u8>>)> {
-            std::fs::create_dir_all(&dir)?;
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir)?;
+                // The partition directory's own name lives in its parent.
+                if let Some(parent) = dir.parent() {
+                    std::fs::File::open(parent)?.sync_all()?;
+                }
+            }
             let mut base_offsets = Vec::new();
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;

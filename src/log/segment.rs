@@ -136,6 +136,11 @@ impl Segment {
         self.file.borrow_mut().take()
     }
 
+    /// The partition directory holding the segment.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Path of the `.log` file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(file_name(self.base_offset, LOG_EXTENSION))
@@ -277,6 +282,15 @@ impl Segment {
             TimeIndex::decode(&time_index)?,
         ))
     }
+}
+
+/// Fsyncs the directory `dir`, so the names created or removed in it survive a power loss (a
+/// file's own fdatasync does not cover its directory entry). Runs on glommio's blocking pool.
+pub async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
 }
 
 /// Writes `bytes` to `path` via `path.tmp`, fsync and rename. Blocking: call off the executor.

@@ -22,7 +22,7 @@ use crate::io::DirectFile;
 use super::appender::Appender;
 use super::error::LogError;
 use super::partition::{PartitionLog, PendingBatch, WRITE_BYTES_MAX};
-use super::segment::Segment;
+use super::segment::{self, Segment};
 use super::signal::Signal;
 
 /// How long the writer waits before retrying a write that failed with ENOSPC.
@@ -109,6 +109,10 @@ async fn write(
         match appender.append(&chunks).await {
             Ok(logical_size_bytes) => {
                 segment.set_written_bytes(logical_size_bytes);
+                let mut stats = log.stats.get();
+                stats.writes += 1;
+                stats.batch_bytes_written += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+                log.stats.set(stats);
                 note_unsynced(log, appender.file());
                 assert!(
                     end_offset > log.high_watermark.get(),
@@ -159,6 +163,8 @@ async fn roll(
     old.persist_indexes().await?;
     old.seal();
     let next_file = Rc::new(DirectFile::open_or_create(&next.log_path()).await?);
+    // The new name must be durable before an acks=all answer relies on the file's fdatasync.
+    segment::sync_dir(next.dir()).await?;
     next.set_file(next_file.clone());
     let limit_bytes = log.config.topic.segment_bytes;
     Ok(Appender::open(next_file, 0, limit_bytes).await?)
