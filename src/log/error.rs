@@ -53,7 +53,9 @@ pub enum LogError {
         base_sequence: i32,
         expected: i32,
     },
-    /// Stored data failed validation where a torn write cannot explain it.
+    /// Stored data failed validation where a torn write cannot explain it. `offset` is the first
+    /// offset not trusted (at recovery), or the segment's base offset (a batch read back for a
+    /// fetch failed its CRC).
     #[error("corrupt log at offset {offset} (file position {file_position} of {path}): {reason}")]
     Corrupt {
         offset: i64,
