@@ -66,6 +66,54 @@ pub fn run(config: BrokerConfig) -> Result<(), LaunchError> {
         signal_hook::consts::SIGTERM,
     ])
     .map_err(io_error("installing signal handlers"))?;
+    let broker = start_until(config, Some(&mut signals))?;
+    let _ = signals.forever().next();
+    broker.stop();
+    Ok(())
+}
+
+/// A broker running in this process (for `spate bench --embedded` and tests).
+pub struct RunningBroker {
+    host: String,
+    ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl RunningBroker {
+    /// Every shard's port, by node id.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// `host:port` of shard 0.
+    pub fn bootstrap(&self) -> String {
+        format!("{}:{}", self.host, self.ports[0])
+    }
+
+    /// Stops every shard (partitions closed and synced) and waits for them.
+    pub fn stop(self) {
+        tracing::info!("stopping: closing partitions");
+        self.stop.store(true, Ordering::SeqCst);
+        for (index, handle) in self.handles.into_iter().enumerate() {
+            if let Err(error) = handle.join() {
+                tracing::error!(shard = index, %error, "shard did not stop cleanly");
+            }
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the broker and returns once every shard serves.
+pub fn start(config: BrokerConfig) -> Result<RunningBroker, LaunchError> {
+    start_until(config, None)
+}
+
+/// Starts the broker; a signal in `signals` during start-up aborts it.
+fn start_until(
+    config: BrokerConfig,
+    signals: Option<&mut signal_hook::iterator::Signals>,
+) -> Result<RunningBroker, LaunchError> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
@@ -128,7 +176,7 @@ pub fn run(config: BrokerConfig) -> Result<(), LaunchError> {
         handles.push(handle);
     }
     drop(ready_sender);
-    let started = wait_until_ready(&ready, shard_count, &mut signals);
+    let started = wait_until_ready(&ready, shard_count, signals);
     if let Err(error) = started {
         stop.store(true, Ordering::SeqCst);
         for handle in handles {
@@ -137,26 +185,25 @@ pub fn run(config: BrokerConfig) -> Result<(), LaunchError> {
         return Err(error);
     }
     publish_listeners(&config, &ports)?;
-    let _ = signals.forever().next();
-    tracing::info!("stopping: closing partitions");
-    stop.store(true, Ordering::SeqCst);
-    for (index, handle) in handles.into_iter().enumerate() {
-        if let Err(error) = handle.join() {
-            tracing::error!(shard = index, %error, "shard did not stop cleanly");
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
+    Ok(RunningBroker {
+        host: config.host.clone(),
+        ports,
+        stop,
+        handles,
+    })
 }
 
 fn wait_until_ready(
     ready: &mpsc::Receiver<Result<ShardId, String>>,
     shard_count: usize,
-    signals: &mut signal_hook::iterator::Signals,
+    mut signals: Option<&mut signal_hook::iterator::Signals>,
 ) -> Result<(), LaunchError> {
     let mut started = 0;
     while started < shard_count {
-        if signals.pending().next().is_some() {
+        let signalled = signals
+            .as_mut()
+            .is_some_and(|signals| signals.pending().next().is_some());
+        if signalled {
             return Err(LaunchError::Config(
                 "stopped by a signal during start-up".into(),
             ));
