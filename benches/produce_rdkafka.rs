@@ -21,7 +21,8 @@
 //! per record and 61 per batch, not counted. Each line also carries the CPU the broker and this
 //! process used during the run (from /proc, in percent of one core), and the bytes the broker
 //! wrote to the block layer (`/proc/<pid>/io` write_bytes), so a figure can be read against what
-//! limited it.
+//! limited it, plus what librdkafka's statistics say about the run: broker round-trip time,
+//! time records waited in the client queue, and the batch sizes actually sent.
 //!
 //! Flags (after `--`): `--records N` (default 2,000,000 = 2.048 GB), `--seconds S` (default 20),
 //! `--acks 1,all`, `--partitions 16,1`, `--record-bytes 1024`, `--broker-cpu 0`, `--client-cpu 1`.
@@ -49,6 +50,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 
 /// How long the broker may take to publish DATA_DIR/listeners after it starts.
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +65,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const SENDS_PER_POLL: u64 = 1024;
 /// Interval of the progress lines on stderr.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Interval of librdkafka's statistics callbacks (`statistics.interval.ms`), which give the
+/// broker round-trip time and the batch sizes the client actually sent.
+const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// What one invocation measures, from the command line.
 #[derive(Debug, Clone)]
@@ -293,15 +298,76 @@ impl Drop for Broker {
     }
 }
 
-/// Counts delivery reports; librdkafka calls `delivery` from `poll` and `flush`, on this thread.
+/// Sums of librdkafka's rolling windows over every statistics interval of one run. Each window
+/// covers one interval, so sums and counts add up across intervals; maxima are taken as is.
+#[derive(Debug, Default, Clone)]
+struct ClientStatistics {
+    /// Broker round-trip time (request written to response read), microseconds.
+    rtt_us_sum: i64,
+    rtt_count: i64,
+    rtt_us_p99_max: i64,
+    /// Time records waited in the client's queue before being put in a request, microseconds.
+    queue_latency_us_sum: i64,
+    queue_latency_count: i64,
+    /// Produce batches (one per partition per request) and their bytes and records.
+    batch_bytes_sum: i64,
+    batch_count: i64,
+    batch_records_sum: i64,
+    /// Most requests seen waiting for a response on the broker connection at a sample.
+    awaiting_response_max: i64,
+    /// Requests sent to the broker (node 0), cumulative.
+    requests: u64,
+}
+
+impl ClientStatistics {
+    fn add(&mut self, statistics: &Statistics) {
+        for broker in statistics.brokers.values().filter(|b| b.nodeid >= 0) {
+            if let Some(rtt) = &broker.rtt {
+                self.rtt_us_sum += rtt.sum;
+                self.rtt_count += rtt.cnt;
+                self.rtt_us_p99_max = self.rtt_us_p99_max.max(rtt.p99);
+            }
+            if let Some(latency) = &broker.int_latency {
+                self.queue_latency_us_sum += latency.sum;
+                self.queue_latency_count += latency.cnt;
+            }
+            self.awaiting_response_max = self.awaiting_response_max.max(broker.waitresp_cnt);
+            self.requests = broker.tx;
+        }
+        for topic in statistics.topics.values() {
+            self.batch_bytes_sum += topic.batchsize.sum;
+            self.batch_count += topic.batchsize.cnt;
+            self.batch_records_sum += topic.batchcnt.sum;
+        }
+    }
+
+    fn mean(sum: i64, count: i64) -> f64 {
+        if count == 0 {
+            0.0
+        } else {
+            sum as f64 / count as f64
+        }
+    }
+}
+
+/// Counts delivery reports; librdkafka calls `delivery` (and `stats`) from `poll` and `flush`,
+/// on this thread.
 #[derive(Default)]
 struct DeliveryCounter {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    statistics: Mutex<ClientStatistics>,
 }
 
-impl ClientContext for DeliveryCounter {}
+impl ClientContext for DeliveryCounter {
+    fn stats(&self, statistics: Statistics) {
+        self.statistics
+            .lock()
+            .expect("not poisoned")
+            .add(&statistics);
+    }
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
@@ -335,7 +401,8 @@ fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.codec", "none")
         .set("enable.idempotence", "false")
-        .set("message.timeout.ms", "120000");
+        .set("message.timeout.ms", "120000")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     config
 }
 
@@ -393,6 +460,7 @@ struct RunResult {
     broker_cpu: Duration,
     client_cpu: Duration,
     broker_write_bytes: u64,
+    client: ClientStatistics,
 }
 
 impl RunResult {
@@ -405,7 +473,9 @@ impl RunResult {
              \"records_sent\":{},\"records_delivered\":{},\"records_failed\":{},\"seconds\":{:.3},\
              \"send_seconds\":{:.3},\"records_per_s\":{:.0},\"mb_per_s\":{:.1},\
              \"broker_cpu_pct\":{:.0},\"client_cpu_pct\":{:.0},\"broker_write_bytes\":{},\
-             \"first_error\":{}}}",
+             \"rtt_ms_avg\":{:.2},\"rtt_ms_p99_max\":{:.2},\"queue_ms_avg\":{:.1},\
+             \"batch_bytes_avg\":{:.0},\"batch_records_avg\":{:.0},\"requests\":{},\
+             \"awaiting_response_max\":{},\"first_error\":{}}}",
             self.partitions,
             self.acks,
             record_bytes,
@@ -419,6 +489,16 @@ impl RunResult {
             100.0 * self.broker_cpu.as_secs_f64() / self.seconds,
             100.0 * self.client_cpu.as_secs_f64() / self.seconds,
             self.broker_write_bytes,
+            ClientStatistics::mean(self.client.rtt_us_sum, self.client.rtt_count) / 1e3,
+            self.client.rtt_us_p99_max as f64 / 1e3,
+            ClientStatistics::mean(
+                self.client.queue_latency_us_sum,
+                self.client.queue_latency_count
+            ) / 1e3,
+            ClientStatistics::mean(self.client.batch_bytes_sum, self.client.batch_count),
+            ClientStatistics::mean(self.client.batch_records_sum, self.client.batch_count),
+            self.client.requests,
+            self.client.awaiting_response_max,
             json_string(self.first_error.as_deref()),
         );
         line
@@ -545,6 +625,7 @@ fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) 
         broker_cpu,
         client_cpu,
         broker_write_bytes,
+        client: context.statistics.lock().expect("not poisoned").clone(),
     }
 }
 
