@@ -13,12 +13,15 @@
 //! - `api`: the Kafka API handlers, the only place typed errors become Kafka error codes.
 //! - `meta`: cluster metadata (topics, placement, configs), the controller's decisions, and the
 //!   metadata log they are made durable in.
+//! - `bench`: `spate bench`, the load generator (thread-per-core producers and consumers on
+//!   `client`, open-loop rate, hdrhistogram latency, reports); it can run a broker in-process.
 //! - `client`: a minimal Kafka client on glommio (connections, metadata, producer, consumer) for
 //!   the load generator, the CLI tools and the tests; it works against any Kafka broker.
 
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod io;
