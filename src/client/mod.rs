@@ -7,14 +7,20 @@
 //! - `connection`: one broker connection: version negotiation, pipelined requests matched by
 //!   correlation id.
 //! - `cluster`: bootstrap, Metadata, a connection per node, leader routing, topic admin.
+//! - `compression`: lz4 and zstd for a batch's records region.
+//! - `producer`: per-partition batching, one request per leader, retries, idempotence.
 //!
 //! Nothing here is shared across threads: a client with several cores builds one `Cluster` (and
 //! producers and consumers on it) inside each executor.
 
 pub mod cluster;
+pub mod compression;
 pub mod connection;
 pub mod error;
+pub mod producer;
 
 pub use cluster::Cluster;
+pub use compression::CompressionCodec;
 pub use connection::Connection;
 pub use error::ClientError;
+pub use producer::{DeliveryCallback, DeliveryReport, Producer, ProducerConfig};
