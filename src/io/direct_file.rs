@@ -108,12 +108,16 @@ impl DirectFile {
         &self.path
     }
 
-    /// A zeroed buffer of `len_bytes` (rounded up to whole blocks) for `write_at`. It comes from
-    /// glommio's registered I/O memory when some is free, else from the heap (still aligned).
+    /// A zeroed buffer of `len_bytes` (rounded up to whole blocks; must not be 0) for
+    /// `write_at`. It comes from glommio's registered I/O memory when some is free, else from the
+    /// heap (still aligned; glommio falls back silently).
     pub fn alloc_buffer(&self, len_bytes: usize) -> AlignedBuffer {
+        // glommio 0.9 panics (unwraps None) on a zero-sized heap fallback: refuse it here.
+        assert!(len_bytes > 0, "empty DMA buffer");
         let len_bytes = align_up(len_bytes as u64) as usize;
         let mut buffer = self.file.alloc_dma_buffer(len_bytes);
-        // The pool hands back recycled memory: zero it, so padding never leaks old bytes to disk.
+        // Neither the pool (recycled buffers) nor the heap fallback zeroes memory: zero it, so
+        // the padding never writes stale bytes to disk.
         buffer.as_bytes_mut().fill(0);
         AlignedBuffer { buffer }
     }
