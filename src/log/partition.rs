@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::{TimestampType, TopicConfig};
 use crate::io::DirectFile;
-use crate::protocol::record_batch;
+use crate::protocol::record_batch::{self, BatchError};
 
 use super::appender::Appender;
 use super::cache::{CacheKey, CachedBatch, ShardCache};
@@ -213,6 +213,16 @@ impl PartitionLog {
             });
         }
         let header = record_batch::header(&batch)?;
+        let last_offset_delta = header.last_offset_delta.get();
+        if last_offset_delta < 0 {
+            // validate() refuses this; checked again because an offset range running backwards
+            // would corrupt the log, and it comes from a client.
+            return Err(BatchError::InvalidRecordsCount {
+                records_count: header.records_count.get(),
+                last_offset_delta,
+            }
+            .into());
+        }
         let log_append_time =
             self.config.topic.message_timestamp_type == TimestampType::LogAppendTime;
         let log_append_time_ms = if log_append_time { now_ms } else { -1 };
@@ -239,7 +249,7 @@ impl PartitionLog {
             header.max_timestamp.get()
         };
         let base_offset = self.log_end_offset.get();
-        let last_offset = base_offset + i64::from(header.last_offset_delta.get());
+        let last_offset = base_offset + i64::from(last_offset_delta);
         assert!(last_offset >= base_offset, "offsets must increase");
         let bytes = patch_batch(&batch, base_offset, log_append_time.then_some(now_ms))?;
         self.enqueue(bytes, last_offset, max_timestamp_ms);
