@@ -903,6 +903,53 @@ mod tests {
     }
 
     #[test]
+    fn partitions_sharing_a_small_cache_read_their_own_data() {
+        // Proves the per-shard cache keeps partitions apart: 8 logs appending interleaved into a
+        // cache far smaller than their data each read back exactly their own records (from the
+        // cache for the newest batches, from disk for the evicted ones), and the cache stays
+        // within its budget.
+        let dir = TestDir::new("log-shared-cache");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let cache = Rc::new(ShardCache::new(32 * 1024));
+            let mut logs = Vec::new();
+            for partition in 0..8 {
+                let dir = path.join(format!("topic-{partition}"));
+                let config = topic(1 << 30, TimestampType::CreateTime);
+                logs.push(
+                    PartitionLog::open(dir, config, cache.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
+            let mut ends = vec![0u64; logs.len()];
+            for round in 0..300u64 {
+                for (partition, log) in logs.iter().enumerate() {
+                    // Partition p's values start at p * 1_000_000 so mixing would show.
+                    let first = partition as u64 * 1_000_000 + ends[partition];
+                    let records = round % 3 + 1;
+                    log.append_batch(batch(first, records), 0).unwrap();
+                    ends[partition] += records;
+                }
+            }
+            for (partition, log) in logs.iter().enumerate() {
+                log.wait_written(ends[partition] as i64).await.unwrap();
+                assert!(cache.used_bytes() <= 32 * 1024);
+                let base = partition as u64 * 1_000_000;
+                let expected = numbered(base..base + ends[partition]);
+                assert_eq!(read_all(log, 0, 3000).await, expected);
+                let tail_offset = ends[partition] as i64 - 2;
+                let tail = read_all(log, tail_offset, 3000).await;
+                assert_eq!(tail, expected[tail_offset as usize..].to_vec());
+            }
+            for log in logs {
+                log.close().await.unwrap();
+            }
+            assert_eq!(cache.used_bytes(), 0);
+        });
+    }
+
+    #[test]
     fn reopen_after_clean_close_and_after_unclean_drop() {
         // Proves recovery finds every written batch: after a clean close, and after the log was
         // dropped without close (as a crash leaves it), reopening yields the same high watermark
