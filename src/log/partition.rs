@@ -97,7 +97,9 @@ pub(super) struct PendingBatch {
 #[derive(Debug)]
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
-    pub(super) config: LogConfig,
+    /// Replaced by `set_config` (topic config changes); read in short borrows, never across an
+    /// await.
+    pub(super) config: RefCell<LogConfig>,
     pub(super) cache: Rc<ShardCache>,
     pub(super) cache_key: CacheKey,
     /// In base-offset order; the last one receives new batches.
@@ -159,7 +161,7 @@ impl PartitionLog {
         let cache_key = cache.register();
         let log = Rc::new_cyclic(|self_ref| PartitionLog {
             dir,
-            config,
+            config: RefCell::new(config),
             cache,
             cache_key,
             segments: RefCell::new(recovered.segments),
@@ -199,13 +201,25 @@ impl PartitionLog {
         &self.dir
     }
 
+    /// The log's current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Applies a changed topic configuration (IncrementalAlterConfigs). It takes effect from the
+    /// next append (max.message.bytes, timestamp type), roll (segment.bytes) or retention pass.
+    pub fn set_config(&self, topic: TopicConfig) {
+        self.config.borrow_mut().topic = topic;
+    }
+
     /// Sequences one validated batch: checks idempotence, assigns offsets
     /// `[log_end, log_end + count)`, sets `base_offset` and `partition_leader_epoch` (0) and, for
     /// LogAppendTime topics, `max_timestamp = now_ms` with a new CRC; adds it to the in-memory tail
     /// and the cache, and wakes the writer. Synchronous, so arrival order is offset order.
     pub fn append_batch(&self, batch: Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
         self.check_usable()?;
-        let max_message_bytes = self.config.topic.max_message_bytes;
+        let topic = self.config().topic;
+        let max_message_bytes = topic.max_message_bytes;
         if batch.len() as u64 > max_message_bytes {
             return Err(LogError::MessageTooLarge {
                 batch_bytes: batch.len(),
@@ -223,8 +237,7 @@ impl PartitionLog {
             }
             .into());
         }
-        let log_append_time =
-            self.config.topic.message_timestamp_type == TimestampType::LogAppendTime;
+        let log_append_time = topic.message_timestamp_type == TimestampType::LogAppendTime;
         let log_append_time_ms = if log_append_time { now_ms } else { -1 };
         let identity = producer_identity(header);
         if let Some(identity) = &identity {
@@ -302,7 +315,8 @@ impl PartitionLog {
     ) -> Rc<Segment> {
         let mut segments = self.segments.borrow_mut();
         let active = segments.last().expect("a log has a segment").clone();
-        let size_max_bytes = self.config.topic.segment_bytes.min(u64::from(u32::MAX));
+        let segment_bytes = self.config.borrow().topic.segment_bytes;
+        let size_max_bytes = segment_bytes.min(u64::from(u32::MAX));
         let too_big = active.sequenced_bytes() + len_bytes > size_max_bytes;
         let too_many = last_offset - active.base_offset() > i64::from(u32::MAX);
         if active.sequenced_bytes() == 0 || !(too_big || too_many) {
@@ -497,7 +511,7 @@ impl PartitionLog {
                 sealed: segment.sealed(),
             })
             .collect();
-        let topic = &self.config.topic;
+        let topic = self.config().topic;
         let count = retention::expired_segment_count(
             &infos,
             topic.retention_ms,
@@ -1361,6 +1375,30 @@ mod tests {
             let log = open(&path, config, 0).await;
             assert_eq!(log.log_start_offset(), inside);
             assert_eq!(log.high_watermark(), total);
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn config_changes_apply_to_the_next_append() {
+        // Proves set_config takes effect at once: a lowered max.message.bytes refuses the next
+        // batch, and switching to LogAppendTime stamps the next one.
+        let dir = TestDir::new("log-config");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let log = open(&path, topic(1 << 30, TimestampType::CreateTime), 1 << 20).await;
+            let mut config = log.config().topic;
+            config.max_message_bytes = 10;
+            log.set_config(config.clone());
+            assert!(matches!(
+                log.append_batch(batch(0, 1), 0),
+                Err(LogError::MessageTooLarge { .. })
+            ));
+            config.max_message_bytes = 1 << 20;
+            config.message_timestamp_type = TimestampType::LogAppendTime;
+            log.set_config(config);
+            let outcome = log.append_batch(batch(0, 1), 77).unwrap();
+            assert_eq!(outcome.log_append_time_ms, 77);
             log.close().await.unwrap();
         });
     }

@@ -166,6 +166,6 @@ async fn roll(
     // The new name must be durable before an acks=all answer relies on the file's fdatasync.
     segment::sync_dir(next.dir()).await?;
     next.set_file(next_file.clone());
-    let limit_bytes = log.config.topic.segment_bytes;
+    let limit_bytes = log.config.borrow().topic.segment_bytes;
     Ok(Appender::open(next_file, 0, limit_bytes).await?)
 }
