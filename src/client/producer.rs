@@ -142,6 +142,8 @@ struct PartitionState {
     sequence_next: i32,
     number_next: u64,
     retry_at: Option<Instant>,
+    /// Numbers of the closed batches not yet reported, ascending.
+    unreported: VecDeque<u64>,
 }
 
 /// A batch inside a produce request.
@@ -457,6 +459,7 @@ impl Inner {
             buffer_bytes: open.buffer_bytes,
             attempts: 0,
         });
+        state.unreported.push_back(state.number_next);
         state.number_next += 1;
     }
 
@@ -581,7 +584,8 @@ impl Inner {
                 Ok(base_offset) => self.report(&batch, base_offset, None),
                 Err(error) => {
                     refresh |= error.needs_metadata_refresh();
-                    self.retry_or_fail(batch, error);
+                    let retriable = error.is_retriable() || self.is_behind_a_retry(&batch, &error);
+                    self.retry_or_fail(batch, error, retriable);
                 }
             }
         }
@@ -619,9 +623,24 @@ impl Inner {
         }
     }
 
+    /// Whether an OUT_OF_ORDER_SEQUENCE_NUMBER only means an earlier batch of the partition
+    /// failed and is being retried: the broker refuses the later one until the earlier lands
+    /// (pipelined requests race a retriable error), so the later one is retried too, in order.
+    fn is_behind_a_retry(&self, in_flight: &InFlightBatch, error: &ClientError) -> bool {
+        if error.kafka_code() != Some(ErrorCode::OutOfOrderSequenceNumber) {
+            return false;
+        }
+        let topics = self.topics.borrow();
+        topics
+            .get(&in_flight.topic)
+            .and_then(|partitions| partitions.get(in_flight.partition as usize))
+            .and_then(|state| state.unreported.front())
+            .is_some_and(|&first| first < in_flight.batch.number)
+    }
+
     /// Requeues a batch for another attempt, in order, or reports it failed.
-    fn retry_or_fail(&self, mut in_flight: InFlightBatch, error: ClientError) {
-        if !error.is_retriable() || in_flight.batch.attempts >= RETRIES_MAX {
+    fn retry_or_fail(&self, mut in_flight: InFlightBatch, error: ClientError, retriable: bool) {
+        if !retriable || in_flight.batch.attempts >= RETRIES_MAX {
             self.report(&in_flight, -1, Some(error));
             return;
         }
@@ -645,6 +664,17 @@ impl Inner {
     /// Settles a batch: frees its buffer bytes and calls `on_delivery` (no borrow held).
     fn report(&self, in_flight: &InFlightBatch, base_offset: i64, error: Option<ClientError>) {
         self.buffer.signal(in_flight.batch.buffer_bytes as u64);
+        if let Some(state) = self
+            .topics
+            .borrow_mut()
+            .get_mut(&in_flight.topic)
+            .and_then(|partitions| partitions.get_mut(in_flight.partition as usize))
+        {
+            let number = in_flight.batch.number;
+            if let Some(position) = state.unreported.iter().position(|&n| n == number) {
+                state.unreported.remove(position);
+            }
+        }
         self.batches_outstanding
             .set(self.batches_outstanding.get() - 1);
         (self.on_delivery)(&DeliveryReport {
