@@ -115,6 +115,11 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(1..=(256 << 20)))]
     pub batch_bytes: u32,
 
+    /// Bytes a producer may hold queued but unacknowledged (buffer.memory); `send` waits at the
+    /// limit. At `--rate max` this sets the latency: a full buffer takes this long to drain.
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub buffer_bytes: u32,
+
     /// How long a producer waits for a batch to fill (linger.ms).
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
@@ -151,6 +156,7 @@ impl LoadArgs {
             producers: None,
             acks: 1,
             batch_bytes: 256 * 1024,
+            buffer_bytes: 16 << 20,
             linger_ms: 1,
             compression: Compression::None,
             compressibility: 0.5,
