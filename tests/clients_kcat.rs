@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -55,7 +56,6 @@ fn lines_keyed(tag: &str, count: usize) -> String {
 // Proves `kcat -L` sees every shard as a broker at its listening address and a created topic
 // with its partitions.
 #[test]
-#[ignore = "needs spate serve (issue 3)"]
 fn kcat_lists_brokers_and_topics() {
     if !kcat_available("kcat_lists_brokers_and_topics") {
         return;
@@ -88,7 +88,6 @@ fn kcat_lists_brokers_and_topics() {
 // Proves keyed lines produced with `kcat -P -K:` come back identically, in order, from
 // `kcat -C -e -o beginning -K:`.
 #[test]
-#[ignore = "needs spate serve (issue 3)"]
 fn kcat_produces_and_consumes_keyed_lines() {
     if !kcat_available("kcat_produces_and_consumes_keyed_lines") {
         return;
@@ -129,7 +128,6 @@ fn kcat_produces_and_consumes_keyed_lines() {
 // each line comes back from the partition and offset kcat reports, and that the broker stored
 // snappy batches.
 #[test]
-#[ignore = "needs spate serve (issue 3)"]
 fn kcat_snappy_over_partitions_round_trips() {
     if !kcat_available("kcat_snappy_over_partitions_round_trips") {
         return;
@@ -196,15 +194,15 @@ fn kcat_snappy_over_partitions_round_trips() {
     // kcat's default partitioner hashes keys, so compare the lines as sets; within a partition,
     // the producer's order must hold.
     let mut lines_want: Vec<String> = lines.lines().map(str::to_string).collect();
+    let position_of: HashMap<&str, usize> = lines_want
+        .iter()
+        .enumerate()
+        .map(|(position, line)| (line.as_str(), position))
+        .collect();
     for records in &per_partition {
         let positions: Vec<usize> = records
             .iter()
-            .map(|(_, line)| {
-                lines_want
-                    .iter()
-                    .position(|l| l == line)
-                    .expect("line produced")
-            })
+            .map(|(_, line)| *position_of.get(line.as_str()).expect("line produced"))
             .collect();
         assert!(
             positions.windows(2).all(|w| w[0] < w[1]),

@@ -43,7 +43,7 @@ fn id_of(payload: &[u8]) -> usize {
 
 /// What the producer thread shares with the test.
 struct Shared {
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     acked: AtomicUsize,
     deliveries: Mutex<Vec<Delivery>>,
     fatal: Mutex<Option<String>>,
@@ -120,7 +120,6 @@ fn wait_for_progress(shared: &Shared, acked_before: usize, after: &str) -> usize
 // continuous idempotent produce, every acknowledged record is at its acknowledged offset, in
 // order, and each partition's offsets are contiguous from 0.
 #[test]
-#[ignore = "needs spate serve (issue 3)"]
 fn acknowledged_records_survive_kill9_restarts() {
     let mut rng = Rng::from_env_or_clock("acknowledged_records_survive_kill9_restarts");
     // Fixed ports: the producer keeps its bootstrap address and connections across restarts.
@@ -130,11 +129,13 @@ fn acknowledged_records_survive_kill9_restarts() {
     });
     create_topic(&broker.bootstrap(), "crash", PARTITIONS, &[]);
     let shared = Arc::new(Shared {
-        stop: AtomicBool::new(false),
+        stop: Arc::new(AtomicBool::new(false)),
         acked: AtomicUsize::new(0),
         deliveries: Mutex::new(Vec::new()),
         fatal: Mutex::new(None),
     });
+    // Stops the producer thread also when an assertion below fails.
+    let _stop_on_drop = common::StopOnDrop(Arc::clone(&shared.stop));
     let producer_thread = {
         let bootstrap = broker.bootstrap();
         let shared = Arc::clone(&shared);

@@ -43,6 +43,9 @@ use rdkafka::{Offset, TopicPartitionList};
 pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the harness looks for the `listeners` file.
 const BROKER_START_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a start with fixed ports is retried while a port is still in use.
+const PORT_IN_USE_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+const PORT_IN_USE_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a broker may take to exit after SIGTERM before the test fails.
 pub const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines of the broker log printed when a test fails.
@@ -210,7 +213,87 @@ impl Broker {
         }
     }
 
+    /// Starts the broker process and waits for its listeners. With fixed ports, a start that
+    /// fails because a port is still in use is retried for a while: after SIGKILL the kernel
+    /// may release the dead process's listening sockets only after it was reaped (its io_uring
+    /// is torn down asynchronously).
     fn spawn(&mut self) {
+        let started = Instant::now();
+        loop {
+            let log_position = fs::metadata(&self.log_path).map_or(0, |m| m.len());
+            match self.spawn_once() {
+                Ok(listeners) => {
+                    self.listeners = listeners;
+                    return;
+                }
+                Err(status) => {
+                    let log_since = log_since(&self.log_path, log_position);
+                    let retry = self.port_base.is_some()
+                        && log_since.contains("Address already in use")
+                        && started.elapsed() < PORT_IN_USE_RETRY_TIMEOUT;
+                    if !retry {
+                        panic!("broker exited with {status} before listening");
+                    }
+                    eprintln!(
+                        "harness: broker start {} found a port still in use; retrying",
+                        self.start_count
+                    );
+                    self.log_ports_in_use();
+                    thread::sleep(PORT_IN_USE_RETRY_INTERVAL);
+                }
+            }
+        }
+    }
+
+    /// Appends the kernel stack and wait channel of every thread of the (hung) broker to
+    /// broker.log, so a start that never finishes shows where it waits.
+    fn log_process_stacks(&self) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let mut text = String::new();
+        let task_dir = format!("/proc/{}/task", child.id());
+        for entry in fs::read_dir(&task_dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let read = |name: &str| fs::read_to_string(path.join(name)).unwrap_or_default();
+            text.push_str(&format!(
+                "thread {} ({}) state {} wchan {}\n{}\n",
+                entry.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("stat").split(' ').nth(2).unwrap_or("?"),
+                read("wchan"),
+                read("stack")
+            ));
+        }
+        if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log_path) {
+            let _ = writeln!(log, "=== harness: broker start timed out; threads:\n{text}");
+        }
+    }
+
+    /// Appends `ss` output about the fixed ports to broker.log, to show who holds them.
+    fn log_ports_in_use(&self) {
+        let Some(port_base) = self.port_base else {
+            return;
+        };
+        let filter = (0..self.config.cores)
+            .map(|i| format!("sport = :{}", port_base as usize + i))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let output = Command::new("ss").args(["-tanpe", &filter]).output();
+        let text = match output {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            Err(error) => format!("cannot run ss: {error}"),
+        };
+        if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log_path) {
+            let _ = writeln!(
+                log,
+                "=== harness: port in use, retrying; ss {filter}:\n{text}"
+            );
+        }
+    }
+
+    /// One start attempt: the listeners, or the exit status if the broker exited first.
+    fn spawn_once(&mut self) -> Result<Vec<Listener>, ExitStatus> {
         assert!(self.child.is_none());
         self.start_count += 1;
         let listeners_path = self.data_dir.join("listeners");
@@ -237,7 +320,8 @@ impl Broker {
             .args(&self.config.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone broker.log"))
-            .stderr(log.try_clone().expect("clone broker.log"));
+            .stderr(log.try_clone().expect("clone broker.log"))
+            .env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
@@ -258,23 +342,24 @@ impl Broker {
         .expect("write broker.log");
         let child = command.spawn().expect("spawn spate serve");
         self.child = Some(child);
-        self.listeners = self.wait_for_listeners(&listeners_path);
+        self.wait_for_listeners(&listeners_path)
     }
 
-    fn wait_for_listeners(&mut self, listeners_path: &Path) -> Vec<Listener> {
+    fn wait_for_listeners(&mut self, listeners_path: &Path) -> Result<Vec<Listener>, ExitStatus> {
         let started = Instant::now();
         loop {
             match fs::read_to_string(listeners_path) {
-                Ok(text) => return self.parse_listeners(&text),
+                Ok(text) => return Ok(self.parse_listeners(&text)),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => panic!("read {}: {error}", listeners_path.display()),
             }
             let child = self.child.as_mut().expect("broker child");
             if let Some(status) = child.try_wait().expect("poll the broker") {
                 self.child = None;
-                panic!("broker exited with {status} before listening");
+                return Err(status);
             }
             if started.elapsed() > BROKER_START_TIMEOUT {
+                self.log_process_stacks();
                 panic!(
                     "broker wrote no {} within {BROKER_START_TIMEOUT:?}",
                     listeners_path.display()
@@ -351,6 +436,15 @@ impl Drop for Broker {
             }
         }
     }
+}
+
+/// broker.log from byte `position` on.
+fn log_since(path: &Path, position: u64) -> String {
+    let bytes = fs::read(path).unwrap_or_default();
+    let start = usize::try_from(position)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -960,6 +1054,16 @@ impl Rng {
     /// Uniform in [low, high).
     pub fn range(&mut self, low: u64, high: u64) -> u64 {
         low + self.next_u64() % (high - low)
+    }
+}
+
+/// Sets its flag when dropped, so a helper thread polling the flag stops even when the test
+/// panics before it would have set it.
+pub struct StopOnDrop(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
