@@ -17,6 +17,7 @@ use spate::protocol::messages::create_topics::{
 };
 use spate::protocol::messages::delete_topics::DeleteTopicsRequest;
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+use spate::protocol::messages::find_coordinator::FindCoordinatorRequest;
 use spate::protocol::messages::list_offsets::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
@@ -479,5 +480,61 @@ fn topics_are_validated_listed_and_deleted_with_their_files() {
     assert_eq!(response.responses[1].error_code, 3);
     assert!(!broker.data_dir().join("kept-0").exists());
     assert!(!broker.data_dir().join("kept-1").exists());
+    broker.stop();
+}
+
+#[test]
+fn find_coordinator_names_a_shard_for_each_group() {
+    // Proves FindCoordinator answers groups with a broker node of this cluster (one key before
+    // v4, many from v4), and refuses transaction coordinators.
+    let broker = Broker::start_with(BrokerConfig {
+        cores: 2,
+        ..BrokerConfig::default()
+    });
+    let mut wire = Wire::connect(&broker.bootstrap());
+    let addresses: Vec<String> = broker
+        .listeners()
+        .iter()
+        .map(|l| l.address.clone())
+        .collect();
+    let Response::FindCoordinator(response) = wire.call(
+        3,
+        Request::FindCoordinator(FindCoordinatorRequest {
+            key: "orders".into(),
+            key_type: 0,
+            ..FindCoordinatorRequest::default()
+        }),
+    ) else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_eq!(response.error_code, 0);
+    let address = format!("{}:{}", response.host, response.port);
+    assert_eq!(addresses[response.node_id as usize], address);
+    let Response::FindCoordinator(response) = wire.call(
+        4,
+        Request::FindCoordinator(FindCoordinatorRequest {
+            key_type: 0,
+            coordinator_keys: (0..8).map(|i| format!("group-{i}")).collect(),
+            ..FindCoordinatorRequest::default()
+        }),
+    ) else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_eq!(response.coordinators.len(), 8);
+    assert!(response.coordinators.iter().all(|c| c.error_code == 0));
+    let nodes: std::collections::HashSet<i32> =
+        response.coordinators.iter().map(|c| c.node_id).collect();
+    assert_eq!(nodes.len(), 2, "groups spread over both shards");
+    let Response::FindCoordinator(response) = wire.call(
+        4,
+        Request::FindCoordinator(FindCoordinatorRequest {
+            key_type: 1,
+            coordinator_keys: vec!["txn".into()],
+            ..FindCoordinatorRequest::default()
+        }),
+    ) else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_ne!(response.coordinators[0].error_code, 0);
     broker.stop();
 }

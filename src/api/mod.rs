@@ -6,6 +6,7 @@
 //! the storage, metadata and codec errors into Kafka error codes (`errors.rs`).
 
 pub mod admin;
+pub mod coordinator;
 pub mod errors;
 pub mod fetch;
 pub mod metadata;
@@ -36,6 +37,7 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::DeleteTopics,
     ApiKey::InitProducerId,
     ApiKey::OffsetForLeaderEpoch,
+    ApiKey::FindCoordinator,
 ];
 
 /// Whether an API has a handler.
@@ -74,11 +76,13 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::InitProducerId(request) => ready(Response::InitProducerId(
             producer_id::handle_init_producer_id(shard, request),
         )),
+        Request::FindCoordinator(request) => ready(Response::FindCoordinator(
+            coordinator::handle_find_coordinator(shard, request, version),
+        )),
         // The connection only dispatches advertised APIs; the rest have no handler yet (consumer
-        // groups, configs, SASL: later issues) and are refused before decoding.
+        // group membership and offsets, configs, SASL: later issues) and are refused before decoding.
         Request::OffsetCommit(_)
         | Request::OffsetFetch(_)
-        | Request::FindCoordinator(_)
         | Request::JoinGroup(_)
         | Request::Heartbeat(_)
         | Request::LeaveGroup(_)

@@ -12,6 +12,7 @@ pub mod launcher;
 pub mod listener;
 pub mod mesh;
 pub mod producer_ids;
+pub mod routing;
 pub mod shard_main;
 
 use std::cell::{OnceCell, RefCell};

@@ -1,0 +1,32 @@
+//! Routing that is a pure function of its inputs: which shard coordinates a consumer group.
+//!
+//! Partitions are not routed here: their placement is decided once by the controller
+//! (least-loaded) and recorded in the metadata log, so a partition's owner is a table lookup
+//! (`Shard::route`). A group's coordinator needs no record: it is a hash of the group id, the same
+//! on every shard and across restarts with the same core count.
+
+use crate::meta::ShardId;
+use crate::protocol::record_batch::crc32c;
+
+/// The shard coordinating `group_id` among `shard_count` shards.
+pub fn group_shard(group_id: &str, shard_count: usize) -> ShardId {
+    assert!(shard_count > 0, "at least one shard");
+    // CRC-32C rather than std's hasher: it is fixed across processes and Rust versions.
+    ShardId((crc32c(group_id.as_bytes()) as usize % shard_count) as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_routing_is_stable_and_spreads() {
+        // Proves the same group always maps to the same shard, and groups spread over shards.
+        assert_eq!(group_shard("orders", 4), group_shard("orders", 4));
+        let shards: std::collections::HashSet<_> = (0..64)
+            .map(|i| group_shard(&format!("group-{i}"), 4))
+            .collect();
+        assert_eq!(shards.len(), 4);
+        assert_eq!(group_shard("anything", 1), ShardId(0));
+    }
+}
