@@ -205,9 +205,6 @@ fn codec_snappy_100k_records_roundtrip() {
 
 // Proves 100k lz4-compressed records round-trip and are stored as lz4 batches.
 #[test]
-#[ignore = "broker: FindCoordinator is not advertised, so librdkafka disables lz4 \
-            (rdkafka_feature.c: FEATURE_LZ4 depends on FindCoordinator) and stores batches \
-            uncompressed"]
 fn codec_lz4_100k_records_roundtrip() {
     roundtrip_codec("lz4", 3);
 }
