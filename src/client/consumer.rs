@@ -204,7 +204,13 @@ impl Consumer {
     /// retries (next round) on NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION and closed
     /// connections.
     pub async fn poll(&self) -> Result<Vec<FetchedBatch>, ClientError> {
-        let (requests, leaderless) = self.fetch_requests();
+        let (mut requests, mut leaderless) = self.fetch_requests();
+        if leaderless.is_some() {
+            // Usually a partition assigned before its metadata was loaded: load it now rather
+            // than lose a round.
+            self.refresh_assigned_metadata().await;
+            (requests, leaderless) = self.fetch_requests();
+        }
         let mut tasks = Vec::with_capacity(requests.len());
         for (node, request) in requests {
             let cluster = self.cluster.clone();
@@ -246,25 +252,25 @@ impl Consumer {
             return Err(error);
         }
         tracing::debug!(%error, failed_rounds, "fetch round failed; refreshing metadata");
-        let topics: Vec<Rc<str>> = self.assigned_topics();
-        let names: Vec<&str> = topics.iter().map(|topic| &**topic).collect();
-        if let Err(error) = self.cluster.refresh_metadata(&names).await {
-            tracing::debug!(%error, "metadata refresh failed");
-        }
+        self.refresh_assigned_metadata().await;
         if batches.is_empty() {
             glommio::timer::sleep(FAILED_ROUND_BACKOFF).await;
         }
         Ok(batches)
     }
 
-    fn assigned_topics(&self) -> Vec<Rc<str>> {
+    /// Reloads metadata for the assigned topics; a failure only means the next round retries.
+    async fn refresh_assigned_metadata(&self) {
         let mut topics: Vec<Rc<str>> = Vec::new();
         for assigned in self.assignments.borrow().iter() {
             if !topics.contains(&assigned.topic) {
                 topics.push(assigned.topic.clone());
             }
         }
-        topics
+        let names: Vec<&str> = topics.iter().map(|topic| &**topic).collect();
+        if let Err(error) = self.cluster.refresh_metadata(&names).await {
+            tracing::debug!(%error, "metadata refresh failed");
+        }
     }
 
     /// One FetchRequest per leader holding its assigned partitions; an error if some

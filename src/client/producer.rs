@@ -14,8 +14,10 @@
 //!   for longer than `request_timeout` fails its queued batches with `NoLeader`.
 //!
 //! Without idempotence, a retry may reorder a partition's batches (like Kafka with more than one
-//! request in flight). Callers must not: use a producer from another executor, or call `send`
-//! from `on_delivery` (the callback cannot await; queueing there would also recurse).
+//! request in flight). Callers must not: use a producer from another executor, call `send`
+//! from `on_delivery` (the callback cannot await; queueing there would also recurse), or drop
+//! the producer before `flush` if they need every record sent (dropping stops the linger timer;
+//! requests already in flight still complete and report, records still open are dropped).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
