@@ -573,36 +573,52 @@ fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) 
     let start = Instant::now();
     let mut next_progress = start + PROGRESS_INTERVAL;
     let mut sent: u64 = 0;
+    let progress = |sent: u64| {
+        eprintln!(
+            "  {topic}: {:.1} s, {sent} sent, {} delivered",
+            start.elapsed().as_secs_f64(),
+            producer.context().delivered.load(Ordering::Relaxed)
+        );
+    };
     while sent < options.records_max && start.elapsed() < options.duration_max {
         let partition = (sent % partitions as u64) as i32;
         let record = BaseRecord::<(), [u8], ()>::to(&topic)
             .partition(partition)
             .payload(&payload);
-        match producer.send(record) {
-            Ok(()) => sent += 1,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // The local queue is full: the broker is the slower side. Serve callbacks and
-                // give librdkafka's threads the core for a moment.
-                producer.poll(Duration::from_millis(1));
+        let queue_full = match producer.send(record) {
+            Ok(()) => {
+                sent += 1;
+                false
             }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => true,
             Err((error, _)) => panic!("send failed: {error}"),
-        }
-        if sent.is_multiple_of(SENDS_PER_POLL) {
+        };
+        if queue_full {
+            // The local queue is full: the broker is the slower side. Serve callbacks and
+            // give librdkafka's threads the core for a moment.
+            producer.poll(Duration::from_millis(1));
+        } else if sent.is_multiple_of(SENDS_PER_POLL) {
             producer.poll(Duration::ZERO);
-            if Instant::now() >= next_progress {
-                next_progress += PROGRESS_INTERVAL;
-                eprintln!(
-                    "  {topic}: {:.1} s, {sent} sent, {} delivered",
-                    start.elapsed().as_secs_f64(),
-                    producer.context().delivered.load(Ordering::Relaxed)
-                );
-            }
+        } else {
+            continue;
+        }
+        if Instant::now() >= next_progress {
+            next_progress += PROGRESS_INTERVAL;
+            progress(sent);
         }
     }
     let send_seconds = start.elapsed().as_secs_f64();
-    if let Err(error) = producer.flush(FLUSH_TIMEOUT) {
+    // Flush in steps so a slow drain shows up in the progress lines.
+    let flush_deadline = Instant::now() + FLUSH_TIMEOUT;
+    while producer.in_flight_count() > 0 && Instant::now() < flush_deadline {
+        let _ = producer.flush(PROGRESS_INTERVAL);
+        if producer.in_flight_count() > 0 {
+            progress(sent);
+        }
+    }
+    if producer.in_flight_count() > 0 {
         eprintln!(
-            "  {topic}: flush: {error} ({} still in flight)",
+            "  {topic}: flush timed out with {} records in flight",
             producer.in_flight_count()
         );
     }

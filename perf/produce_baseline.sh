@@ -15,7 +15,8 @@
 #        seqwrite 1 MiB blocks x 8 in flight, seqwrite 64 KiB x 32 in flight, and 64 KiB writes
 #        each followed by fdatasync (the cost acks=all pays per group commit).
 #      fio is installed with apt-get if missing. The fio file is removed on exit.
-#   3. iperf3 over loopback (server on CPU 0, client on CPU 1, 5 s), only if iperf3 is installed.
+#   3. iperf3 over loopback, 5 s each: server on CPU 0 and client on CPU 1 (the bench's layout),
+#      then both on CPU 0; only if iperf3 is installed.
 #   4. The bench: broker on CPU 0, librdkafka on CPU 1, 1 KiB records, acks=1 and acks=all.
 #   5. A markdown table on stdout (what perf/RESULTS.md records); raw fio JSON and the bench's
 #      JSON lines stay in target/produce_bench/ for a closer look.
@@ -73,14 +74,21 @@ fio_64k_mb_s="$(run_fio seqwrite-64k-x32 --bs=64k --iodepth=32 --size=2G)"
 run_fio fdatasync-64k --bs=64k --iodepth=1 --size=64M --fdatasync=1 > /dev/null
 fsync_ms="$(jq -r '.jobs[0].sync.lat_ns.mean / 1e6 * 100 | floor / 100' "$work_dir/fio-fdatasync-64k.json")"
 
-iperf_mb_s="not run (iperf3 not installed)"
-if command -v iperf3 > /dev/null; then
-  "${niced[@]}" taskset -c 0 iperf3 --server --one-off --port 5299 > /dev/null 2>&1 &
-  iperf_server=$!
+# Prints loopback TCP MB/s of one iperf3 stream, server on CPU $1, client on CPU $2.
+run_iperf() {
+  "${niced[@]}" taskset -c "$1" iperf3 --server --one-off --port 5299 > /dev/null 2>&1 &
+  local server=$!
   sleep 0.5
-  "${niced[@]}" taskset -c 1 iperf3 --client 127.0.0.1 --port 5299 --time 5 --json > "$work_dir/iperf3.json"
-  wait "$iperf_server" || true
-  iperf_mb_s="$(jq -r '.end.sum_received.bits_per_second / 8e6 | floor' "$work_dir/iperf3.json")"
+  "${niced[@]}" taskset -c "$2" iperf3 --client 127.0.0.1 --port 5299 --time 5 --json \
+    > "$work_dir/iperf3-$1-$2.json"
+  wait "$server" || true
+  jq -r '.end.sum_received.bits_per_second / 8e6 | floor' "$work_dir/iperf3-$1-$2.json"
+}
+iperf_cross_mb_s="not run (iperf3 not installed)"
+iperf_same_mb_s="not run"
+if command -v iperf3 > /dev/null; then
+  iperf_cross_mb_s="$(run_iperf 0 1)"
+  iperf_same_mb_s="$(run_iperf 0 0)"
 fi
 
 echo "produce_baseline: produce bench" >&2
@@ -97,6 +105,7 @@ grep '^{"bench":"produce_rdkafka"' "$work_dir/produce.jsonl" | jq -r --argjson f
   "| produce, \(.partitions) partition(s), acks=\(.acks), \(.record_bytes) B records | \(.mb_per_s) | \(.records_per_s) | \(.mb_per_s / $fio | r2) | \(.broker_cpu_pct)% | \(.client_cpu_pct)% | \(.rtt_ms_avg) / \(.rtt_ms_p99_max) | \(.batch_bytes_avg / 1024 | floor) | \(if .records_delivered > 0 then (.broker_write_bytes / (.records_delivered * .record_bytes) | r2) else "-" end) | \(.records_delivered) / \(.records_failed) |"'
 echo
 echo "fdatasync after a 64 KiB O_DIRECT write: ${fsync_ms} ms mean (fio, iodepth 1)."
-echo "Loopback TCP, one stream (iperf3, CPU 0 <- CPU 1): ${iperf_mb_s} MB/s."
+echo "Loopback TCP, one stream (iperf3): ${iperf_cross_mb_s} MB/s from CPU 1 to CPU 0 (the bench's"
+echo "layout: client on CPU 1, broker on CPU 0); ${iperf_same_mb_s} MB/s with both ends on CPU 0."
 echo "Load average before the produce bench (1, 5, 15 min): ${load_before_bench}; anything else"
 echo "running on the two cores lowers the produce figures. Measurements ran at nice ${bench_nice}."
