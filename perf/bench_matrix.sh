@@ -12,11 +12,16 @@
 #
 # Cells, in this order:
 #   1. throughput: record sizes 100 B, 1 KiB, 16 KiB, 1 MiB x acks 1 and all x 1 and 16
-#      partitions, at --rate max (a 1 MiB record gets a 2 MiB batch so a batch holds one);
+#      partitions, at --rate max (1 MiB records: 2 MiB batches, topics bench-p*-big created with
+#      max.message.bytes=4194304, since Kafka's default limit is 1 MiB + 12 bytes);
 #   2. latency: 1 KiB records, acks=1, 16 partitions, open loop at 10%, 25%, 50%, 75% and 90% of
 #      the peak rate cell 1 measured for that configuration (latency from intended send times).
-# Each partition count gets its own topic (bench-p1, bench-p16), because an existing topic keeps
-# its partition count. Needs: cargo, jq. MB/s is 10^6 bytes of record values per second.
+# Every cell deletes and re-creates its topic (--recreate-topic): the broker then holds at most one
+# cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
+# than this machine's disk, and Spate does not enforce retention in the background yet). Needs: cargo, jq. MB/s is 10^6 bytes of record values per second.
+# SPATE_BIN=PATH uses that binary instead of building target/release/spate (to measure a build
+# that other work in the tree cannot change mid-run). Run it under `nice -n -20` on a shared
+# machine, and the broker too, so compilers on the same cores take less from the measurement.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -41,8 +46,12 @@ done
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_dir"
 command -v jq > /dev/null || { echo "bench_matrix: jq is needed" >&2; exit 1; }
-cargo build --release --bin spate
-spate="$repo_dir/target/release/spate"
+if [ -n "${SPATE_BIN:-}" ]; then
+  spate="$SPATE_BIN"
+else
+  cargo build --release --bin spate
+  spate="$repo_dir/target/release/spate"
+fi
 work_dir="$(mktemp -d)"
 trap 'rm -rf "$work_dir"' EXIT
 results_dir="$repo_dir/perf/results"
@@ -61,18 +70,27 @@ run_cell() {
   cell=$((cell + 1))
   echo "bench_matrix: cell $cell: spate bench produce $*" >&2
   "$spate" bench produce --bootstrap "$bootstrap" --duration "$duration" --cores "$cores" \
+    --recreate-topic \
     --json "$work_dir/$(printf %03d "$cell").json" "$@" > "$work_dir/$cell.log" 2>&1 \
     || { cat "$work_dir/$cell.log" >&2; echo "bench_matrix: cell $cell failed" >&2; }
   tail -n 6 "$work_dir/$cell.log" >&2
 }
 
 for size in "${sizes[@]}"; do
+  # A 1 MiB record does not fit Kafka's default max.message.bytes (1 MiB + 12): its cells use
+  # their own topics with a 4 MiB limit and 2 MiB batches.
+  big=()
   batch=$((256 * 1024))
-  [ "$size" -ge $((1024 * 1024)) ] && batch=$((2 * 1024 * 1024))
+  suffix=""
+  if [ "$size" -ge $((1024 * 1024)) ]; then
+    big=(--topic-config max.message.bytes=4194304)
+    batch=$((2 * 1024 * 1024))
+    suffix="-big"
+  fi
   for acks in 1 all; do
     for partitions in "${partition_counts[@]}"; do
-      run_cell --topic "bench-p$partitions" --partitions "$partitions" --record-size "$size" \
-        --acks "$acks" --batch-bytes "$batch"
+      run_cell --topic "bench-p$partitions$suffix" --partitions "$partitions" \
+        --record-size "$size" --acks "$acks" --batch-bytes "$batch" "${big[@]}"
     done
   done
 done

@@ -85,11 +85,22 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub partitions: u32,
 
+    /// Topic configuration for a topic the bench creates, `NAME=VALUE` with Kafka's names,
+    /// repeatable (e.g. `--topic-config max.message.bytes=4194304` for 1 MiB records).
+    #[arg(long = "topic-config", value_parser = parse_topic_config)]
+    pub topic_configs: Vec<(String, String)>,
+
+    /// Delete the topic first if it exists, so the run starts from an empty topic with exactly
+    /// --partitions and --topic-config (and a series of runs does not fill the disk).
+    #[arg(long)]
+    pub recreate_topic: bool,
+
     /// Bytes in each record's value (at least 16: the first 16 carry the send time and run id).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=(64 << 20)))]
     pub record_size: u32,
 
-    /// Records to produce (or consume) in total; the run ends when they are all acknowledged.
+    /// Records to produce (or consume) in total; the run ends when they are all acknowledged
+    /// (consume stops after the fetch that reaches the count, so it may read a few more).
     #[arg(long, conflicts_with = "duration")]
     pub records: Option<u64>,
 
@@ -149,6 +160,8 @@ impl LoadArgs {
             embedded: true,
             topic: "spate-bench".into(),
             partitions: 16,
+            topic_configs: Vec::new(),
+            recreate_topic: false,
             record_size: 1024,
             records: None,
             duration: None,
@@ -188,6 +201,15 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
         return Err(format!("{text:?}: the rate must be positive"));
     }
     Ok(Rate::PerSecond(rate))
+}
+
+fn parse_topic_config(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "{text:?}: expected NAME=VALUE, e.g. max.message.bytes=4194304"
+        )),
+    }
 }
 
 fn parse_acks(text: &str) -> Result<i16, String> {

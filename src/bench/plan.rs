@@ -69,6 +69,11 @@ impl RunPlan {
                 "consume needs a topic with records in it: give --bootstrap, or run e2e".into(),
             ));
         }
+        if mode == BenchModeKind::Consume && args.recreate_topic {
+            return Err(BenchError::Config(
+                "consume --recreate-topic would delete what it is asked to read".into(),
+            ));
+        }
         if args.records == Some(0) {
             return Err(BenchError::Config("--records must be at least 1".into()));
         }

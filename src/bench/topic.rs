@@ -2,7 +2,8 @@
 //!
 //! Runs on a short-lived executor pinned to the first generator core, before the generator
 //! shards start, so every shard sees the same partition count. An existing topic keeps its own
-//! partition count (the plan records the one found); `consume` never creates a topic.
+//! partition count (the plan records the one found) unless `--recreate-topic` deletes it first;
+//! `consume` never creates a topic.
 
 use std::time::{Duration, Instant};
 
@@ -30,23 +31,41 @@ pub fn prepare_topic(plan: &RunPlan) -> Result<u32, BenchError> {
     let topic = plan.args.topic.clone();
     let create = plan.mode.produces();
     let partitions = plan.partitions;
+    let configs = plan.args.topic_configs.clone();
+    let recreate = plan.args.recreate_topic;
     let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name("bench-setup")
         .io_memory(SETUP_IO_MEMORY_BYTES)
         .ring_depth(SETUP_RING_DEPTH)
-        .spawn(move || async move { find_or_create(&bootstrap, &topic, partitions, create).await })
+        .spawn(move || async move {
+            let wanted = WantedTopic {
+                name: &topic,
+                partitions,
+                configs: &configs,
+                create,
+                recreate,
+            };
+            find_or_create(&bootstrap, &wanted).await
+        })
         .map_err(|error| BenchError::Executor(error.to_string()))?;
     handle
         .join()
         .map_err(|error| BenchError::Executor(error.to_string()))?
 }
 
-async fn find_or_create(
-    bootstrap: &str,
-    topic: &str,
+/// The topic the run wants.
+struct WantedTopic<'a> {
+    name: &'a str,
     partitions: u32,
+    configs: &'a [(String, String)],
+    /// Create it if missing (modes that produce).
     create: bool,
-) -> Result<u32, BenchError> {
+    /// Delete it first if it exists.
+    recreate: bool,
+}
+
+async fn find_or_create(bootstrap: &str, wanted: &WantedTopic<'_>) -> Result<u32, BenchError> {
+    let topic = wanted.name;
     let client = |what: &str| {
         let what = what.to_owned();
         move |source: ClientError| BenchError::Client { what, source }
@@ -58,15 +77,27 @@ async fn find_or_create(
         .refresh_metadata(&[topic])
         .await
         .map_err(client("reading metadata"))?;
+    if wanted.recreate && cluster.partition_count(topic).is_some() {
+        cluster
+            .delete_topic(topic)
+            .await
+            .map_err(client(&format!("deleting topic {topic}")))?;
+        wait_until_gone(&cluster, topic).await?;
+    }
     if cluster.partition_count(topic).is_none() {
-        if !create {
+        if !wanted.create {
             return Err(BenchError::Config(format!(
                 "topic {topic:?} does not exist on {bootstrap}: produce to it first"
             )));
         }
-        let partitions = i32::try_from(partitions)
+        let partitions = i32::try_from(wanted.partitions)
             .map_err(|_| BenchError::Config("--partitions is too large".into()))?;
-        match cluster.create_topic(topic, partitions, &[]).await {
+        let configs: Vec<(&str, &str)> = wanted
+            .configs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        match cluster.create_topic(topic, partitions, &configs).await {
             Ok(()) => {}
             // Another client created it between our Metadata and CreateTopics: use theirs.
             Err(error) if error.kafka_code() == Some(ErrorCode::TopicAlreadyExists) => {}
@@ -79,6 +110,11 @@ async fn find_or_create(
             .refresh_metadata(&[topic])
             .await
             .map_err(client("reading metadata"))?;
+        if cluster.partition_count(topic) == Some(0) {
+            return Err(BenchError::Config(format!(
+                "topic {topic:?} has no partitions"
+            )));
+        }
         if let Some(count) = cluster.partition_count(topic) {
             let all_led = (0..count as i32).all(|p| cluster.leader(topic, p).is_some());
             if all_led {
@@ -89,6 +125,29 @@ async fn find_or_create(
         if Instant::now() >= deadline {
             return Err(BenchError::Config(format!(
                 "topic {topic:?} has no leader for every partition after {TOPIC_VISIBLE_WAIT:?}"
+            )));
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until Metadata no longer lists `topic` after its deletion.
+async fn wait_until_gone(cluster: &Cluster, topic: &str) -> Result<(), BenchError> {
+    let deadline = Instant::now() + TOPIC_VISIBLE_WAIT;
+    loop {
+        cluster
+            .refresh_metadata(&[topic])
+            .await
+            .map_err(|source| BenchError::Client {
+                what: "reading metadata".into(),
+                source,
+            })?;
+        if cluster.partition_count(topic).is_none() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Config(format!(
+                "topic {topic:?} is still listed {TOPIC_VISIBLE_WAIT:?} after its deletion"
             )));
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
