@@ -624,3 +624,38 @@ async fn restart_client(bootstrap: &str, phase: &AtomicU8) {
         }
     }
 }
+
+#[test]
+fn send_waits_for_buffer_space_without_stalling_on_linger() {
+    // Proves buffer_bytes_max bounds what is queued (send waits) and that a full buffer sends
+    // open batches at once rather than waiting out a minute-long linger.
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    run_client(move || async move {
+        let cluster = Cluster::connect(&bootstrap).await.unwrap();
+        cluster.create_topic("bounded", 2, &[]).await.unwrap();
+        let (reports, callback) = collector();
+        let config = ProducerConfig {
+            linger: Duration::from_secs(60),
+            batch_bytes: 1 << 20,
+            buffer_bytes_max: 4 << 10,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(cluster, config, callback).await.unwrap();
+        let started = std::time::Instant::now();
+        let value = vec![1u8; 1000];
+        for tag in 0..200 {
+            producer
+                .send("bounded", (tag % 2) as i32, None, &value, &[], tag)
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let reports = reports.borrow();
+        // At most 4 KiB queued at once: no batch can hold more than 4 records of ~1 KiB.
+        assert!(reports.iter().all(|report| report.tags.len() <= 4));
+        assert_all_delivered(&reports, 200, true);
+    });
+    broker.stop();
+}

@@ -252,6 +252,10 @@ impl Producer {
             .try_acquire(permits)
             .map_err(|_| ClientError::Closed)?;
         if !acquired {
+            // The buffer is full: send open batches now instead of waiting out their linger,
+            // since only reports free buffer space.
+            let _flushing = Flushing::start(inner);
+            inner.drain();
             inner
                 .buffer
                 .acquire(permits)
@@ -275,17 +279,34 @@ impl Producer {
     /// error any batch failed with since the previous flush (each is also in its report).
     pub async fn flush(&self) -> Result<(), ClientError> {
         let inner = &self.inner;
-        inner.flushing.set(inner.flushing.get() + 1);
+        let flushing = Flushing::start(inner);
         while inner.batches_outstanding.get() > 0 {
             inner.drain();
             // Polling is enough here: flush is not on the per-record path.
             glommio::timer::sleep(FLUSH_POLL_INTERVAL).await;
         }
-        inner.flushing.set(inner.flushing.get() - 1);
+        drop(flushing);
         match inner.error_first.borrow_mut().take() {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+}
+
+/// While alive, open batches are sent without waiting for their linger. A guard, so a
+/// cancelled `send` or `flush` cannot leave the producer flushing for good.
+struct Flushing<'a>(&'a Cell<usize>);
+
+impl<'a> Flushing<'a> {
+    fn start(inner: &'a Inner) -> Self {
+        inner.flushing.set(inner.flushing.get() + 1);
+        Flushing(&inner.flushing)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
