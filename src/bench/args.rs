@@ -131,6 +131,11 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub buffer_bytes: u32,
 
+    /// Produce requests a producer keeps in flight per broker connection
+    /// (max.in.flight.requests.per.connection).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub in_flight: u32,
+
     /// How long a producer waits for a batch to fill (linger.ms).
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
@@ -170,6 +175,7 @@ impl LoadArgs {
             acks: 1,
             batch_bytes: 256 * 1024,
             buffer_bytes: 16 << 20,
+            in_flight: 5,
             linger_ms: 1,
             compression: Compression::None,
             compressibility: 0.5,

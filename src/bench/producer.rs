@@ -33,6 +33,7 @@ pub async fn run(
         batch_bytes: plan.args.batch_bytes as usize,
         compression: codec(plan.args.compression),
         buffer_bytes_max: plan.args.buffer_bytes as usize,
+        in_flight_per_connection_max: plan.args.in_flight as usize,
         ..ProducerConfig::default()
     };
     let producer = match Producer::new(cluster, config, on_delivery(&context, &stats)).await {
