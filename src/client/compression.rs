@@ -7,8 +7,8 @@
 //!
 //! Guarantees: `compress_batch` returns a batch that passes `record_batch::validate` with the same
 //! header fields except `attributes`, `batch_length` and `crc`; decompression never produces more
-//! than `DECOMPRESSED_BYTES_MAX` bytes, so a hostile batch cannot exhaust memory. gzip and
-//! Snappy batches are not decompressed (an error says so): this client never writes them.
+//! than `DECOMPRESSED_BYTES_MAX` bytes, so a hostile batch cannot exhaust memory. gzip batches
+//! (from other producers) are read but never written; Snappy batches are refused with an error.
 
 use std::io::{Read, Write};
 
@@ -131,7 +131,8 @@ pub fn decompress(compression: Compression, region: &[u8]) -> Result<Vec<u8>, Cl
                 .map_err(|error| ClientError::Compression(error.to_string()))?;
             read_bounded(decoder)
         }
-        Compression::Gzip | Compression::Snappy => Err(ClientError::Compression(format!(
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(region)),
+        Compression::Snappy => Err(ClientError::Compression(format!(
             "{compression:?} batches are not supported by this client"
         ))),
     }
@@ -199,9 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn gzip_batches_from_other_producers_decompress() {
+        // Proves a gzip records region (what Java and librdkafka write) reads back exactly.
+        let plain = batch(50);
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder
+            .write_all(&plain[RECORD_BATCH_HEADER_BYTES..])
+            .unwrap();
+        let packed = encoder.finish().unwrap();
+        let region = decompress(Compression::Gzip, &packed).unwrap();
+        assert_eq!(&region[..], &plain[RECORD_BATCH_HEADER_BYTES..]);
+    }
+
+    #[test]
     fn garbage_and_oversized_input_are_errors() {
-        // Proves a corrupt compressed region is an error, not a panic, for both codecs.
-        for compression in [Compression::Lz4, Compression::Zstd, Compression::Gzip] {
+        // Proves a corrupt compressed region is an error, not a panic, for every codec.
+        for compression in [
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Snappy,
+        ] {
             assert!(decompress(compression, b"definitely not compressed").is_err());
         }
         let codec: Result<CompressionCodec, _> = "snappy".parse();

@@ -113,7 +113,7 @@ impl FetchedBatch {
     }
 }
 
-/// The records of a batch, decompressing lz4/zstd first (gzip and Snappy are refused).
+/// The records of a batch, decompressing lz4, zstd or gzip first (Snappy is refused).
 pub fn batch_records(batch: &Bytes) -> Result<Vec<RecordView>, ClientError> {
     let header = validate(batch)?;
     let records_count = header.records_count.get();
