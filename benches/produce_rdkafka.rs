@@ -714,6 +714,11 @@ fn main() {
     if failed_runs > 0 {
         eprintln!("produce_rdkafka: {failed_runs} run(s) had undelivered or failed records");
     }
+    // The data is gigabytes; the log is small and worth a look after a slow or odd run.
+    let _ = fs::copy(
+        run_dir.join("broker.log"),
+        bench_dir.join("broker-last.log"),
+    );
     if clean_exit && failed_runs == 0 {
         let _ = fs::remove_dir_all(&run_dir);
     } else {
