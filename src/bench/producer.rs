@@ -84,10 +84,13 @@ pub async fn run(
                 intended_ns,
             )
             .await;
-        if let Err(error) = sent {
-            let mut stats = stats.borrow_mut();
-            stats.produced.errors += 1;
-            stats.note_error(&format!("send: {error}"));
+        match sent {
+            Ok(()) => stats.borrow_mut().sent += 1,
+            Err(error) => {
+                let mut stats = stats.borrow_mut();
+                stats.produced.errors += 1;
+                stats.note_error(&format!("send: {error}"));
+            }
         }
         sequence += 1;
         if sequence.is_multiple_of(records_per_batch) {

@@ -64,6 +64,10 @@ impl Totals {
             consumed_mb_per_s: consumed.bytes as f64 / seconds / 1e6,
             e2e_p99_ms: self.sum.e2e_latency.p99_ms(),
             errors: self.sum.produced.errors + self.sum.consumed.errors,
+            unacknowledged: self
+                .sum
+                .sent
+                .saturating_sub(self.sum.produced.records + self.sum.produced.errors),
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct ProgressLine {
     pub e2e_p99_ms: Option<f64>,
     /// Errors since the start.
     pub errors: u64,
+    /// Records sent but neither acknowledged nor failed yet: the producers' buffers and the
+    /// requests in flight. A figure that stays up while nothing is acknowledged is a stall.
+    pub unacknowledged: u64,
 }
 
 impl fmt::Display for ProgressLine {
@@ -124,6 +131,9 @@ impl fmt::Display for ProgressLine {
                 self.consumed_mb_per_s,
                 p99(self.e2e_p99_ms)
             )?;
+        }
+        if self.unacknowledged > 0 {
+            write!(f, "  unacked {}", self.unacknowledged)?;
         }
         write!(f, "  errors {}", self.errors)
     }

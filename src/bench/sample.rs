@@ -43,6 +43,8 @@ impl Counters {
 pub struct ShardSample {
     /// Produced records (acknowledged), bytes and failures.
     pub produced: Counters,
+    /// Records handed to the producers (`send` returned), acknowledged or not yet.
+    pub sent: u64,
     /// Consumed records of this run.
     pub consumed: Counters,
     /// Acknowledgement latency from the intended send time.
@@ -66,6 +68,7 @@ impl ShardSample {
     /// Adds `other` into this sample.
     pub fn add(&mut self, other: &ShardSample) {
         self.produced.add(&other.produced);
+        self.sent += other.sent;
         self.consumed.add(&other.consumed);
         self.produce_latency.add(&other.produce_latency);
         self.e2e_latency.add(&other.e2e_latency);
