@@ -461,8 +461,12 @@ fn consumer_positions_skip_what_was_read() {
 fn producer_recovers_when_the_topic_is_recreated() {
     // Proves a producer sending while its topic is deleted and recreated with a different
     // partition count refreshes metadata, retries, and delivers every record without error,
-    // and that the records after the change land in the new topic.
-    let broker = broker();
+    // and that the records after the change land in the new topic. Auto-creation is off: a
+    // produce racing the deletion would otherwise re-create the topic before the test does.
+    let broker = Broker::start_with(BrokerConfig {
+        args: vec!["--auto-create-topics".into(), "false".into()],
+        ..BrokerConfig::default()
+    });
     let bootstrap = broker.bootstrap();
     run_client(move || async move {
         let cluster = Cluster::connect(&bootstrap).await.unwrap();

@@ -63,12 +63,14 @@ pub async fn shard_main(start: ShardStart) {
             return;
         }
     };
+    tracing::debug!(shard = id.0, "prepared; connecting the mesh");
     let for_mesh = Rc::clone(&shard);
     let mesh = Mesh::connect(id, mesh, move |_from, request| {
         serve_mesh_request(Rc::clone(&for_mesh), request)
     })
     .await;
     shard.attach_mesh(mesh);
+    tracing::debug!(shard = id.0, "mesh connected; opening partitions");
     if let Err(reason) = open_partitions(&shard, &cluster).await {
         let _ = ready.send(Err(reason));
         return;
@@ -98,6 +100,7 @@ async fn prepare(
     crate::io::probe::probe_iopoll(&config.data_dir)
         .await
         .map_err(|error| format!("iopoll probe: {error}"))?;
+    tracing::debug!(shard = id.0, "iopoll probe done");
     let metadata_log = match metadata_log {
         Some((path, end_position)) => Some(
             MetadataLogWriter::open(path, end_position)
