@@ -56,6 +56,15 @@ pub async fn shard_main(start: ShardStart) {
         stop,
         ready,
     } = start;
+    // The stop watch also keeps a timer armed for the shard's whole life. glommio 0.9 can miss
+    // the wake-up of a completion that arrives from another thread (its blocking pool, a peer
+    // shard) and then sleep in io_uring until something else wakes it: under load a shard was
+    // seen asleep for good while opening its partitions. A timer bounds such a stall to one tick.
+    let stopped = glommio::spawn_local(async move {
+        while !stop.load(Ordering::SeqCst) {
+            glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+        }
+    });
     let shard = match prepare(id, shard_count, config, ports, metadata_log).await {
         Ok(shard) => shard,
         Err(reason) => {
@@ -83,9 +92,7 @@ pub async fn shard_main(start: ShardStart) {
     };
     let accepting = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener));
     let _ = ready.send(Ok(id));
-    while !stop.load(Ordering::SeqCst) {
-        glommio::timer::sleep(STOP_POLL_INTERVAL).await;
-    }
+    stopped.await;
     accepting.cancel().await;
     close_partitions(&shard).await;
 }
