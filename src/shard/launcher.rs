@@ -260,10 +260,36 @@ fn bind_listeners(
                     ))
                 })?
             };
-            StdTcpListener::bind((config.host.as_str(), port))
+            bind_retrying(&config.host, port)
                 .map_err(io_error(format!("listening on {}:{port}", config.host)))
         })
         .collect()
+}
+
+/// How long start-up keeps retrying a port that is still in use. After a broker is killed, the
+/// kernel releases its listening sockets only once its io_uring instances are torn down, which
+/// was seen to take seconds under load: a restart right after a crash must wait that out.
+const BIND_RETRY_DURATION: Duration = Duration::from_secs(15);
+
+fn bind_retrying(host: &str, port: u16) -> std::io::Result<StdTcpListener> {
+    let deadline = std::time::Instant::now() + BIND_RETRY_DURATION;
+    let mut warned = false;
+    loop {
+        match StdTcpListener::bind((host, port)) {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && port != 0
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%host, port, "port still in use; retrying for up to 15 s");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
 }
 
 fn publish_listeners(config: &BrokerConfig, ports: &[u16]) -> Result<(), LaunchError> {
