@@ -120,6 +120,19 @@ pub struct TopicDefaults {
     pub message_timestamp_type: TimestampType,
 }
 
+impl Default for TopicDefaults {
+    /// Kafka's own broker defaults, the same values the flags default to.
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1024 * 1024 * 1024,
+            max_message_bytes: 1_048_588,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            message_timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
 /// Which timestamp a topic keeps: the producer's or the broker's append time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -270,13 +283,7 @@ mod tests {
     #[test]
     fn topic_configs_use_kafka_names_and_reject_bad_values() {
         // Proves settings round-trip by Kafka name and bad values are errors with a reason.
-        let defaults = TopicDefaults {
-            segment_bytes: 1 << 30,
-            max_message_bytes: 1_048_588,
-            retention_ms: 604_800_000,
-            retention_bytes: -1,
-            message_timestamp_type: TimestampType::CreateTime,
-        };
+        let defaults = TopicDefaults::default();
         let mut config = TopicConfig::from_defaults(&defaults);
         config.set("max.message.bytes", "6000000").unwrap();
         config
@@ -287,6 +294,27 @@ mod tests {
         assert!(config.set("segment.bytes", "abc").is_err());
         assert!(config.set("cleanup.policy", "compact").is_err());
         assert!(config.set("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn topic_defaults_match_the_flag_defaults() {
+        // Proves `TopicDefaults::default()` and the flags' defaults cannot drift apart.
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            defaults: TopicDefaults,
+        }
+        let parsed = Flags::parse_from(["spate"]).defaults;
+        let default = TopicDefaults::default();
+        assert_eq!(parsed.segment_bytes, default.segment_bytes);
+        assert_eq!(parsed.max_message_bytes, default.max_message_bytes);
+        assert_eq!(parsed.retention_ms, default.retention_ms);
+        assert_eq!(parsed.retention_bytes, default.retention_bytes);
+        assert_eq!(
+            parsed.message_timestamp_type,
+            default.message_timestamp_type
+        );
     }
 
     #[test]

@@ -144,16 +144,9 @@ fn random_topic_id(name: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TimestampType;
 
     fn defaults() -> TopicDefaults {
-        TopicDefaults {
-            segment_bytes: 1 << 30,
-            max_message_bytes: 1_048_588,
-            retention_ms: 604_800_000,
-            retention_bytes: -1,
-            message_timestamp_type: TimestampType::CreateTime,
-        }
+        TopicDefaults::default()
     }
 
     fn spec(name: &str, partitions: i32) -> CreateTopicSpec {

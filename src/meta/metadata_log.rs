@@ -321,16 +321,9 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TimestampType;
 
     fn defaults() -> TopicDefaults {
-        TopicDefaults {
-            segment_bytes: 1 << 30,
-            max_message_bytes: 1_048_588,
-            retention_ms: 604_800_000,
-            retention_bytes: -1,
-            message_timestamp_type: TimestampType::CreateTime,
-        }
+        TopicDefaults::default()
     }
 
     fn topic(name: &str) -> MetadataChange {
