@@ -480,6 +480,9 @@ fn topics_are_validated_listed_and_deleted_with_their_files() {
     assert_eq!(response.responses[1].error_code, 3);
     assert!(!broker.data_dir().join("kept-0").exists());
     assert!(!broker.data_dir().join("kept-1").exists());
+    // The files are closed too, so their space is freed while the broker runs.
+    let open = open_files_under(&broker.data_dir().join("kept-1"));
+    assert!(open.is_empty(), "deleted files still open: {open:?}");
     broker.stop();
 }
 
@@ -537,4 +540,22 @@ fn find_coordinator_names_a_shard_for_each_group() {
     };
     assert_ne!(response.coordinators[0].error_code, 0);
     broker.stop();
+}
+
+/// Files under `dir` that any process on this machine holds open (from /proc/*/fd).
+fn open_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut open = Vec::new();
+    for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.starts_with(dir)
+            {
+                open.push(target);
+            }
+        }
+    }
+    open
 }
