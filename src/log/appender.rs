@@ -103,7 +103,8 @@ impl Appender {
         let write_end = align_up(new_logical_size_bytes);
         self.ensure_allocated(write_end).await?;
 
-        // The one copy O_DIRECT needs: into an aligned buffer (the padding is zeroed already).
+        // The one copy O_DIRECT needs: into an aligned buffer, then zeros to the block end so the
+        // padding never writes stale bytes to disk.
         let mut buffer = self
             .file
             .alloc_buffer((write_end - write_position) as usize);
@@ -114,6 +115,7 @@ impl Appender {
             bytes[filled..filled + chunk.len()].copy_from_slice(chunk);
             filled += chunk.len();
         }
+        bytes[filled..].fill(0);
         let new_tail_start = (align_down(new_logical_size_bytes) - write_position) as usize;
         let new_tail = bytes[new_tail_start..filled].to_vec();
 
