@@ -1,7 +1,8 @@
 //! `ShardCache`: the bounded per-shard cache of recently appended batches.
 //!
-//! Every partition of a shard keeps its newest batches here, in offset order, as `Bytes`, so a
-//! tailing consumer's fetch is answered with slices of memory (zero-copy) instead of a disk read.
+//! Every partition of a shard keeps its newest batches here, in offset order, as `StoredBatch`es
+//! (slices of the request frames they arrived in), so a tailing consumer's fetch is answered with
+//! those slices (zero-copy) instead of a disk read.
 //! Guarantees: total cached bytes never exceed the budget after an insert returns (the oldest
 //! batches of the whole shard are evicted first); each partition's cached batches are contiguous
 //! (no gaps), so "offset ≥ first cached base offset" means the batch holding it is cached.
@@ -13,6 +14,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
+
+use super::stored_batch::StoredBatch;
 
 /// Identifies one partition's share of a `ShardCache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +29,7 @@ pub struct CachedBatch {
     /// Offset of the batch's last record.
     pub last_offset: i64,
     /// The batch as stored on disk.
-    pub bytes: Bytes,
+    pub batch: StoredBatch,
 }
 
 /// The recent batches of every partition of one shard, within a byte budget.
@@ -82,7 +85,7 @@ impl ShardCache {
     pub fn clear(&self, key: CacheKey) {
         let mut partitions = self.partitions.borrow_mut();
         if let Some(batches) = partitions.get_mut(&key) {
-            let freed: usize = batches.iter().map(|batch| batch.bytes.len()).sum();
+            let freed: usize = batches.iter().map(|cached| cached.batch.len()).sum();
             self.used_bytes.set(self.used_bytes.get() - freed);
             batches.clear();
         }
@@ -91,7 +94,7 @@ impl ShardCache {
     /// Caches a partition's newest batch, evicting the shard's oldest batches beyond the budget.
     /// A batch bigger than the whole budget is not cached.
     pub fn insert(&self, key: CacheKey, batch: CachedBatch) {
-        let len_bytes = batch.bytes.len();
+        let len_bytes = batch.batch.len();
         if len_bytes > self.budget_bytes {
             // The partition's cached run must stay contiguous: this batch breaks it.
             self.clear(key);
@@ -124,15 +127,15 @@ impl ShardCache {
             .front()
             .is_some_and(|batch| batch.base_offset == base_offset)
         {
-            let batch = batches.pop_front().expect("front checked");
+            let evicted = batches.pop_front().expect("front checked");
             self.used_bytes
-                .set(self.used_bytes.get() - batch.bytes.len());
+                .set(self.used_bytes.get() - evicted.batch.len());
         }
     }
 
     /// The cached batches of a partition starting with the one holding `offset`, ending before
-    /// `end_offset` (the high watermark), up to `max_bytes` but at least one batch. `None` when
-    /// the batch holding `offset` is not cached.
+    /// `end_offset` (the high watermark), up to `max_bytes` but at least one batch, as chunks whose
+    /// concatenation is those batches. `None` when the batch holding `offset` is not cached.
     pub fn read(
         &self,
         key: CacheKey,
@@ -149,15 +152,15 @@ impl ShardCache {
         let start = batches.partition_point(|batch| batch.last_offset < offset);
         let mut out = Vec::new();
         let mut total_bytes = 0;
-        for batch in batches.range(start..) {
-            if batch.last_offset >= end_offset {
+        for cached in batches.range(start..) {
+            if cached.last_offset >= end_offset {
                 break;
             }
-            if !out.is_empty() && total_bytes + batch.bytes.len() > max_bytes {
+            if !out.is_empty() && total_bytes + cached.batch.len() > max_bytes {
                 break;
             }
-            total_bytes += batch.bytes.len();
-            out.push(batch.bytes.clone());
+            total_bytes += cached.batch.len();
+            cached.batch.push_chunks(&mut out);
         }
         if out.is_empty() && start == batches.len() {
             // Beyond the cached run (offset ≥ the cached end): the caller decides.
@@ -175,7 +178,10 @@ mod tests {
         CachedBatch {
             base_offset,
             last_offset: base_offset + records - 1,
-            bytes: Bytes::from(vec![base_offset as u8; len_bytes]),
+            batch: StoredBatch {
+                head: Bytes::from(vec![base_offset as u8; len_bytes]),
+                body: Bytes::new(),
+            },
         }
     }
 

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::config::{TimestampType, TopicConfig};
 use crate::io::DirectFile;
@@ -37,6 +37,7 @@ use super::retention::{self, SegmentInfo};
 use super::segment::{self, Segment};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 use super::signal::{Listener, Signal};
+use super::stored_batch::StoredBatch;
 use super::{reader, writer};
 
 /// Most bytes of batches one write takes (more stay pending for the next write; a single batch
@@ -89,7 +90,7 @@ pub struct LogStats {
 #[derive(Debug)]
 pub(super) struct PendingBatch {
     pub(super) segment: Rc<Segment>,
-    pub(super) bytes: Bytes,
+    pub(super) batch: StoredBatch,
     pub(super) end_offset: i64,
 }
 
@@ -264,8 +265,8 @@ impl PartitionLog {
         let base_offset = self.log_end_offset.get();
         let last_offset = base_offset + i64::from(last_offset_delta);
         assert!(last_offset >= base_offset, "offsets must increase");
-        let bytes = patch_batch(&batch, base_offset, log_append_time.then_some(now_ms))?;
-        self.enqueue(bytes, last_offset, max_timestamp_ms);
+        let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
+        self.enqueue(stored, last_offset, max_timestamp_ms);
         if let Some(identity) = &identity {
             self.producers.borrow_mut().record(identity, base_offset);
         }
@@ -280,9 +281,9 @@ impl PartitionLog {
 
     /// Places a patched batch at the log end: segment (rolling if needed), cache, pending
     /// writes; wakes the writer.
-    fn enqueue(&self, bytes: Bytes, last_offset: i64, max_timestamp_ms: i64) {
+    fn enqueue(&self, batch: StoredBatch, last_offset: i64, max_timestamp_ms: i64) {
         let base_offset = self.log_end_offset.get();
-        let len_bytes = bytes.len() as u64;
+        let len_bytes = batch.len() as u64;
         let segment = self.segment_for_append(base_offset, last_offset, len_bytes);
         segment.on_sequenced(base_offset, last_offset, max_timestamp_ms, len_bytes);
         self.cache.insert(
@@ -290,14 +291,14 @@ impl PartitionLog {
             CachedBatch {
                 base_offset,
                 last_offset,
-                bytes: bytes.clone(),
+                batch: batch.clone(),
             },
         );
         self.pending_bytes
-            .set(self.pending_bytes.get() + bytes.len());
+            .set(self.pending_bytes.get() + batch.len());
         self.pending.borrow_mut().push_back(PendingBatch {
             segment,
-            bytes,
+            batch,
             end_offset: last_offset + 1,
         });
         self.log_end_offset.set(last_offset + 1);
@@ -458,7 +459,8 @@ impl PartitionLog {
     }
 
     /// Whole batches starting with the one holding `offset`, up to `max_bytes` but at least one
-    /// batch (KIP-74), never at or beyond the high watermark. Empty at the high watermark.
+    /// batch (KIP-74), never at or beyond the high watermark, as chunks whose concatenation is
+    /// those batches (a cached batch is two chunks: `StoredBatch`). Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
         if let Some(reason) = self.poison.borrow().as_ref() {
             return Err(LogError::Poisoned(reason.clone()));
@@ -687,24 +689,6 @@ fn producer_identity(header: &record_batch::RecordBatchHeader) -> Option<Produce
     })
 }
 
-/// The batch as stored: base offset and leader epoch (0) set, and for LogAppendTime topics the
-/// max timestamp set and the CRC recomputed.
-fn patch_batch(
-    batch: &[u8],
-    base_offset: i64,
-    log_append_time_ms: Option<i64>,
-) -> Result<Bytes, LogError> {
-    // One copy of the client's batch: the request frame is shared, and the patched batch must be
-    // contiguous `Bytes` for the cache and for zero-copy fetches. It also lets the frame buffer
-    // go once the request is answered.
-    let mut owned = BytesMut::from(batch);
-    record_batch::assign(&mut owned, base_offset, 0)?;
-    if let Some(append_time_ms) = log_append_time_ms {
-        record_batch::set_log_append_time(&mut owned, append_time_ms)?;
-    }
-    Ok(owned.freeze())
-}
-
 impl Drop for PartitionLog {
     fn drop(&mut self) {
         // Let the writer task see the log is gone and exit; the cache forgets the partition.
@@ -764,6 +748,15 @@ mod tests {
         builder.finish()
     }
 
+    /// The whole batches in the chunks `PartitionLog::read` returns.
+    fn whole_batches(chunks: Vec<Bytes>) -> Vec<Bytes> {
+        let joined = Bytes::from(chunks.concat());
+        let mut iter = BatchIter::new(joined);
+        let batches: Vec<Bytes> = iter.by_ref().map(Result::unwrap).collect();
+        assert!(iter.remainder().is_empty(), "read returns whole batches");
+        batches
+    }
+
     /// The record values of `batches`, checking every batch is valid and offsets are contiguous
     /// from the first batch's base offset.
     fn values(batches: &[Bytes]) -> Vec<String> {
@@ -815,7 +808,7 @@ mod tests {
     async fn read_all(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> Vec<String> {
         let mut out = Vec::new();
         while offset < log.high_watermark() {
-            let batches = log.read(offset, max_bytes).await.unwrap();
+            let batches = whole_batches(log.read(offset, max_bytes).await.unwrap());
             assert!(!batches.is_empty());
             let mut got = values(&batches);
             let first = record_batch::header(&batches[0]).unwrap().base_offset.get();
@@ -857,7 +850,7 @@ mod tests {
                     let got = read_all(&log, offset as i64, 5000).await;
                     assert_eq!(got, numbered(offset..total), "from {offset}");
                 }
-                let batches = log.read(5000, 1000).await.unwrap();
+                let batches = whole_batches(log.read(5000, 1000).await.unwrap());
                 let bytes: usize = batches.iter().map(Bytes::len).sum();
                 assert!(bytes <= 1000 || batches.len() == 1);
                 assert!(log.read(total as i64, 1000).await.unwrap().is_empty());
@@ -902,7 +895,7 @@ mod tests {
                     listener.await;
                     continue;
                 }
-                let batches = log.read(offset, 2000).await.unwrap();
+                let batches = whole_batches(log.read(offset, 2000).await.unwrap());
                 let mut got = values(&batches);
                 let first = record_batch::header(&batches[0]).unwrap().base_offset.get();
                 got.drain(..(offset - first) as usize);
@@ -1051,7 +1044,7 @@ mod tests {
             let log = open(&path, config.clone(), 0).await;
             let total = append_numbered(&log, 100).await;
             let end = log.segments.borrow()[0].written_bytes() as usize;
-            let stale = log.read(0, 1).await.unwrap()[0].clone();
+            let stale = whole_batches(log.read(0, 1).await.unwrap())[0].clone();
             drop(log);
             let log_path = path.join("topic-0").join(segment::file_name(0, "log"));
             let mut bytes = std::fs::read(&log_path).unwrap();
@@ -1204,7 +1197,7 @@ mod tests {
                 let outcome = log.append_batch(batch(0, 3), now_ms).unwrap();
                 assert_eq!(outcome.log_append_time_ms, now_ms);
                 log.wait_written(outcome.end_offset()).await.unwrap();
-                let batches = log.read(0, 1 << 20).await.unwrap();
+                let batches = whole_batches(log.read(0, 1 << 20).await.unwrap());
                 let header = record_batch::validate(&batches[0]).unwrap();
                 assert_eq!(header.max_timestamp.get(), now_ms);
                 assert_ne!(header.attributes.get() & ATTRIBUTE_LOG_APPEND_TIME, 0);
@@ -1428,7 +1421,7 @@ mod tests {
         run_in_executor(dir.path.clone(), move || async move {
             let log = open(&path, topic(1 << 30, TimestampType::CreateTime), 0).await;
             append_numbered(&log, 20).await;
-            let batches = log.read(0, 1 << 20).await.unwrap();
+            let batches = whole_batches(log.read(0, 1 << 20).await.unwrap());
             let joined: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
             let count = BatchIter::new(Bytes::from(joined)).count();
             assert_eq!(count, 20);

@@ -85,11 +85,11 @@ fn take_next(log: &PartitionLog, segment: &Rc<Segment>) -> Next {
     let mut batches = Vec::new();
     let mut total_bytes = 0;
     while let Some(next) = pending.front() {
-        let fits = batches.is_empty() || total_bytes + next.bytes.len() <= WRITE_BYTES_MAX;
+        let fits = batches.is_empty() || total_bytes + next.batch.len() <= WRITE_BYTES_MAX;
         if !Rc::ptr_eq(&next.segment, segment) || !fits {
             break;
         }
-        total_bytes += next.bytes.len();
+        total_bytes += next.batch.len();
         batches.push(pending.pop_front().expect("front checked"));
     }
     log.pending_bytes.set(log.pending_bytes.get() - total_bytes);
@@ -103,7 +103,10 @@ async fn write(
     segment: &Segment,
     batches: Vec<PendingBatch>,
 ) {
-    let chunks: Vec<Bytes> = batches.iter().map(|batch| batch.bytes.clone()).collect();
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(batches.len() * 2);
+    for pending in &batches {
+        pending.batch.push_chunks(&mut chunks);
+    }
     let end_offset = batches.last().expect("a write has batches").end_offset;
     loop {
         match appender.append(&chunks).await {
