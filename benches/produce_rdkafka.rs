@@ -25,7 +25,12 @@
 //! time records waited in the client queue, and the batch sizes actually sent.
 //!
 //! Flags (after `--`): `--records N` (default 2,000,000 = 2.048 GB), `--seconds S` (default 20),
-//! `--acks 1,all`, `--partitions 16,1`, `--record-bytes 1024`, `--broker-cpu 0`, `--client-cpu 1`.
+//! `--acks 1,all`, `--partitions 16,1`, `--record-bytes 1024`, `--broker-cpu 0`, `--client-cpu 1`,
+//! `--topic-config NAME=VALUE` (repeatable, for the topics it creates). `--bootstrap HOST:PORT`
+//! loads an already running broker instead of starting one (any Kafka-compatible broker; this is
+//! how `perf/bench_matrix.sh` runs librdkafka beside `spate bench` on the same broker), with
+//! `--broker-pid PID` for its CPU and disk figures (null without). Each run deletes and
+//! re-creates its topic `bench-p<partitions>-acks<acks>`.
 //! Environment: `SPATE_BIN` (default `<crate>/target/release/spate`), `SPATE_BENCH_DIR` (default
 //! `<crate>/target/produce_bench`; must be on the disk under test, not tmpfs), and
 //! `SPATE_BENCH_PERF_DIR`: when set, each run is also recorded with `perf record -g -p <broker>`
@@ -79,6 +84,12 @@ struct Options {
     record_bytes: usize,
     broker_cpu: usize,
     client_cpu: usize,
+    /// Load this running broker instead of starting one (`--bootstrap HOST:PORT`).
+    bootstrap: Option<String>,
+    /// The running broker's pid, for its CPU and disk figures (`--broker-pid`, with --bootstrap).
+    broker_pid: Option<u32>,
+    /// Topic configs for the topics this bench creates (`--topic-config NAME=VALUE`, repeatable).
+    topic_configs: Vec<(String, String)>,
 }
 
 impl Options {
@@ -91,6 +102,9 @@ impl Options {
             record_bytes: 1024,
             broker_cpu: 0,
             client_cpu: 1,
+            bootstrap: None,
+            broker_pid: None,
+            topic_configs: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -114,6 +128,16 @@ impl Options {
                 "--record-bytes" => options.record_bytes = parse_number(&flag, &value),
                 "--broker-cpu" => options.broker_cpu = parse_number(&flag, &value),
                 "--client-cpu" => options.client_cpu = parse_number(&flag, &value),
+                "--bootstrap" => options.bootstrap = Some(value),
+                "--broker-pid" => options.broker_pid = Some(parse_number(&flag, &value)),
+                "--topic-config" => {
+                    let Some((name, setting)) = value.split_once('=') else {
+                        usage(&format!("--topic-config {value}: expected NAME=VALUE"));
+                    };
+                    options
+                        .topic_configs
+                        .push((name.to_owned(), setting.to_owned()));
+                }
                 _ => usage(&format!("unknown flag {flag}")),
             }
         }
@@ -136,7 +160,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "produce_rdkafka: {problem}\nusage: cargo bench --bench produce_rdkafka -- [--records N] \
          [--seconds S] [--acks 1,all] [--partitions 16,1] [--record-bytes B] [--broker-cpu C] \
-         [--client-cpu C]"
+         [--client-cpu C] [--bootstrap HOST:PORT [--broker-pid PID]] [--topic-config NAME=VALUE]"
     );
     std::process::exit(2);
 }
@@ -388,7 +412,9 @@ impl ProducerContext for DeliveryCounter {
 
 /// librdkafka settings for bulk throughput: big batches, a short linger, a deep queue, no
 /// compression (so the broker's cost per byte is measured, not zstd's).
-fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
+fn producer_config(bootstrap: &str, acks: &str, record_bytes: usize) -> ClientConfig {
+    // A record larger than a default request must still fit one (1 MiB records).
+    let message_max_bytes = (2 * 1024 * 1024).max(record_bytes + 64 * 1024);
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -396,7 +422,7 @@ fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
         .set("linger.ms", "5")
         .set("batch.size", "1048576")
         .set("batch.num.messages", "1000000")
-        .set("message.max.bytes", "2097152")
+        .set("message.max.bytes", message_max_bytes.to_string())
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.codec", "none")
@@ -406,13 +432,26 @@ fn producer_config(bootstrap: &str, acks: &str) -> ClientConfig {
     config
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+/// Creates `topic` afresh: deleted first if it exists (a running broker may hold it from an
+/// earlier run), so every run starts empty and a series of runs does not fill the disk.
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(String, String)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("creating the admin client");
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let deleted = futures_executor::block_on(admin.delete_topics(&[topic], &options))
+        .expect("DeleteTopics request");
+    for result in deleted {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => panic!("DeleteTopics {name}: {code}"),
+        }
+    }
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
     let results = futures_executor::block_on(admin.create_topics([&new_topic], &options))
         .expect("CreateTopics request");
     for result in results {
@@ -457,9 +496,9 @@ struct RunResult {
     first_error: Option<String>,
     send_seconds: f64,
     seconds: f64,
-    broker_cpu: Duration,
+    broker_cpu: Option<Duration>,
     client_cpu: Duration,
-    broker_write_bytes: u64,
+    broker_write_bytes: Option<u64>,
     client: ClientStatistics,
 }
 
@@ -472,7 +511,7 @@ impl RunResult {
             "{{\"bench\":\"produce_rdkafka\",\"partitions\":{},\"acks\":\"{}\",\"record_bytes\":{},\
              \"records_sent\":{},\"records_delivered\":{},\"records_failed\":{},\"seconds\":{:.3},\
              \"send_seconds\":{:.3},\"records_per_s\":{:.0},\"mb_per_s\":{:.1},\
-             \"broker_cpu_pct\":{:.0},\"client_cpu_pct\":{:.0},\"broker_write_bytes\":{},\
+             \"broker_cpu_pct\":{},\"client_cpu_pct\":{:.0},\"broker_write_bytes\":{},\
              \"rtt_ms_avg\":{:.2},\"rtt_ms_p99_max\":{:.2},\"queue_ms_avg\":{:.1},\
              \"batch_bytes_avg\":{:.0},\"batch_records_avg\":{:.0},\"requests\":{},\
              \"awaiting_response_max\":{},\"first_error\":{}}}",
@@ -486,9 +525,12 @@ impl RunResult {
             self.send_seconds,
             self.records_delivered as f64 / self.seconds,
             bytes / self.seconds / 1e6,
-            100.0 * self.broker_cpu.as_secs_f64() / self.seconds,
+            json_number(
+                self.broker_cpu
+                    .map(|cpu| (100.0 * cpu.as_secs_f64() / self.seconds).round())
+            ),
             100.0 * self.client_cpu.as_secs_f64() / self.seconds,
-            self.broker_write_bytes,
+            json_number(self.broker_write_bytes.map(|bytes| bytes as f64)),
             ClientStatistics::mean(self.client.rtt_us_sum, self.client.rtt_count) / 1e3,
             self.client.rtt_us_p99_max as f64 / 1e3,
             ClientStatistics::mean(
@@ -503,6 +545,10 @@ impl RunResult {
         );
         line
     }
+}
+
+fn json_number(value: Option<f64>) -> String {
+    value.map_or_else(|| "null".to_owned(), |value| format!("{value:.0}"))
 }
 
 fn json_string(text: Option<&str>) -> String {
@@ -553,23 +599,34 @@ fn stop_perf(perf: Option<Child>) {
     }
 }
 
-fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) -> RunResult {
+/// The broker a run loads: its bootstrap address, and its pid when known (for CPU and disk).
+struct Target {
+    bootstrap: String,
+    pid: Option<u32>,
+}
+
+fn produce_run(target: &Target, options: &Options, partitions: i32, acks: &str) -> RunResult {
     let topic = format!(
         "bench-p{partitions}-acks{}",
         if acks == "-1" { "all" } else { acks }
     );
-    create_topic(&broker.bootstrap, &topic, partitions);
-    let producer: BaseProducer<DeliveryCounter> = producer_config(&broker.bootstrap, acks)
-        .create_with_context(DeliveryCounter::default())
-        .expect("creating the producer");
+    create_topic(
+        &target.bootstrap,
+        &topic,
+        partitions,
+        &options.topic_configs,
+    );
+    let producer: BaseProducer<DeliveryCounter> =
+        producer_config(&target.bootstrap, acks, options.record_bytes)
+            .create_with_context(DeliveryCounter::default())
+            .expect("creating the producer");
     wait_for_topic(&producer, &topic, partitions);
     let payload = vec![0x5au8; options.record_bytes];
-    let broker_pid = broker.pid().to_string();
-    let perf = start_perf(broker.pid(), &topic);
+    let perf = target.pid.and_then(|pid| start_perf(pid, &topic));
 
-    let broker_cpu_start = process_cpu_time(&broker_pid);
+    let broker_cpu_start = target.pid.map(|pid| process_cpu_time(&pid.to_string()));
     let client_cpu_start = process_cpu_time("self");
-    let broker_write_bytes_start = process_write_bytes(broker.pid());
+    let broker_write_bytes_start = target.pid.map(process_write_bytes);
     let start = Instant::now();
     let mut next_progress = start + PROGRESS_INTERVAL;
     let mut sent: u64 = 0;
@@ -623,9 +680,15 @@ fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) 
         );
     }
     let seconds = start.elapsed().as_secs_f64();
-    let broker_cpu = process_cpu_time(&broker_pid).saturating_sub(broker_cpu_start);
+    let broker_cpu = target
+        .pid
+        .zip(broker_cpu_start)
+        .map(|(pid, start)| process_cpu_time(&pid.to_string()).saturating_sub(start));
     let client_cpu = process_cpu_time("self").saturating_sub(client_cpu_start);
-    let broker_write_bytes = process_write_bytes(broker.pid()) - broker_write_bytes_start;
+    let broker_write_bytes = target
+        .pid
+        .zip(broker_write_bytes_start)
+        .map(|(pid, start)| process_write_bytes(pid).saturating_sub(start));
     stop_perf(perf);
 
     let context = producer.context();
@@ -647,6 +710,23 @@ fn produce_run(broker: &Broker, options: &Options, partitions: i32, acks: &str) 
 
 fn main() {
     let options = Options::parse();
+    if let Some(bootstrap) = options.bootstrap.clone() {
+        let target = Target {
+            bootstrap,
+            pid: options.broker_pid,
+        };
+        pin_current_thread(options.client_cpu).expect("pinning the bench to its CPU");
+        eprintln!(
+            "produce_rdkafka: loading the running broker at {} (pid {:?}), client on CPU {}",
+            target.bootstrap, target.pid, options.client_cpu
+        );
+        let failed_runs = run_all(&target, &options);
+        if failed_runs > 0 {
+            eprintln!("produce_rdkafka: {failed_runs} run(s) had undelivered or failed records");
+            std::process::exit(1);
+        }
+        return;
+    }
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let binary = std::env::var_os("SPATE_BIN")
         .map(PathBuf::from)
@@ -680,29 +760,11 @@ fn main() {
         options.records_max,
         options.duration_max.as_secs(),
     );
-
-    let mut failed_runs = 0;
-    for &partitions in &options.partition_counts {
-        for acks in &options.acks_levels {
-            let result = produce_run(&broker, &options, partitions, acks);
-            let line = result.json(options.record_bytes);
-            eprintln!(
-                "  p{partitions} acks={acks}: {:.1} MB/s, {:.0} records/s (MB = 10^6 B of values), \
-                 {} delivered, {} failed, broker CPU {:.0}%",
-                result.records_delivered as f64 * options.record_bytes as f64
-                    / result.seconds
-                    / 1e6,
-                result.records_delivered as f64 / result.seconds,
-                result.records_delivered,
-                result.records_failed,
-                100.0 * result.broker_cpu.as_secs_f64() / result.seconds,
-            );
-            if result.records_failed > 0 || result.records_delivered < result.records_sent {
-                failed_runs += 1;
-            }
-            println!("{line}");
-        }
-    }
+    let target = Target {
+        bootstrap: broker.bootstrap.clone(),
+        pid: Some(broker.pid()),
+    };
+    let failed_runs = run_all(&target, &options);
 
     let status = broker.stop();
     let clean_exit = status.is_some_and(|status| status.success());
@@ -728,4 +790,35 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+/// Runs every (partitions, acks) pair against `target`, printing each run's JSON line on
+/// stdout; returns how many runs had undelivered or failed records.
+fn run_all(target: &Target, options: &Options) -> usize {
+    let mut failed_runs = 0;
+    for &partitions in &options.partition_counts {
+        for acks in &options.acks_levels {
+            let result = produce_run(target, options, partitions, acks);
+            let line = result.json(options.record_bytes);
+            let broker_cpu = result.broker_cpu.map_or_else(
+                || "unknown".to_owned(),
+                |cpu| format!("{:.0}%", 100.0 * cpu.as_secs_f64() / result.seconds),
+            );
+            eprintln!(
+                "  p{partitions} acks={acks}: {:.1} MB/s, {:.0} records/s (MB = 10^6 B of values), \
+                 {} delivered, {} failed, broker CPU {broker_cpu}",
+                result.records_delivered as f64 * options.record_bytes as f64
+                    / result.seconds
+                    / 1e6,
+                result.records_delivered as f64 / result.seconds,
+                result.records_delivered,
+                result.records_failed,
+            );
+            if result.records_failed > 0 || result.records_delivered < result.records_sent {
+                failed_runs += 1;
+            }
+            println!("{line}");
+        }
+    }
+    failed_runs
 }

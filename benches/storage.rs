@@ -28,6 +28,7 @@ use spate::io::probe::{probe_iopoll, write_probe_file};
 use spate::log::appender::Appender;
 use spate::log::cache::{CachedBatch, ShardCache};
 use spate::log::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use spate::log::stored_batch::StoredBatch;
 
 /// Batch sizes for the copy step: a small batch, a large producer batch, Kafka's default
 /// `max.request.size`.
@@ -226,7 +227,11 @@ mod cache {
                 CachedBatch {
                     base_offset: i * RECORDS_PER_BATCH,
                     last_offset: (i + 1) * RECORDS_PER_BATCH - 1,
-                    bytes: bytes.slice(..),
+                    // As a produced batch is cached: a patched head, then the client's bytes.
+                    batch: StoredBatch {
+                        head: bytes.slice(..61),
+                        body: bytes.slice(61..),
+                    },
                 },
             );
         }

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The load-generator matrix of issue 4: `spate bench produce` against one bootstrap address, every
-# cell's full `--json` report collected into perf/results/<date>-<target>.json.
+# cell's full `--json` report collected into perf/results/<date>-<target>.json, the same
+# throughput cells run with librdkafka's producer (benches/produce_rdkafka.rs --bootstrap) on the
+# same broker in the same run, and the loopback TCP ceiling (iperf3) measured in the same run;
+# then perf/report.py regenerates the matrix section of perf/RESULTS.md and the plots
+# perf/results/<date>-<target>-*.svg from the results file.
 #
 # Usage: perf/bench_matrix.sh BOOTSTRAP TARGET [--duration 10s] [--cores 1] [--quick]
+#                             [--broker-pid PID] [--no-rdkafka]
 #   BOOTSTRAP  host:port of the broker to load (Spate, Kafka, Redpanda, ...), started beforehand;
 #              for Spate on this 2-core machine: `taskset -c 0 spate serve --cores 1 --data-dir D`.
 #   TARGET     a name for the broker in the results file name (e.g. spate-1core, kafka).
 #   --duration each cell's length (default 10s); --cores the generator's cores (default 1: the
 #              generator takes the last cores, so with 2 cores it runs on CPU 1);
-#   --quick    only 1 KiB records, 16 partitions, acks 1 and all, and a 3-step rate sweep.
+#   --quick    only 1 KiB records, 16 partitions, acks 1 and all, and a 3-step rate sweep;
+#   --broker-pid the broker's pid: each cell then records the broker's CPU (percent of a core);
+#   --no-rdkafka skips the librdkafka cells.
 #
 # Cells, in this order:
 #   1. throughput: record sizes 100 B, 1 KiB, 16 KiB, 1 MiB x acks 1 and all x 1 and 16
@@ -28,17 +35,22 @@ if [ $# -lt 2 ]; then
   sed -n '2,20p' "$0" >&2
   exit 2
 fi
+command_line="perf/bench_matrix.sh $*"
 bootstrap="$1"
 target="$2"
 shift 2
 duration=10s
 cores=1
 quick=0
+broker_pid=""
+rdkafka=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --cores) cores="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
+    --broker-pid) broker_pid="$2"; shift 2 ;;
+    --no-rdkafka) rdkafka=0; shift ;;
     *) echo "bench_matrix: unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +64,15 @@ else
   cargo build --release --bin spate
   spate="$repo_dir/target/release/spate"
 fi
+client_cpu=$(( $(nproc) - 1 ))
+rdkafka_bench=""
+if [ "$rdkafka" = 1 ]; then
+  # The librdkafka bench binary (builds librdkafka from source the first time).
+  rdkafka_bench="$(cargo bench --bench produce_rdkafka --no-run --message-format=json 2>/dev/null \
+    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "produce_rdkafka")
+             | .executable // empty' | tail -1)"
+  [ -x "$rdkafka_bench" ] || { echo "bench_matrix: produce_rdkafka bench not built" >&2; exit 1; }
+fi
 work_dir="$(mktemp -d)"
 trap 'rm -rf "$work_dir"' EXIT
 results_dir="$repo_dir/perf/results"
@@ -64,16 +85,57 @@ else
   sizes=(100 1024 16384 1048576); partition_counts=(1 16); rate_shares=(10 25 50 75 90)
 fi
 
+# CPU time (user + system, in clock ticks) the broker has used so far; empty without --broker-pid.
+broker_ticks() {
+  [ -n "$broker_pid" ] && awk '{print $14 + $15}' "/proc/$broker_pid/stat"
+}
+ticks_per_second="$(getconf CLK_TCK)"
+
+# Loopback TCP ceiling, one stream, server on CPU 0 and client on the generator's CPU.
+iperf_mb_s=null
+if command -v iperf3 > /dev/null; then
+  taskset -c 0 iperf3 --server --one-off --port 5299 > /dev/null 2>&1 &
+  iperf_server=$!
+  sleep 0.5
+  iperf_mb_s="$(taskset -c "$client_cpu" iperf3 --client 127.0.0.1 --port 5299 --time 5 --json \
+    | jq '.end.sum_received.bits_per_second / 8e6 | floor')"
+  wait "$iperf_server" || true
+  echo "bench_matrix: iperf3 loopback $iperf_mb_s MB/s" >&2
+fi
+
 cell=0
-# Runs one cell; its report goes to $work_dir/<n>.json and its summary table to stderr.
+# Runs one cell; its report goes to $work_dir/<n>.json (with the broker's CPU added when known)
+# and its summary table to stderr.
 run_cell() {
   cell=$((cell + 1))
+  local json="$work_dir/$(printf %03d "$cell").json"
   echo "bench_matrix: cell $cell: spate bench produce $*" >&2
+  local ticks_before seconds_before
+  ticks_before="$(broker_ticks)"
+  seconds_before="$(date +%s.%N)"
   "$spate" bench produce --bootstrap "$bootstrap" --duration "$duration" --cores "$cores" \
-    --recreate-topic \
-    --json "$work_dir/$(printf %03d "$cell").json" "$@" > "$work_dir/$cell.log" 2>&1 \
-    || { cat "$work_dir/$cell.log" >&2; echo "bench_matrix: cell $cell failed" >&2; }
-  tail -n 6 "$work_dir/$cell.log" >&2
+    --recreate-topic --json "$json" "$@" > "$work_dir/$cell.log" 2>&1 \
+    || { cat "$work_dir/$cell.log" >&2; echo "bench_matrix: cell $cell failed" >&2; return; }
+  tail -n 3 "$work_dir/$cell.log" >&2
+  if [ -n "$broker_pid" ]; then
+    local cpu
+    cpu="$(echo "($(broker_ticks) - $ticks_before) * 100 / $ticks_per_second / ($(date +%s.%N) - $seconds_before)" | bc -l)"
+    jq --argjson cpu "$cpu" '. + {broker_cpu_pct: ($cpu | floor)}' "$json" > "$json.tmp" && mv "$json.tmp" "$json"
+  fi
+}
+
+# Runs librdkafka's producer for one throughput cell; its JSON line goes to $work_dir/rdkafka.jsonl.
+run_rdkafka_cell() {
+  local size="$1" acks="$2" partitions="$3"
+  shift 3
+  echo "bench_matrix: librdkafka: $size B, acks=$acks, $partitions partitions" >&2
+  local pid_flag=()
+  [ -n "$broker_pid" ] && pid_flag=(--broker-pid "$broker_pid")
+  "$rdkafka_bench" --bootstrap "$bootstrap" "${pid_flag[@]}" --client-cpu "$client_cpu" \
+    --seconds "${duration%s}" --records 100000000 --acks "$acks" --partitions "$partitions" \
+    --record-bytes "$size" "$@" 2> "$work_dir/rdkafka.log" >> "$work_dir/rdkafka.jsonl" \
+    || { tail -n 20 "$work_dir/rdkafka.log" >&2; echo "bench_matrix: librdkafka cell failed" >&2; }
+  grep -E '^  p[0-9]+ acks' "$work_dir/rdkafka.log" >&2 || true
 }
 
 for size in "${sizes[@]}"; do
@@ -91,6 +153,9 @@ for size in "${sizes[@]}"; do
     for partitions in "${partition_counts[@]}"; do
       run_cell --topic "bench-p$partitions$suffix" --partitions "$partitions" \
         --record-size "$size" --acks "$acks" --batch-bytes "$batch" "${big[@]}"
+      if [ "$rdkafka" = 1 ]; then
+        run_rdkafka_cell "$size" "$acks" "$partitions" "${big[@]}"
+      fi
     done
   done
 done
@@ -108,21 +173,16 @@ for share in "${rate_shares[@]}"; do
     --acks 1 --rate "$rate/s"
 done
 
+touch "$work_dir/rdkafka.jsonl"
 jq -s --arg target "$target" --arg bootstrap "$bootstrap" \
   --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg commit "$(git rev-parse --short HEAD)" \
-  --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  '{target: $target, bootstrap: $bootstrap, date: $date, commit: $commit,
-    load_average_at_end: $load, cells: .}' "$work_dir"/[0-9][0-9][0-9].json > "$out"
+  --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson iperf "$iperf_mb_s" \
+  --arg command "$command_line" \
+  --slurpfile rdkafka "$work_dir/rdkafka.jsonl" \
+  '{target: $target, bootstrap: $bootstrap, date: $date, commit: $commit, command: $command,
+    load_average_at_end: $load, iperf3_loopback_mb_per_s: $iperf, cells: .,
+    rdkafka_cells: $rdkafka}' "$work_dir"/[0-9][0-9][0-9].json > "$out"
 
-# A markdown table for perf/RESULTS.md.
-echo
-echo "| record | acks | partitions | rate | rec/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-jq -r '.cells[] | [ .config.args.record_size, (if .config.args.acks == -1 then "all" else .config.args.acks end),
-    .config.partitions, (.config.rate_per_second // "max"),
-    (.produced.records_per_s | floor), (.produced.mb_per_s * 10 | floor / 10),
-    (.produced.latency.p50_ms // "-"), (.produced.latency.p99_ms // "-"),
-    (.produced.latency.p99_9_ms // "-"), (.produced.latency.max_ms // "-"), .errors ]
-  | "| " + (map(tostring) | join(" | ")) + " |"' "$out"
-echo
 echo "bench_matrix: wrote $out" >&2
+# The tables, the target ratios and the plots; updates perf/RESULTS.md's matrix section.
+python3 "$repo_dir/perf/report.py" "$out"

@@ -32,6 +32,7 @@ use crate::protocol::messages::init_producer_id::InitProducerIdRequest;
 use crate::protocol::messages::produce::{
     PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
 };
+use crate::protocol::record_batch::RECORD_BATCH_HEADER_BYTES;
 use crate::protocol::records::{BatchBuilder, Record};
 use crate::protocol::{ErrorCode, Request, Response};
 
@@ -59,6 +60,8 @@ const RECORD_OVERHEAD_BYTES: usize = 24;
 const HEADER_OVERHEAD_BYTES: usize = 10;
 /// Transaction timeout sent with InitProducerId; unused without a transactional id.
 const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
+/// Most bytes a new batch reserves up front (a larger batch.size still works: it grows).
+const BATCH_CAPACITY_RESERVED_MAX: usize = 16 * 1024 * 1024;
 
 /// How a producer batches, sends and bounds its memory.
 #[derive(Clone, Debug)]
@@ -435,11 +438,17 @@ impl Inner {
             closed = true;
         }
         let now_ms = now_ms();
+        // Room for a whole batch (or this record alone), so building never regrows the buffer.
+        let batch_capacity = self
+            .config
+            .batch_bytes
+            .max(size + RECORD_BATCH_HEADER_BYTES + 64)
+            .min(BATCH_CAPACITY_RESERVED_MAX);
         let open = state.open.get_or_insert_with(|| {
             self.batches_outstanding
                 .set(self.batches_outstanding.get() + 1);
             OpenBatch {
-                builder: BatchBuilder::new(now_ms),
+                builder: BatchBuilder::with_capacity(now_ms, batch_capacity),
                 base_timestamp_ms: now_ms,
                 tags: Vec::new(),
                 created: Instant::now(),
