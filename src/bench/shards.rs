@@ -187,6 +187,17 @@ async fn shard_load(
         .refresh_metadata(&[plan.args.topic.as_str()])
         .await
         .map_err(failed("reading metadata"))?;
+    // Connect to every leader before the clock starts, so the first records' latency is the
+    // broker's, not a TCP handshake's.
+    let leaders: std::collections::BTreeSet<i32> = (0..plan.partitions as i32)
+        .filter_map(|partition| cluster.leader(&plan.args.topic, partition))
+        .collect();
+    for leader in leaders {
+        cluster
+            .connection(leader)
+            .await
+            .map_err(failed(&format!("connecting to node {leader}")))?;
+    }
     let partitions = context.consumer_partitions();
     let consumer = if plan.mode.consumes() && !partitions.is_empty() {
         let task = consumer::start(context, &cluster, stats, &partitions)
