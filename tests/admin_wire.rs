@@ -377,10 +377,34 @@ fn describe_configs_reports_values_sources_and_errors() {
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(
-        wire.create_topic("described", 1, &[("retention.bytes", "123456")]),
-        0
-    );
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: "described".into(),
+            num_partitions: 1,
+            replication_factor: -1,
+            assignments: vec![],
+            configs: vec![CreatableTopicConfig {
+                name: "retention.bytes".into(),
+                value: Some("123456".into()),
+            }],
+        }],
+        timeout_ms: 10_000,
+        validate_only: false,
+    });
+    let Response::CreateTopics(created) = wire.call(5, request) else {
+        panic!("not a CreateTopics response");
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    // CreateTopics v5+ answers the configs with the same sources as DescribeConfigs.
+    let created_sources: Vec<(String, i8)> = created.topics[0]
+        .configs
+        .iter()
+        .flatten()
+        .map(|config| (config.name.clone(), config.config_source))
+        .collect();
+    assert!(created_sources.contains(&("retention.bytes".into(), 1)));
+    assert!(created_sources.contains(&("retention.ms".into(), 4)));
+    assert!(created_sources.contains(&("segment.bytes".into(), 5)));
     for version in 1..=4 {
         let result = wire.describe(version, TOPIC, "described", None);
         assert_eq!(result.error_code, 0, "v{version}");
@@ -502,6 +526,15 @@ fn incremental_alter_configs_validates_and_applies() {
     assert_eq!(code, INVALID_CONFIG);
     let (code, _) = refused(&mut wire, &[("retention.ms", 9, Some("1"))]);
     assert_eq!(code, INVALID_REQUEST);
+    let (code, message) = refused(
+        &mut wire,
+        &[
+            ("retention.ms", SET, Some("1")),
+            ("retention.ms", DELETE, None),
+        ],
+    );
+    assert_eq!(code, INVALID_REQUEST);
+    assert!(message.contains("twice"), "{message}");
     let result = wire.describe(4, TOPIC, "altered", None);
     assert_eq!(
         value(&result, "retention.ms"),

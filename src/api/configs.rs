@@ -357,6 +357,20 @@ fn alter_spec(resource: &AlterConfigsResource) -> Result<AlterConfigsSpec, (Erro
             ));
         }
     }
+    if let Some(duplicate) = resource
+        .configs
+        .iter()
+        .enumerate()
+        .find(|(i, config)| resource.configs[..*i].iter().any(|c| c.name == config.name))
+    {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!(
+                "config {} is altered twice in one request",
+                duplicate.1.name
+            ),
+        ));
+    }
     let alterations = resource
         .configs
         .iter()
