@@ -32,7 +32,7 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 /// ConfigSource: a value set on the topic itself.
-pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 /// ConfigSource: a broker default given by a flag, different from Kafka's default.
 const SOURCE_STATIC_BROKER: i8 = 4;
 /// ConfigSource: Kafka's own default.
@@ -59,7 +59,7 @@ const CONFIG_INFOS: &[ConfigInfo] = &[
         name: "cleanup.policy",
         broker_name: "log.cleanup.policy",
         config_type: TYPE_LIST,
-        documentation: "delete: old segments are deleted by retention (compact is not supported yet).",
+        documentation: "delete: retention deletes old segments (compact is not supported yet).",
     },
     ConfigInfo {
         name: "max.message.bytes",
@@ -71,13 +71,13 @@ const CONFIG_INFOS: &[ConfigInfo] = &[
         name: "message.timestamp.type",
         broker_name: "log.message.timestamp.type",
         config_type: TYPE_STRING,
-        documentation: "CreateTime keeps the producer's timestamps; LogAppendTime uses the broker's clock.",
+        documentation: "CreateTime: the producer's timestamps; LogAppendTime: the broker's clock.",
     },
     ConfigInfo {
         name: "retention.bytes",
         broker_name: "log.retention.bytes",
         config_type: TYPE_LONG,
-        documentation: "Closed segments are deleted once a partition exceeds this size; -1: no limit.",
+        documentation: "Oldest closed segments are deleted beyond this size; -1: no limit.",
     },
     ConfigInfo {
         name: "retention.ms",

@@ -1,9 +1,10 @@
 //! The control plane: topic changes made by the controller (shard 0) and applied on every shard.
 //!
 //! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or IncrementalAlterConfigs
-//! (or auto-create a topic); it forwards the request to shard 0. Shard 0 decides (src/meta/controller.rs) one request at a time, appends the
-//! change to the metadata log and fdatasyncs it, then has every shard apply it: each opens or
-//! deletes the partitions it owns, then updates its copy of the metadata. The client is answered
+//! (or auto-create a topic); it forwards the request to shard 0. Shard 0 decides
+//! (src/meta/controller.rs) one request at a time, appends the change to the metadata log and
+//! fdatasyncs it, then has every shard apply it: each opens or deletes the partitions it owns (or
+//! hands them their new config), then updates its copy of the metadata. The client is answered
 //! only after every shard has applied the change, so a topic it was told exists can be used at
 //! once on every node.
 
