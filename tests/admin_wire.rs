@@ -613,14 +613,29 @@ fn configs_and_added_partitions_survive_a_restart() {
 #[test]
 fn altered_configs_take_effect_on_produce() {
     // Proves a lowered max.message.bytes refuses a batch it accepted before, and
-    // message.timestamp.type=LogAppendTime makes the broker stamp the batches it appends.
+    // message.timestamp.type=LogAppendTime makes the broker stamp the batches it appends, on the
+    // controller's shard and on the other shard alike.
     let broker = Broker::start_with(BrokerConfig {
-        cores: 1,
+        cores: 2,
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(wire.create_topic("effect", 1, &[]), 0);
-    assert_eq!(wire.produce("effect", 0, batch(2, 1000)), (0, 0));
+    assert_eq!(wire.create_topic("effect", 2, &[]), 0);
+    let leaders = wire.leaders("effect");
+    assert_ne!(
+        leaders[0], leaders[1],
+        "least-loaded placement uses both shards"
+    );
+    let mut owners: Vec<Wire> = leaders
+        .iter()
+        .map(|leader| Wire::connect(&broker.listeners()[*leader as usize].address))
+        .collect();
+    for (partition, owner) in owners.iter_mut().enumerate() {
+        assert_eq!(
+            owner.produce("effect", partition as i32, batch(2, 1000)),
+            (0, 0)
+        );
+    }
     let lowered = wire.alter(
         1,
         TOPIC,
@@ -629,11 +644,12 @@ fn altered_configs_take_effect_on_produce() {
         false,
     );
     assert_eq!(lowered.error_code, 0);
-    assert_eq!(
-        wire.produce("effect", 0, batch(2, 1000)).0,
-        MESSAGE_TOO_LARGE
-    );
-    assert_eq!(wire.produce("effect", 0, batch(1, 10)), (0, 2));
+    for (partition, owner) in owners.iter_mut().enumerate() {
+        let partition = partition as i32;
+        let (error, _) = owner.produce("effect", partition, batch(2, 1000));
+        assert_eq!(error, MESSAGE_TOO_LARGE, "partition {partition}");
+        assert_eq!(owner.produce("effect", partition, batch(1, 10)), (0, 2));
+    }
 
     let stamped = wire.alter(
         1,
@@ -644,21 +660,30 @@ fn altered_configs_take_effect_on_produce() {
     );
     assert_eq!(stamped.error_code, 0);
     let before_ms = common::now_ms();
-    assert_eq!(wire.produce("effect", 0, batch(1, 10)), (0, 3));
-    let records = wire.fetch("effect", 0, 3);
-    // RecordBatch v2: attributes at bytes 21..23 (bit 3: LogAppendTime), max timestamp 35..43.
-    let attributes = i16::from_be_bytes(records[21..23].try_into().unwrap());
-    let max_timestamp = i64::from_be_bytes(records[35..43].try_into().unwrap());
-    assert_eq!(attributes & 0x08, 0x08, "the batch says LogAppendTime");
-    assert!(max_timestamp >= before_ms - 1000, "stamped {max_timestamp}");
+    for (partition, owner) in owners.iter_mut().enumerate() {
+        let partition = partition as i32;
+        assert_eq!(owner.produce("effect", partition, batch(1, 10)), (0, 3));
+        let records = owner.fetch("effect", partition, 3);
+        // RecordBatch v2: attributes at bytes 21..23 (bit 3: LogAppendTime), max timestamp
+        // at 35..43.
+        let attributes = i16::from_be_bytes(records[21..23].try_into().unwrap());
+        let max_timestamp = i64::from_be_bytes(records[35..43].try_into().unwrap());
+        assert_eq!(
+            attributes & 0x08,
+            0x08,
+            "partition {partition} says LogAppendTime"
+        );
+        assert!(max_timestamp >= before_ms - 1000, "stamped {max_timestamp}");
+    }
     broker.stop();
 }
 
 #[test]
 fn create_partitions_grows_topics_and_refuses_the_rest() {
     // Proves CreatePartitions only grows a topic (INVALID_PARTITIONS), refuses assignments
-    // (INVALID_REPLICA_ASSIGNMENT) and unknown topics, changes nothing with validate_only, and
-    // that the new partitions appear in Metadata and accept produce at their leaders.
+    // (INVALID_REPLICA_ASSIGNMENT), unknown topics and a topic named twice (INVALID_REQUEST),
+    // changes nothing with validate_only, and that the new partitions appear in Metadata and
+    // accept produce at their leaders.
     let broker = Broker::start_with(BrokerConfig {
         cores: 2,
         ..BrokerConfig::default()
@@ -695,6 +720,28 @@ fn create_partitions_grows_topics_and_refuses_the_rest() {
     assert_eq!(
         wire.create_partitions("grown", 3, None, false).0,
         INVALID_PARTITIONS
+    );
+    let twice = Request::CreatePartitions(CreatePartitionsRequest {
+        topics: [5, 6]
+            .into_iter()
+            .map(|count| CreatePartitionsTopic {
+                name: "grown".into(),
+                count,
+                assignments: None,
+            })
+            .collect(),
+        timeout_ms: 10_000,
+        validate_only: false,
+    });
+    let Response::CreatePartitions(response) = wire.call(3, twice) else {
+        panic!("not a CreatePartitions response");
+    };
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [INVALID_REQUEST, INVALID_REQUEST]);
+    assert_eq!(
+        wire.leaders("grown").len(),
+        4,
+        "a refused request adds nothing"
     );
     broker.stop();
 }

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::meta::controller::{CreatePartitionsSpec, CreateTopicSpec};
+use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
 use crate::protocol::messages::create_partitions::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreatePartitionsTopicResult,
@@ -156,32 +157,45 @@ pub async fn handle_delete_topics(
 }
 
 /// Answers a CreatePartitions request. The change is complete when answered, so `timeout_ms`
-/// never expires first.
+/// never expires first. A topic named twice is refused (INVALID_REQUEST), as Kafka does: which
+/// count was meant is unknown.
 pub async fn handle_create_partitions(
     shard: &Rc<Shard>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let duplicated = |name: &str| request.topics.iter().filter(|t| t.name == name).count() > 1;
     let specs = request
         .topics
         .iter()
+        .filter(|topic| !duplicated(&topic.name))
         .map(|topic| CreatePartitionsSpec {
             topic: topic.name.clone(),
             count: topic.count,
             manual_assignment: topic.assignments.is_some(),
         })
         .collect();
-    let results = create_partitions(shard, specs, request.validate_only).await;
+    let mut results = create_partitions(shard, specs, request.validate_only)
+        .await
+        .into_iter();
     let results = request
         .topics
-        .into_iter()
-        .zip(results)
-        .map(|(topic, result)| CreatePartitionsTopicResult {
-            name: topic.name,
-            error_code: result
-                .as_ref()
-                .err()
-                .map_or(0, |error| topic_error_code(error).code()),
-            error_message: result.err().map(|error| error.to_string()),
+        .iter()
+        .map(|topic| {
+            let (error_code, error_message) = if duplicated(&topic.name) {
+                let message = format!("topic {:?} is named more than once", topic.name);
+                (ErrorCode::InvalidRequest.code(), Some(message))
+            } else {
+                match results.next() {
+                    Some(Ok(())) => (0, None),
+                    Some(Err(error)) => (topic_error_code(&error).code(), Some(error.to_string())),
+                    None => (ErrorCode::UnknownServerError.code(), None),
+                }
+            };
+            CreatePartitionsTopicResult {
+                name: topic.name.clone(),
+                error_code,
+                error_message,
+            }
         })
         .collect();
     CreatePartitionsResponse {
