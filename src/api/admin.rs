@@ -1,10 +1,14 @@
-//! CreateTopics and DeleteTopics, both decided and committed by the controller (shard 0) and
-//! answered once every shard has applied the change.
+//! CreateTopics, DeleteTopics and CreatePartitions, all decided and committed by the controller
+//! (shard 0) and answered once every shard has applied the change.
 
 use std::rc::Rc;
 
-use crate::meta::controller::CreateTopicSpec;
+use crate::meta::controller::{CreatePartitionsSpec, CreateTopicSpec};
+use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
+use crate::protocol::messages::create_partitions::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
 use crate::protocol::messages::create_topics::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
 };
@@ -12,12 +16,10 @@ use crate::protocol::messages::delete_topics::{
     DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse,
 };
 use crate::shard::Shard;
-use crate::shard::control::{create_topics, delete_topics};
+use crate::shard::control::{create_partitions, create_topics, delete_topics};
 
+use super::configs::topic_config_source;
 use super::errors::topic_error_code;
-
-/// Kafka's ConfigSource for a value set on the topic itself.
-const CONFIG_SOURCE_TOPIC: i8 = 1;
 
 /// Answers a CreateTopics request.
 pub async fn handle_create_topics(
@@ -76,7 +78,11 @@ pub async fn handle_create_topics(
                                         name: name.to_owned(),
                                         value: Some(value),
                                         read_only: false,
-                                        config_source: CONFIG_SOURCE_TOPIC,
+                                        config_source: topic_config_source(
+                                            &shard.config.topic_defaults,
+                                            meta,
+                                            name,
+                                        ),
                                         is_sensitive: false,
                                     })
                                     .collect()
@@ -147,5 +153,53 @@ pub async fn handle_delete_topics(
     DeleteTopicsResponse {
         responses,
         ..DeleteTopicsResponse::default()
+    }
+}
+
+/// Answers a CreatePartitions request. The change is complete when answered, so `timeout_ms`
+/// never expires first. A topic named twice is refused (INVALID_REQUEST), as Kafka does: which
+/// count was meant is unknown.
+pub async fn handle_create_partitions(
+    shard: &Rc<Shard>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let duplicated = |name: &str| request.topics.iter().filter(|t| t.name == name).count() > 1;
+    let specs = request
+        .topics
+        .iter()
+        .filter(|topic| !duplicated(&topic.name))
+        .map(|topic| CreatePartitionsSpec {
+            topic: topic.name.clone(),
+            count: topic.count,
+            manual_assignment: topic.assignments.is_some(),
+        })
+        .collect();
+    let mut results = create_partitions(shard, specs, request.validate_only)
+        .await
+        .into_iter();
+    let results = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let (error_code, error_message) = if duplicated(&topic.name) {
+                let message = format!("topic {:?} is named more than once", topic.name);
+                (ErrorCode::InvalidRequest.code(), Some(message))
+            } else {
+                match results.next() {
+                    Some(Ok(())) => (0, None),
+                    Some(Err(error)) => (topic_error_code(&error).code(), Some(error.to_string())),
+                    None => (ErrorCode::UnknownServerError.code(), None),
+                }
+            };
+            CreatePartitionsTopicResult {
+                name: topic.name.clone(),
+                error_code,
+                error_message,
+            }
+        })
+        .collect();
+    CreatePartitionsResponse {
+        throttle_time_ms: 0,
+        results,
     }
 }

@@ -15,6 +15,7 @@ pub fn topic_error_code(error: &TopicError) -> ErrorCode {
         TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
         TopicError::ManualAssignment => ErrorCode::InvalidRequest,
+        TopicError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicationAssignment,
         TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         TopicError::Storage(_) => ErrorCode::KafkaStorageError,
     }

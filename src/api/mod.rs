@@ -6,7 +6,9 @@
 //! the storage, metadata and codec errors into Kafka error codes (`errors.rs`).
 
 pub mod admin;
+pub mod configs;
 pub mod coordinator;
+pub mod delete_records;
 pub mod errors;
 pub mod fetch;
 pub mod metadata;
@@ -38,6 +40,10 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::InitProducerId,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::FindCoordinator,
+    ApiKey::DeleteRecords,
+    ApiKey::DescribeConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::IncrementalAlterConfigs,
 ];
 
 /// Whether an API has a handler.
@@ -73,6 +79,18 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::DeleteTopics(request) => ready(Response::DeleteTopics(
             admin::handle_delete_topics(shard, request).await,
         )),
+        Request::CreatePartitions(request) => ready(Response::CreatePartitions(
+            admin::handle_create_partitions(shard, request).await,
+        )),
+        Request::DescribeConfigs(request) => ready(Response::DescribeConfigs(
+            configs::handle_describe_configs(shard, request, version),
+        )),
+        Request::IncrementalAlterConfigs(request) => ready(Response::IncrementalAlterConfigs(
+            configs::handle_incremental_alter_configs(shard, request).await,
+        )),
+        Request::DeleteRecords(request) => ready(Response::DeleteRecords(
+            delete_records::handle_delete_records(shard, request).await,
+        )),
         Request::InitProducerId(request) => ready(Response::InitProducerId(
             producer_id::handle_init_producer_id(shard, request),
         )),
@@ -80,7 +98,7 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
             coordinator::handle_find_coordinator(shard, request, version),
         )),
         // The connection only dispatches advertised APIs; the rest have no handler yet (consumer
-        // group membership and offsets, configs, SASL: later issues) and are refused before decoding.
+        // group membership and offsets, SASL: later issues) and are refused before decoding.
         Request::OffsetCommit(_)
         | Request::OffsetFetch(_)
         | Request::JoinGroup(_)
@@ -91,11 +109,7 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         | Request::ListGroups(_)
         | Request::SaslHandshake(_)
         | Request::SaslAuthenticate(_)
-        | Request::DeleteRecords(_)
-        | Request::DescribeConfigs(_)
-        | Request::CreatePartitions(_)
         | Request::DeleteGroups(_)
-        | Request::IncrementalAlterConfigs(_)
         | Request::DescribeCluster(_) => {
             unreachable!("the connection refuses APIs that are not advertised")
         }

@@ -4,6 +4,7 @@
 //! makes the resulting [`MetadataChange`] durable and broadcasts it (src/shard/control.rs). Errors
 //! are typed here and turned into Kafka error codes only in src/api/.
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::config::{InvalidTopicConfig, TopicConfig, TopicDefaults};
@@ -15,6 +16,9 @@ use super::{ClusterState, MetadataChange, TopicMeta};
 /// Most partitions one topic may have; a typo like 1000000 would otherwise create a million
 /// directories and files.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// Configs whose value is a comma-separated list: the only ones APPEND and SUBTRACT apply to.
+const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 
 /// What a client asked to create.
 #[derive(Debug, Clone)]
@@ -29,6 +33,50 @@ pub struct CreateTopicSpec {
     pub manual_assignment: bool,
     /// Topic configs by Kafka name.
     pub configs: Vec<(String, Option<String>)>,
+}
+
+/// How IncrementalAlterConfigs changes one config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOperation {
+    /// Set the value on the topic.
+    Set,
+    /// Remove the topic's value: the broker default applies again.
+    Delete,
+    /// Add items to a list config.
+    Append,
+    /// Remove items from a list config.
+    Subtract,
+}
+
+/// One change to one config of a topic.
+#[derive(Debug, Clone)]
+pub struct ConfigAlteration {
+    /// The config's Kafka name.
+    pub name: String,
+    /// What to do with it.
+    pub operation: ConfigOperation,
+    /// The value (SET) or the list items (APPEND, SUBTRACT).
+    pub value: Option<String>,
+}
+
+/// What a client asked to change in one topic's configuration.
+#[derive(Debug, Clone)]
+pub struct AlterConfigsSpec {
+    /// The topic name.
+    pub topic: String,
+    /// The changes, applied in order.
+    pub alterations: Vec<ConfigAlteration>,
+}
+
+/// What a client asked of CreatePartitions for one topic.
+#[derive(Debug, Clone)]
+pub struct CreatePartitionsSpec {
+    /// The topic name.
+    pub topic: String,
+    /// The new total partition count.
+    pub count: i32,
+    /// Whether the client placed the new partitions itself (not supported).
+    pub manual_assignment: bool,
 }
 
 /// Why a topic change was refused.
@@ -52,6 +100,9 @@ pub enum TopicError {
     /// Manual replica assignments are not supported.
     #[error("manual replica assignment is not supported; give a partition count")]
     ManualAssignment,
+    /// CreatePartitions named brokers for the new partitions; the broker places them itself.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A config value was refused.
     #[error(transparent)]
     InvalidConfig(#[from] InvalidTopicConfig),
@@ -89,12 +140,12 @@ pub fn plan_create_topic(
             "number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"
         )));
     }
-    let mut config = TopicConfig::from_defaults(defaults);
-    for (name, value) in &spec.configs {
-        if let Some(value) = value {
-            config.set(name, value)?;
-        }
-    }
+    let overrides: BTreeMap<String, String> = spec
+        .configs
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.clone()?)))
+        .collect();
+    let config = topic_config(defaults, &overrides)?;
     let topic_id = random_topic_id(&spec.name);
     let start = topic_id[0] as usize % shard_count;
     let owners = place_partitions(
@@ -107,7 +158,145 @@ pub fn plan_create_topic(
         topic_id,
         partitions: owners,
         config,
+        overrides,
     }))
+}
+
+/// A topic's configuration: the broker defaults with the topic's own values applied.
+pub fn topic_config(
+    defaults: &TopicDefaults,
+    overrides: &BTreeMap<String, String>,
+) -> Result<TopicConfig, InvalidTopicConfig> {
+    let mut config = TopicConfig::from_defaults(defaults);
+    for (name, value) in overrides {
+        refuse_compaction(name, value)?;
+        config.set(name, value)?;
+    }
+    Ok(config)
+}
+
+fn refuse_compaction(name: &str, value: &str) -> Result<(), InvalidTopicConfig> {
+    if name == "cleanup.policy" && value.split(',').any(|policy| policy.trim() == "compact") {
+        return Err(InvalidTopicConfig {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: "compaction is not supported yet",
+        });
+    }
+    Ok(())
+}
+
+/// Decides an IncrementalAlterConfigs change of one topic: the new overrides and the resulting
+/// configuration. Any refused alteration refuses the whole topic's change, as Kafka does.
+pub fn plan_alter_configs(
+    state: &ClusterState,
+    spec: &AlterConfigsSpec,
+    defaults: &TopicDefaults,
+) -> Result<MetadataChange, TopicError> {
+    let topic = state
+        .topic(&spec.topic)
+        .ok_or_else(|| TopicError::UnknownTopic(spec.topic.clone()))?;
+    let default_entries = TopicConfig::from_defaults(defaults).to_entries();
+    let mut overrides = topic.overrides.clone();
+    for alteration in &spec.alterations {
+        let name = alteration.name.as_str();
+        let invalid = |reason| InvalidTopicConfig {
+            name: name.to_owned(),
+            value: alteration.value.clone().unwrap_or_default(),
+            reason,
+        };
+        let Some(default_value) = default_entries.get(name) else {
+            return Err(invalid("unknown or unsupported topic config").into());
+        };
+        let value = || {
+            alteration
+                .value
+                .as_deref()
+                .ok_or_else(|| invalid("a value is required"))
+        };
+        match alteration.operation {
+            ConfigOperation::Set => {
+                overrides.insert(name.to_owned(), value()?.to_owned());
+            }
+            ConfigOperation::Delete => {
+                overrides.remove(name);
+            }
+            ConfigOperation::Append | ConfigOperation::Subtract => {
+                if !LIST_CONFIGS.contains(&name) {
+                    return Err(invalid("APPEND and SUBTRACT apply only to list configs").into());
+                }
+                let current = overrides.get(name).unwrap_or(default_value);
+                let list = edit_list(current, value()?, alteration.operation);
+                overrides.insert(name.to_owned(), list);
+            }
+        }
+    }
+    let config = topic_config(defaults, &overrides)?;
+    Ok(MetadataChange::ConfigChanged {
+        name: spec.topic.clone(),
+        config,
+        overrides,
+    })
+}
+
+/// Adds (APPEND) or removes (SUBTRACT) the comma-separated `items` of a list value.
+fn edit_list(current: &str, items: &str, operation: ConfigOperation) -> String {
+    let split = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut list = split(current);
+    for item in split(items) {
+        if operation == ConfigOperation::Append && !list.contains(&item) {
+            list.push(item);
+        } else if operation == ConfigOperation::Subtract {
+            list.retain(|kept| *kept != item);
+        }
+    }
+    list.join(",")
+}
+
+/// Decides a CreatePartitions change: the topic grows to `spec.count` partitions, the new ones
+/// placed on the least-loaded shards as at creation.
+pub fn plan_create_partitions(
+    state: &ClusterState,
+    spec: &CreatePartitionsSpec,
+    shard_count: usize,
+) -> Result<MetadataChange, TopicError> {
+    let topic = state
+        .topic(&spec.topic)
+        .ok_or_else(|| TopicError::UnknownTopic(spec.topic.clone()))?;
+    let current = topic.partitions.len();
+    if i64::from(spec.count) <= current as i64 {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic {:?} has {current} partitions; the new count {} must be greater",
+            spec.topic, spec.count
+        )));
+    }
+    if spec.count > TOPIC_PARTITIONS_MAX {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions must be at most {TOPIC_PARTITIONS_MAX}, got {}",
+            spec.count
+        )));
+    }
+    if spec.manual_assignment {
+        return Err(TopicError::InvalidReplicaAssignment(
+            "replica assignments are not supported; the broker places new partitions".into(),
+        ));
+    }
+    let start = (topic.topic_id[0] as usize + current) % shard_count;
+    let added = place_partitions(
+        &state.partitions_per_shard(shard_count),
+        spec.count as usize - current,
+        start,
+    );
+    Ok(MetadataChange::PartitionsAdded {
+        name: spec.topic.clone(),
+        added,
+    })
 }
 
 /// Decides a topic deletion.
@@ -184,5 +373,135 @@ mod tests {
         ));
         assert!(plan_delete_topic(&state, "nope").is_err());
         assert!(plan_delete_topic(&state, "t").is_ok());
+    }
+
+    fn alter(topic: &str, changes: &[(&str, ConfigOperation, Option<&str>)]) -> AlterConfigsSpec {
+        AlterConfigsSpec {
+            topic: topic.into(),
+            alterations: changes
+                .iter()
+                .map(|(name, operation, value)| ConfigAlteration {
+                    name: (*name).into(),
+                    operation: *operation,
+                    value: value.map(str::to_owned),
+                })
+                .collect(),
+        }
+    }
+
+    fn invalid_reason(result: Result<MetadataChange, TopicError>) -> &'static str {
+        match result {
+            Err(TopicError::InvalidConfig(error)) => error.reason,
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn configs_remember_overrides_and_alter_incrementally() {
+        // Proves overrides are recorded at creation, SET/DELETE/APPEND/SUBTRACT change them, and
+        // refused alterations (unknown names, non-list APPEND, compaction) change nothing.
+        use ConfigOperation::{Append, Delete, Set, Subtract};
+        let mut state = ClusterState::default();
+        let mut configured = spec("t", 1);
+        configured.configs = vec![
+            ("retention.ms".into(), Some("1000".into())),
+            ("segment.bytes".into(), None),
+        ];
+        state.apply(&plan_create_topic(&state, &configured, &defaults(), 1, 2).unwrap());
+        let topic = state.topic("t").unwrap();
+        assert_eq!(topic.config.retention_ms, 1000);
+        assert_eq!(topic.overrides.keys().collect::<Vec<_>>(), ["retention.ms"]);
+        let change = plan_alter_configs(
+            &state,
+            &alter(
+                "t",
+                &[
+                    ("retention.ms", Delete, None),
+                    ("max.message.bytes", Set, Some("5000")),
+                    ("cleanup.policy", Subtract, Some("delete")),
+                    ("cleanup.policy", Append, Some("delete")),
+                ],
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        state.apply(&change);
+        let topic = state.topic("t").unwrap();
+        assert_eq!(topic.config.retention_ms, defaults().retention_ms);
+        assert_eq!(topic.config.max_message_bytes, 5000);
+        assert_eq!(topic.overrides["cleanup.policy"], "delete");
+        assert!(!topic.overrides.contains_key("retention.ms"));
+        let unknown = plan_alter_configs(&state, &alter("nope", &[]), &defaults());
+        assert_eq!(unknown, Err(TopicError::UnknownTopic("nope".into())));
+        let reason = |changes: &[(&str, ConfigOperation, Option<&str>)]| {
+            invalid_reason(plan_alter_configs(
+                &state,
+                &alter("t", changes),
+                &defaults(),
+            ))
+        };
+        assert_eq!(
+            reason(&[("cleanup.policy", Append, Some("compact"))]),
+            "compaction is not supported yet"
+        );
+        assert_eq!(
+            reason(&[("cleanup.policy", Set, Some("compact"))]),
+            "compaction is not supported yet"
+        );
+        assert_eq!(
+            reason(&[("retention.ms", Append, Some("5"))]),
+            "APPEND and SUBTRACT apply only to list configs"
+        );
+        assert_eq!(
+            reason(&[("retention.ms", Set, None)]),
+            "a value is required"
+        );
+        assert_eq!(
+            reason(&[("retention.ms", Set, Some("-5"))]),
+            "must be -1 or more"
+        );
+        assert_eq!(
+            reason(&[("no.such", Delete, None)]),
+            "unknown or unsupported topic config"
+        );
+    }
+
+    #[test]
+    fn partitions_only_grow_and_are_placed_least_loaded() {
+        // Proves CreatePartitions refuses shrinking, unknown topics and manual assignments, and
+        // places the added partitions on the emptier shards.
+        let mut state = ClusterState::default();
+        state.apply(&plan_create_topic(&state, &spec("t", 1), &defaults(), 1, 2).unwrap());
+        let grow = |count, manual_assignment| CreatePartitionsSpec {
+            topic: "t".into(),
+            count,
+            manual_assignment,
+        };
+        assert!(matches!(
+            plan_create_partitions(&state, &grow(1, false), 2),
+            Err(TopicError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            plan_create_partitions(&state, &grow(TOPIC_PARTITIONS_MAX + 1, false), 2),
+            Err(TopicError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            plan_create_partitions(&state, &grow(3, true), 2),
+            Err(TopicError::InvalidReplicaAssignment(_))
+        ));
+        let mut unknown = grow(3, false);
+        unknown.topic = "nope".into();
+        assert!(matches!(
+            plan_create_partitions(&state, &unknown, 2),
+            Err(TopicError::UnknownTopic(_))
+        ));
+        let change = plan_create_partitions(&state, &grow(4, false), 2).unwrap();
+        let MetadataChange::PartitionsAdded { added, .. } = &change else {
+            panic!("expected PartitionsAdded, got {change:?}");
+        };
+        assert_eq!(added.len(), 3);
+        state.apply(&change);
+        assert_eq!(state.topic("t").unwrap().partitions.len(), 4);
+        assert_eq!(state.partitions_per_shard(2), vec![2, 2]);
     }
 }

@@ -1,11 +1,16 @@
 //! The metadata log: `DATA_DIR/__meta/metadata.log`, an append-only, checksummed record of every
 //! [`MetadataChange`], replayed at start-up to rebuild the cluster state.
 //!
-//! Record format, little-endian: `u32 payload_bytes`, `u32 crc32c(payload)`, payload. A change is
+//! Record format, little-endian: `u32 payload_bytes`, `u32 crc32c(payload)`, payload. Topic
+//! configs are stored as the topic's own values (overrides) only, so a topic follows the broker
+//! defaults of the current start for everything else; the first record kinds stored the whole
+//! configuration and are still read (their values that differ from the defaults become the
+//! overrides). A change is
 //! acknowledged only after its record is written and fdatasync'ed, so a torn or corrupt tail found
 //! at start-up is a change nobody was told about: it is cut off. Only shard 0 (the controller)
 //! appends; loading happens on the main thread before any shard starts, so it may block.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{TopicConfig, TopicDefaults};
 use crate::protocol::record_batch::crc32c;
 
+use super::controller::topic_config;
 use super::{ClusterState, MetadataChange, ShardId, TopicMeta};
 
 /// The metadata directory under the data dir.
@@ -23,10 +29,14 @@ const RECORD_HEADER_BYTES: usize = 8;
 /// partitions is ~200 KB), low enough that a corrupt length cannot make start-up allocate much.
 const RECORD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-const KIND_TOPIC_CREATED: u8 = 1;
+/// Topic creation with the whole configuration (read only: written by earlier versions).
+const KIND_TOPIC_CREATED_WHOLE_CONFIG: u8 = 1;
 const KIND_TOPIC_DELETED: u8 = 2;
 const KIND_PARTITIONS_ADDED: u8 = 3;
-const KIND_CONFIG_CHANGED: u8 = 4;
+/// Config change with the whole configuration (read only: written by earlier versions).
+const KIND_CONFIG_CHANGED_WHOLE_CONFIG: u8 = 4;
+const KIND_TOPIC_CREATED: u8 = 5;
+const KIND_CONFIG_CHANGED: u8 = 6;
 
 /// Failures reading or writing the metadata log.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +78,10 @@ pub fn load(data_dir: &Path, defaults: &TopicDefaults) -> Result<LoadedMetadata,
         fs::File::create(&path)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        // The new file's entry lives in `__meta`, and `__meta`'s entry in the data dir: both
+        // directories are synced, or a crash could lose the log that was just created.
+        sync_dir(&dir).map_err(io)?;
+        sync_dir(data_dir).map_err(io)?;
     }
     let bytes = fs::read(&path).map_err(io)?;
     let mut state = ClusterState::default();
@@ -109,7 +120,7 @@ pub fn encode_record(change: &MetadataChange) -> Vec<u8> {
             put_string(&mut payload, &topic.name);
             payload.extend_from_slice(&topic.topic_id);
             put_shards(&mut payload, &topic.partitions);
-            put_config(&mut payload, &topic.config);
+            put_overrides(&mut payload, &topic.overrides);
         }
         MetadataChange::TopicDeleted { name } => {
             payload.push(KIND_TOPIC_DELETED);
@@ -120,10 +131,12 @@ pub fn encode_record(change: &MetadataChange) -> Vec<u8> {
             put_string(&mut payload, name);
             put_shards(&mut payload, added);
         }
-        MetadataChange::ConfigChanged { name, config } => {
+        MetadataChange::ConfigChanged {
+            name, overrides, ..
+        } => {
             payload.push(KIND_CONFIG_CHANGED);
             put_string(&mut payload, name);
-            put_config(&mut payload, config);
+            put_overrides(&mut payload, overrides);
         }
     }
     let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
@@ -145,13 +158,24 @@ fn put_shards(out: &mut Vec<u8>, shards: &[ShardId]) {
     }
 }
 
-fn put_config(out: &mut Vec<u8>, config: &TopicConfig) {
-    let entries = config.to_entries();
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for (name, value) in entries {
+fn put_overrides(out: &mut Vec<u8>, overrides: &BTreeMap<String, String>) {
+    out.extend_from_slice(&(overrides.len() as u32).to_le_bytes());
+    for (name, value) in overrides {
         put_string(out, name);
-        put_string(out, &value);
+        put_string(out, value);
     }
+}
+
+/// The values of a whole stored configuration that differ from the current defaults: what an
+/// old record's topic had set on itself, as far as can be told.
+fn overrides_of(config: &TopicConfig, defaults: &TopicDefaults) -> BTreeMap<String, String> {
+    let default_entries = TopicConfig::from_defaults(defaults).to_entries();
+    config
+        .to_entries()
+        .into_iter()
+        .filter(|(name, value)| default_entries.get(name) != Some(value))
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
 }
 
 /// Decodes the record at `position`; `None` at the end or at the first damaged record.
@@ -223,19 +247,51 @@ impl Cursor<'_> {
         Some(config)
     }
 
+    /// A topic's own values, and its configuration with them on the defaults.
+    fn overrides(
+        &mut self,
+        defaults: &TopicDefaults,
+    ) -> Option<(TopicConfig, BTreeMap<String, String>)> {
+        let count = self.u32()? as usize;
+        let mut overrides = BTreeMap::new();
+        for _ in 0..count.min(self.bytes.len()) {
+            let name = self.string()?;
+            let value = self.string()?;
+            overrides.insert(name, value);
+        }
+        // A value this version cannot apply is dropped (the default applies) rather than losing
+        // the topic.
+        loop {
+            match topic_config(defaults, &overrides) {
+                Ok(config) => return Some((config, overrides)),
+                Err(error) => {
+                    tracing::warn!(%error, "ignoring a stored topic config");
+                    overrides.remove(&error.name)?;
+                }
+            }
+        }
+    }
+
     fn change(&mut self, defaults: &TopicDefaults) -> Option<MetadataChange> {
         let kind = self.take(1)?[0];
         Some(match kind {
-            KIND_TOPIC_CREATED => {
+            KIND_TOPIC_CREATED | KIND_TOPIC_CREATED_WHOLE_CONFIG => {
                 let name = self.string()?;
                 let topic_id = self.take(16)?.try_into().ok()?;
                 let partitions = self.shards()?;
-                let config = self.config(defaults)?;
+                let (config, overrides) = if kind == KIND_TOPIC_CREATED {
+                    self.overrides(defaults)?
+                } else {
+                    let config = self.config(defaults)?;
+                    let overrides = overrides_of(&config, defaults);
+                    (config, overrides)
+                };
                 MetadataChange::TopicCreated(TopicMeta {
                     name,
                     topic_id,
                     partitions,
                     config,
+                    overrides,
                 })
             }
             KIND_TOPIC_DELETED => MetadataChange::TopicDeleted {
@@ -245,10 +301,25 @@ impl Cursor<'_> {
                 name: self.string()?,
                 added: self.shards()?,
             },
-            KIND_CONFIG_CHANGED => MetadataChange::ConfigChanged {
-                name: self.string()?,
-                config: self.config(defaults)?,
-            },
+            KIND_CONFIG_CHANGED => {
+                let name = self.string()?;
+                let (config, overrides) = self.overrides(defaults)?;
+                MetadataChange::ConfigChanged {
+                    name,
+                    config,
+                    overrides,
+                }
+            }
+            KIND_CONFIG_CHANGED_WHOLE_CONFIG => {
+                let name = self.string()?;
+                let config = self.config(defaults)?;
+                let overrides = overrides_of(&config, defaults);
+                MetadataChange::ConfigChanged {
+                    name,
+                    config,
+                    overrides,
+                }
+            }
             _ => return None,
         })
     }
@@ -313,9 +384,14 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     fs::rename(&temp, path)?;
     if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -327,21 +403,133 @@ mod tests {
     }
 
     fn topic(name: &str) -> MetadataChange {
-        let mut config = TopicConfig::from_defaults(&defaults());
-        config.set("max.message.bytes", "6000000").unwrap();
+        let overrides = BTreeMap::from([("max.message.bytes".into(), "6000000".into())]);
         MetadataChange::TopicCreated(TopicMeta {
             name: name.to_owned(),
             topic_id: [7; 16],
             partitions: vec![ShardId(0), ShardId(1), ShardId(0)],
-            config,
+            config: topic_config(&defaults(), &overrides).unwrap(),
+            overrides,
         })
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("spate-meta-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A record as the first versions wrote it: the whole configuration, not the overrides.
+    fn whole_config_record(
+        kind: u8,
+        name: &str,
+        partitions: &[ShardId],
+        config: &TopicConfig,
+    ) -> Vec<u8> {
+        let mut payload = vec![kind];
+        put_string(&mut payload, name);
+        if kind == KIND_TOPIC_CREATED_WHOLE_CONFIG {
+            payload.extend_from_slice(&[9; 16]);
+            put_shards(&mut payload, partitions);
+        }
+        let entries = config.to_entries();
+        payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (name, value) in entries {
+            put_string(&mut payload, name);
+            put_string(&mut payload, &value);
+        }
+        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32c(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        record
+    }
+
+    #[test]
+    fn config_changes_and_added_partitions_replay_with_their_overrides() {
+        // Proves ConfigChanged and PartitionsAdded survive a restart, overrides stay overrides,
+        // and values not overridden follow the defaults of the new start.
+        let dir = temp_dir("overrides");
+        let loaded = load(&dir, &defaults()).unwrap();
+        let overrides = BTreeMap::from([("retention.ms".into(), "1000".into())]);
+        let mut bytes = encode_record(&topic("a"));
+        bytes.extend(encode_record(&MetadataChange::PartitionsAdded {
+            name: "a".into(),
+            added: vec![ShardId(1)],
+        }));
+        bytes.extend(encode_record(&MetadataChange::ConfigChanged {
+            name: "a".into(),
+            config: topic_config(&defaults(), &overrides).unwrap(),
+            overrides: overrides.clone(),
+        }));
+        fs::write(&loaded.path, &bytes).unwrap();
+        let mut new_defaults = defaults();
+        new_defaults.max_message_bytes = 2000;
+        let loaded = load(&dir, &new_defaults).unwrap();
+        let a = loaded.state.topic("a").unwrap();
+        assert_eq!(a.partitions.len(), 4);
+        assert_eq!(a.overrides, overrides);
+        assert_eq!(a.config.retention_ms, 1000);
+        assert_eq!(a.config.max_message_bytes, 2000);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn logs_written_with_whole_configs_stay_readable() {
+        // Proves records of the first format (whole configuration) still load, their values
+        // that differ from the defaults becoming the topic's overrides.
+        let dir = temp_dir("whole");
+        let loaded = load(&dir, &defaults()).unwrap();
+        let mut config = TopicConfig::from_defaults(&defaults());
+        config.set("segment.bytes", "100000").unwrap();
+        let mut bytes = whole_config_record(
+            KIND_TOPIC_CREATED_WHOLE_CONFIG,
+            "old",
+            &[ShardId(0), ShardId(1)],
+            &config,
+        );
+        config.set("retention.ms", "5000").unwrap();
+        bytes.extend(whole_config_record(
+            KIND_CONFIG_CHANGED_WHOLE_CONFIG,
+            "old",
+            &[],
+            &config,
+        ));
+        fs::write(&loaded.path, &bytes).unwrap();
+        let loaded = load(&dir, &defaults()).unwrap();
+        assert_eq!(loaded.records, 2);
+        let old = loaded.state.topic("old").unwrap();
+        assert_eq!(old.partitions, vec![ShardId(0), ShardId(1)]);
+        assert_eq!(old.topic_id, [9; 16]);
+        assert_eq!(old.config, config);
+        assert_eq!(
+            old.overrides,
+            BTreeMap::from([
+                ("retention.ms".into(), "5000".into()),
+                ("segment.bytes".into(), "100000".into()),
+            ])
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_created_durably() {
+        // Proves a fresh data dir gets its metadata log (created, then both directories synced)
+        // and an atomic write replaces the file's content and leaves no temp file behind.
+        let dir = temp_dir("fresh");
+        let loaded = load(&dir, &defaults()).unwrap();
+        assert_eq!(fs::metadata(&loaded.path).unwrap().len(), 0);
+        let path = dir.join("listeners");
+        write_file_atomically(&path, b"one").unwrap();
+        write_file_atomically(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert!(!path.with_extension("tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn records_replay_and_a_torn_tail_is_cut() {
         // Proves replay restores every change, and a half-written last record is dropped.
-        let dir = std::env::temp_dir().join(format!("spate-meta-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = temp_dir("torn");
         let loaded = load(&dir, &defaults()).unwrap();
         assert_eq!(loaded.records, 0);
         let mut bytes = Vec::new();

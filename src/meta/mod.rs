@@ -38,8 +38,11 @@ pub struct TopicMeta {
     pub topic_id: [u8; 16],
     /// The owning shard of each partition, by partition index.
     pub partitions: Vec<ShardId>,
-    /// The topic's configuration.
+    /// The topic's configuration: the broker defaults with `overrides` applied.
     pub config: TopicConfig,
+    /// The configs set on the topic itself (CreateTopics, IncrementalAlterConfigs), by Kafka
+    /// name; every other config follows the broker default.
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// A durable change to the cluster metadata.
@@ -65,6 +68,8 @@ pub enum MetadataChange {
         name: String,
         /// The whole new configuration.
         config: TopicConfig,
+        /// The whole new set of values set on the topic.
+        overrides: BTreeMap<String, String>,
     },
 }
 
@@ -90,9 +95,14 @@ impl ClusterState {
                     topic.partitions.extend(added.iter().copied());
                 }
             }
-            MetadataChange::ConfigChanged { name, config } => {
+            MetadataChange::ConfigChanged {
+                name,
+                config,
+                overrides,
+            } => {
                 if let Some(topic) = self.topics.get_mut(name) {
                     topic.config = config.clone();
+                    topic.overrides = overrides.clone();
                 }
             }
         }

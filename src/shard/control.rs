@@ -1,9 +1,10 @@
 //! The control plane: topic changes made by the controller (shard 0) and applied on every shard.
 //!
-//! Any shard may receive CreateTopics or DeleteTopics (or auto-create a topic); it forwards the
-//! request to shard 0. Shard 0 decides (src/meta/controller.rs) one request at a time, appends the
-//! change to the metadata log and fdatasyncs it, then has every shard apply it: each opens or
-//! deletes the partitions it owns, then updates its copy of the metadata. The client is answered
+//! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or IncrementalAlterConfigs
+//! (or auto-create a topic); it forwards the request to shard 0. Shard 0 decides
+//! (src/meta/controller.rs) one request at a time, appends the change to the metadata log and
+//! fdatasyncs it, then has every shard apply it: each opens or deletes the partitions it owns (or
+//! hands them their new config), then updates its copy of the metadata. The client is answered
 //! only after every shard has applied the change, so a topic it was told exists can be used at
 //! once on every node.
 
@@ -13,12 +14,15 @@ use std::rc::Rc;
 use glommio::sync::Semaphore;
 
 use crate::log::PartitionLog;
-use crate::meta::controller::{CreateTopicSpec, TopicError, plan_create_topic, plan_delete_topic};
+use crate::meta::controller::{
+    AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError, plan_alter_configs,
+    plan_create_partitions, plan_create_topic, plan_delete_topic,
+};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{MetadataChange, ShardId};
 
-use super::Shard;
 use super::mesh::{MeshReply, MeshRequest};
+use super::{PartitionRoute, Shard};
 
 /// Shard 0's controller state.
 pub struct Controller {
@@ -47,6 +51,14 @@ pub async fn serve_mesh_request(shard: Rc<Shard>, request: MeshRequest) -> MeshR
         MeshRequest::DeleteTopics(names) => {
             MeshReply::Topics(delete_topics_here(&shard, names).await)
         }
+        MeshRequest::AlterConfigs {
+            specs,
+            validate_only,
+        } => MeshReply::Topics(alter_configs_here(&shard, specs, validate_only).await),
+        MeshRequest::CreatePartitions {
+            specs,
+            validate_only,
+        } => MeshReply::Topics(create_partitions_here(&shard, specs, validate_only).await),
         MeshRequest::Apply(change) => MeshReply::Applied(apply_change(&shard, &change, true).await),
     }
 }
@@ -75,10 +87,53 @@ pub async fn create_topics(
         specs,
         validate_only,
     };
+    call_controller(shard, request, count).await
+}
+
+/// Sends a topic request to the controller; one result per topic, in order.
+async fn call_controller(
+    shard: &Rc<Shard>,
+    request: MeshRequest,
+    count: usize,
+) -> Vec<Result<(), TopicError>> {
     match shard.mesh().call(ShardId(0), request).await {
         Ok(MeshReply::Topics(results)) if results.len() == count => results,
         _ => unreachable_controller(count),
     }
+}
+
+/// Changes topic configs through the controller, from any shard. One result per spec, in order.
+pub async fn alter_configs(
+    shard: &Rc<Shard>,
+    specs: Vec<AlterConfigsSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    if shard.controller.is_some() {
+        return alter_configs_here(shard, specs, validate_only).await;
+    }
+    let count = specs.len();
+    let request = MeshRequest::AlterConfigs {
+        specs,
+        validate_only,
+    };
+    call_controller(shard, request, count).await
+}
+
+/// Adds partitions through the controller, from any shard. One result per spec, in order.
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    specs: Vec<CreatePartitionsSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    if shard.controller.is_some() {
+        return create_partitions_here(shard, specs, validate_only).await;
+    }
+    let count = specs.len();
+    let request = MeshRequest::CreatePartitions {
+        specs,
+        validate_only,
+    };
+    call_controller(shard, request, count).await
 }
 
 /// Deletes topics through the controller, from any shard. One result per name, in order.
@@ -87,14 +142,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<
         return delete_topics_here(shard, names).await;
     }
     let count = names.len();
-    match shard
-        .mesh()
-        .call(ShardId(0), MeshRequest::DeleteTopics(names))
-        .await
-    {
-        Ok(MeshReply::Topics(results)) if results.len() == count => results,
-        _ => unreachable_controller(count),
-    }
+    call_controller(shard, MeshRequest::DeleteTopics(names), count).await
 }
 
 async fn create_topics_here(
@@ -133,6 +181,48 @@ async fn delete_topics_here(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result
     for name in &names {
         let plan = plan_delete_topic(&shard.cluster.borrow(), name);
         results.push(match plan {
+            Ok(change) => commit(shard, controller, change).await,
+            Err(error) => Err(error),
+        });
+    }
+    results
+}
+
+async fn alter_configs_here(
+    shard: &Rc<Shard>,
+    specs: Vec<AlterConfigsSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    let controller = shard.controller.as_ref().expect("called on shard 0");
+    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+        return unreachable_controller(specs.len());
+    };
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let plan = plan_alter_configs(&shard.cluster.borrow(), spec, &shard.config.topic_defaults);
+        results.push(match plan {
+            Ok(_) if validate_only => Ok(()),
+            Ok(change) => commit(shard, controller, change).await,
+            Err(error) => Err(error),
+        });
+    }
+    results
+}
+
+async fn create_partitions_here(
+    shard: &Rc<Shard>,
+    specs: Vec<CreatePartitionsSpec>,
+    validate_only: bool,
+) -> Vec<Result<(), TopicError>> {
+    let controller = shard.controller.as_ref().expect("called on shard 0");
+    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+        return unreachable_controller(specs.len());
+    };
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let plan = plan_create_partitions(&shard.cluster.borrow(), spec, shard.shard_count);
+        results.push(match plan {
+            Ok(_) if validate_only => Ok(()),
             Ok(change) => commit(shard, controller, change).await,
             Err(error) => Err(error),
         });
@@ -212,8 +302,18 @@ pub async fn apply_change(
                 log.delete().await.map_err(|error| error.to_string())?;
             }
         }
-        MetadataChange::ConfigChanged { .. } => {
+        MetadataChange::ConfigChanged { name, config, .. } => {
             shard.cluster.borrow_mut().apply(change);
+            let partitions = shard
+                .cluster
+                .borrow()
+                .topic(name)
+                .map_or(0, |topic| topic.partitions.len());
+            for partition in 0..partitions {
+                if let PartitionRoute::Here(log) = shard.route(name, partition as i32) {
+                    log.set_config(config.clone());
+                }
+            }
         }
     }
     Ok(())

@@ -18,7 +18,9 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{Latency, Shares};
 
-use crate::meta::controller::{CreateTopicSpec, TopicError};
+use crate::meta::controller::{
+    AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError,
+};
 use crate::meta::{MetadataChange, ShardId};
 
 /// Messages waiting in one direction between two shards. Senders wait when it is full; the
@@ -43,6 +45,20 @@ pub enum MeshRequest {
     },
     /// To the controller: delete these topics.
     DeleteTopics(Vec<String>),
+    /// To the controller: change these topics' configs (`validate_only` decides without changing).
+    AlterConfigs {
+        /// The changes, one per topic.
+        specs: Vec<AlterConfigsSpec>,
+        /// Only check the requests.
+        validate_only: bool,
+    },
+    /// To the controller: add partitions to these topics (`validate_only` decides without adding).
+    CreatePartitions {
+        /// The new counts, one per topic.
+        specs: Vec<CreatePartitionsSpec>,
+        /// Only check the requests.
+        validate_only: bool,
+    },
     /// From the controller: apply this durable change (open or delete owned partitions).
     Apply(MetadataChange),
 }
