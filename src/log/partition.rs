@@ -162,6 +162,11 @@ impl PartitionLog {
         }
     }
 
+    /// Ok while the log can serve; else the error every call answers (offline or poisoned).
+    pub fn health(&self) -> Result<(), LogError> {
+        self.failure().map_or(Ok(()), Err)
+    }
+
     /// Whether the log is offline (corrupt at open; see `open`).
     pub fn is_offline(&self) -> bool {
         self.offline.borrow().is_some()
@@ -694,6 +699,8 @@ impl PartitionLog {
                 file.close().await?;
             }
         }
+        // Deleted names must stay deleted after a power loss, or old data would come back.
+        segment::sync_dir(&self.dir).await?;
         Ok(())
     }
 
@@ -1509,6 +1516,46 @@ mod tests {
             let joined: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
             let count = BatchIter::new(Bytes::from(joined)).count();
             assert_eq!(count, 20);
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn segments_roll_at_segment_ms() {
+        // Proves segment.ms: the active segment rolls on the first append once its first append
+        // in this run is segment.ms old, and not before; sealed segments then expire by
+        // retention.ms against their largest timestamp.
+        let dir = TestDir::new("log-segment-ms");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let mut config = topic(1 << 30, TimestampType::CreateTime);
+            config.segment_ms = 1000;
+            let log = open(&path, config, 0).await;
+            let mut value = 0;
+            for (now_ms, segments_after) in [(0, 1), (500, 1), (999, 1), (1000, 2), (1999, 2)] {
+                let outcome = log.append_batch(batch(value, 1), now_ms).unwrap();
+                value += 1;
+                log.wait_written(outcome.end_offset()).await.unwrap();
+                assert_eq!(
+                    log.segments.borrow().len(),
+                    segments_after,
+                    "at {now_ms} ms"
+                );
+            }
+            let outcome = log.append_batch(batch(value, 1), 2000).unwrap();
+            log.wait_written(outcome.end_offset()).await.unwrap();
+            assert_eq!(log.segments.borrow().len(), 3);
+            assert_eq!(log.segments.borrow()[1].base_offset(), 3);
+            assert_eq!(log.segments.borrow()[2].base_offset(), 5);
+            // Let the writer finish sealing the rolled segments.
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            let mut config = log.config().topic;
+            config.retention_ms = 1000;
+            log.set_config(config);
+            // Every batch carries BASE_TIMESTAMP_MS + value as its timestamp.
+            let now_ms = BASE_TIMESTAMP_MS + 4 + 1001;
+            assert_eq!(log.enforce_retention(now_ms).await.unwrap(), 2);
+            assert_eq!(log.log_start_offset(), 5);
             log.close().await.unwrap();
         });
     }
