@@ -49,7 +49,7 @@ fn old_segments_expire_while_producers_and_consumers_run() {
         let stop = Arc::clone(&stop);
         thread::spawn(move || {
             let producer = producer(&bootstrap, &[("acks", "all"), ("linger.ms", "5")]);
-            let value = vec![b'r'; 200];
+            let value = [b'r'; 200];
             let mut sent = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..20 {
