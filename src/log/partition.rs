@@ -11,7 +11,10 @@
 //! batch at or beyond it, so a consumer never sees a record a crash can take back. A failed
 //! fdatasync (or a failed write other than ENOSPC) poisons the partition: every later call answers
 //! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC fails the
-//! waiters but the write is retried until space returns.
+//! waiters but the write is retried until space returns. A log whose recovery finds corruption
+//! (damage followed by valid data) opens offline: untouched on disk, every call answering
+//! `LogError::Offline`. Segments roll at `segment.bytes` or `segment.ms`; `enforce_retention`
+//! (called periodically by the shard) deletes whole sealed segments.
 //!
 //! Callers must: validate each batch (`record_batch::validate`) before `append_batch`; use a
 //! `PartitionLog` only on the executor that opened it (`!Send`); `close` it for a clean shutdown
