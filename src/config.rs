@@ -84,6 +84,24 @@ pub struct BrokerConfig {
     #[arg(long, default_value = "2ms", value_parser = parse_duration, env = "SPATE_PREEMPT")]
     pub preempt: Duration,
 
+    /// How often each shard checks its partitions for segments retention deletes
+    /// (log.retention.check.interval.ms).
+    #[arg(
+        long,
+        default_value_t = 300_000,
+        env = "SPATE_LOG_RETENTION_CHECK_INTERVAL_MS"
+    )]
+    pub log_retention_check_interval_ms: u64,
+
+    /// Cut a partition log at corruption found at start-up (losing the valid data after it)
+    /// instead of keeping the partition offline. For an operator who accepts that loss.
+    #[arg(
+        long,
+        default_value_t = false,
+        env = "SPATE_UNSAFE_TRUNCATE_CORRUPT_LOGS"
+    )]
+    pub unsafe_truncate_corrupt_logs: bool,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,
@@ -102,6 +120,10 @@ pub struct TopicDefaults {
     /// Default segment.bytes: a segment rolls when it reaches this size (log.segment.bytes).
     #[arg(long = "log-segment-bytes", default_value_t = 1024 * 1024 * 1024)]
     pub segment_bytes: u64,
+
+    /// Default segment.ms: a segment rolls once its first batch is this old (log.roll.ms).
+    #[arg(long = "log-segment-ms", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub segment_ms: i64,
 
     /// Default max.message.bytes: the largest record batch accepted (message.max.bytes).
     #[arg(long = "message-max-bytes", default_value_t = 1_048_588)]
@@ -125,6 +147,7 @@ impl Default for TopicDefaults {
     fn default() -> Self {
         Self {
             segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
             max_message_bytes: 1_048_588,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -184,6 +207,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct TopicConfig {
     /// `segment.bytes`: roll the active segment at this size.
     pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once its first batch is this old.
+    pub segment_ms: i64,
     /// `max.message.bytes`: the largest record batch accepted (MESSAGE_TOO_LARGE above).
     pub max_message_bytes: u64,
     /// `retention.ms`: delete closed segments older than this; -1 keeps them.
@@ -211,6 +236,7 @@ impl TopicConfig {
     pub fn from_defaults(defaults: &TopicDefaults) -> Self {
         Self {
             segment_bytes: defaults.segment_bytes,
+            segment_ms: defaults.segment_ms,
             max_message_bytes: defaults.max_message_bytes,
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
@@ -233,6 +259,13 @@ impl TopicConfig {
                     return Err(invalid("must be at least 14"));
                 }
                 self.segment_bytes = bytes as u64;
+            }
+            "segment.ms" => {
+                let ms = number()?;
+                if ms < 1 {
+                    return Err(invalid("must be at least 1"));
+                }
+                self.segment_ms = ms;
             }
             "max.message.bytes" => {
                 let bytes = number()?;
@@ -264,6 +297,7 @@ impl TopicConfig {
     pub fn to_entries(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
             ("segment.bytes", self.segment_bytes.to_string()),
+            ("segment.ms", self.segment_ms.to_string()),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("retention.ms", self.retention_ms.to_string()),
             ("retention.bytes", self.retention_bytes.to_string()),
@@ -292,6 +326,9 @@ mod tests {
         assert_eq!(config.to_entries()["max.message.bytes"], "6000000");
         assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
         assert!(config.set("segment.bytes", "abc").is_err());
+        config.set("segment.ms", "60000").unwrap();
+        assert_eq!(config.to_entries()["segment.ms"], "60000");
+        assert!(config.set("segment.ms", "0").is_err());
         assert!(config.set("cleanup.policy", "compact").is_err());
         assert!(config.set("no.such.config", "1").is_err());
     }
@@ -308,6 +345,7 @@ mod tests {
         let parsed = Flags::parse_from(["spate"]).defaults;
         let default = TopicDefaults::default();
         assert_eq!(parsed.segment_bytes, default.segment_bytes);
+        assert_eq!(parsed.segment_ms, default.segment_ms);
         assert_eq!(parsed.max_message_bytes, default.max_message_bytes);
         assert_eq!(parsed.retention_ms, default.retention_ms);
         assert_eq!(parsed.retention_bytes, default.retention_bytes);

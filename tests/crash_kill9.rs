@@ -1,7 +1,9 @@
-//! Crash safety with a real client: an idempotent acks=all librdkafka producer sends continuously
-//! while the broker is SIGKILLed and restarted at random moments. Every record the broker
-//! acknowledged must be readable afterwards at the offset it was acknowledged with, in order, and
-//! every partition's offsets must run from 0 to the high watermark with no gap.
+//! Crash safety with real clients: three librdkafka producers (idempotent acks=all, plain
+//! acks=all and acks=1, the last two without retries) send continuously while the broker is
+//! SIGKILLed and restarted at random moments. Every record the broker acknowledged must be
+//! readable afterwards at the offset it was acknowledged with, exactly once, in the order each
+//! producer sent it, and every partition's offsets must run from 0 to the high watermark with no
+//! gap.
 //!
 //! The schedule is random; the seed is printed and `SPATE_TEST_SEED` replays it.
 
@@ -20,11 +22,43 @@ use common::{
 use rdkafka::Offset;
 use rdkafka::producer::{BaseRecord, Producer};
 
-const KILLS: usize = 6;
+const KILLS: usize = 20;
 const PARTITIONS: i32 = 4;
-/// Records the producer hands librdkafka per millisecond, at most: enough to keep requests in
+/// Records each producer hands librdkafka per millisecond, at most: enough to keep requests in
 /// flight at every kill without making the final read-back slow.
-const RECORDS_PER_MS: usize = 20;
+const RECORDS_PER_MS: usize = 6;
+/// Ids of producer `p`'s records start at `p * PRODUCER_ID_STRIDE` (a multiple of PARTITIONS, so
+/// `id % PARTITIONS` is still the record's partition).
+const PRODUCER_ID_STRIDE: usize = 1_000_000_000;
+
+/// The producers: name, librdkafka settings, and whether a record may be stored twice (only the
+/// idempotent producer retries; the others report a failure instead, so they cannot duplicate).
+const PRODUCERS: [(&str, &[(&str, &str)]); 3] = [
+    (
+        "idempotent acks=all",
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "120000"),
+        ],
+    ),
+    (
+        "acks=all",
+        &[
+            ("acks", "all"),
+            ("message.send.max.retries", "0"),
+            ("message.timeout.ms", "30000"),
+        ],
+    ),
+    (
+        "acks=1",
+        &[
+            ("acks", "1"),
+            ("message.send.max.retries", "0"),
+            ("message.timeout.ms", "30000"),
+        ],
+    ),
+];
 /// librdkafka's in-memory queue bound for this test; while the broker is down the producer waits.
 const RECORDS_QUEUED_MAX: i32 = 50_000;
 /// After each restart, the producer must get new acknowledgements within this time.
@@ -49,18 +83,17 @@ struct Shared {
     fatal: Mutex<Option<String>>,
 }
 
-/// Sends records `crash-record-<id>` to partition `id % PARTITIONS` until told to stop, then
-/// flushes; moves delivery reports into `shared` as they come.
-fn produce_until_stopped(bootstrap: String, shared: Arc<Shared>) {
-    let producer = producer(
-        &bootstrap,
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "2"),
-            ("message.timeout.ms", "120000"),
-        ],
-    );
+/// Sends records `crash-record-<id>` (ids from `first_id`) to partition `id % PARTITIONS` with
+/// `settings` until told to stop, then flushes; moves delivery reports into `shared` as they come.
+fn produce_until_stopped(
+    bootstrap: String,
+    settings: &[(&str, &str)],
+    first_id: usize,
+    shared: Arc<Shared>,
+) {
+    let mut all_settings = vec![("linger.ms", "2")];
+    all_settings.extend_from_slice(settings);
+    let producer = producer(&bootstrap, &all_settings);
     let collect = |producer: &common::TestProducer| {
         let deliveries = producer.context().deliveries_take();
         let acked = deliveries.iter().filter(|d| d.error.is_none()).count();
@@ -70,7 +103,7 @@ fn produce_until_stopped(bootstrap: String, shared: Arc<Shared>) {
             *shared.fatal.lock().unwrap() = Some(fatal);
         }
     };
-    let mut id = 0usize;
+    let mut id = first_id;
     while !shared.stop.load(Ordering::Relaxed) && shared.fatal.lock().unwrap().is_none() {
         if producer.in_flight_count() < RECORDS_QUEUED_MAX {
             for _ in 0..RECORDS_PER_MS {
@@ -94,7 +127,7 @@ fn produce_until_stopped(bootstrap: String, shared: Arc<Shared>) {
     // The delivery callback runs on librdkafka's polling thread; give the last ones a moment.
     thread::sleep(Duration::from_millis(200));
     collect(&producer);
-    eprintln!("producer: sent {id} records");
+    eprintln!("producer: sent {} records", id - first_id);
 }
 
 /// Waits until the producer has more than `acked_before` acknowledgements.
@@ -116,9 +149,10 @@ fn wait_for_progress(shared: &Shared, acked_before: usize, after: &str) -> usize
     }
 }
 
-// Proves acknowledged acks=all records survive SIGKILL: after 6 kills at random moments during a
-// continuous idempotent produce, every acknowledged record is at its acknowledged offset, in
-// order, and each partition's offsets are contiguous from 0.
+// Proves acknowledged records survive SIGKILL: after 20 kills at random moments while three
+// producers (idempotent acks=all, acks=all, acks=1) send, every acknowledged record is at its
+// acknowledged offset exactly once, each producer's in send order, and each partition's offsets
+// are contiguous from 0.
 #[test]
 fn acknowledged_records_survive_kill9_restarts() {
     let mut rng = Rng::from_env_or_clock("acknowledged_records_survive_kill9_restarts");
@@ -136,15 +170,20 @@ fn acknowledged_records_survive_kill9_restarts() {
     });
     // Stops the producer thread also when an assertion below fails.
     let _stop_on_drop = common::StopOnDrop(Arc::clone(&shared.stop));
-    let producer_thread = {
-        let bootstrap = broker.bootstrap();
-        let shared = Arc::clone(&shared);
-        thread::spawn(move || produce_until_stopped(bootstrap, shared))
-    };
+    let producer_threads: Vec<_> = PRODUCERS
+        .iter()
+        .enumerate()
+        .map(|(index, (_, settings))| {
+            let bootstrap = broker.bootstrap();
+            let shared = Arc::clone(&shared);
+            let first_id = index * PRODUCER_ID_STRIDE;
+            thread::spawn(move || produce_until_stopped(bootstrap, settings, first_id, shared))
+        })
+        .collect();
 
     let mut acked = wait_for_progress(&shared, 0, "before the first kill");
     for kill in 1..=KILLS {
-        let wait = Duration::from_millis(rng.range(200, 800));
+        let wait = Duration::from_millis(rng.range(100, 700));
         thread::sleep(wait);
         let acked_at_kill = shared.acked.load(Ordering::Relaxed);
         broker.kill9();
@@ -158,7 +197,9 @@ fn acknowledged_records_survive_kill9_restarts() {
     }
     thread::sleep(Duration::from_millis(300));
     shared.stop.store(true, Ordering::Relaxed);
-    producer_thread.join().expect("producer thread");
+    for thread in producer_threads {
+        thread.join().expect("producer thread");
+    }
     if let Some(fatal) = shared.fatal.lock().unwrap().clone() {
         panic!("producer hit a fatal error: {fatal}");
     }
@@ -225,23 +266,42 @@ fn acknowledged_records_survive_kill9_restarts() {
             None => panic!("acknowledged record {} at {at:?} is missing", delivery.id),
         }
     }
-    let mut acknowledged_by_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+    // By (producer, partition): each producer's acknowledged records keep their send order.
+    let mut acknowledged_by_partition: BTreeMap<(usize, i32), Vec<(i64, usize)>> = BTreeMap::new();
     for delivery in &acknowledged {
         acknowledged_by_partition
-            .entry(delivery.partition)
+            .entry((delivery.id / PRODUCER_ID_STRIDE, delivery.partition))
             .or_default()
             .push((delivery.offset, delivery.id));
     }
-    for (partition, mut pairs) in acknowledged_by_partition {
+    for (index, (name, _)) in PRODUCERS.iter().enumerate() {
+        let count = acknowledged
+            .iter()
+            .filter(|d| d.id / PRODUCER_ID_STRIDE == index)
+            .count();
+        eprintln!("{name}: {count} acknowledged");
+        assert!(count > 0, "{name}: nothing acknowledged");
+    }
+    for ((producer, partition), mut pairs) in acknowledged_by_partition {
         pairs.sort();
         assert!(
             pairs.windows(2).all(|w| w[0].1 < w[1].1),
-            "partition {partition}: acknowledged records in the order they were sent"
+            "producer {producer}, partition {partition}: acknowledged records in send order"
         );
+    }
+    // Producers without retries never send a record twice: each acknowledged one is stored once.
+    for delivery in &acknowledged {
+        if delivery.id / PRODUCER_ID_STRIDE > 0 {
+            assert_eq!(
+                copies[&delivery.id], 1,
+                "record {} stored once",
+                delivery.id
+            );
+        }
     }
     let duplicated = copies.values().filter(|n| **n > 1).count();
     if duplicated > 0 {
-        eprintln!("note: {duplicated} records are stored more than once (retried after a crash)");
+        eprintln!("note: {duplicated} records are stored more than once (idempotent retries)");
     }
     eprintln!(
         "checked {} acknowledged records over {KILLS} kills",

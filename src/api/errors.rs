@@ -42,6 +42,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::Io(_)
         | LogError::NoSpace(_)
         | LogError::Poisoned(_)
+        | LogError::Offline(_)
         | LogError::Corrupt { .. }
         | LogError::Closed => ErrorCode::KafkaStorageError,
         LogError::InvalidBatch(error) => batch_error_code(error),

@@ -41,12 +41,15 @@ pub async fn handle_metadata(
     }
     let cluster = shard.cluster.borrow();
     let topics = if all_topics {
-        cluster.topics().map(topic_metadata).collect()
+        cluster
+            .topics()
+            .map(|topic| topic_metadata(shard, topic))
+            .collect()
     } else {
         requested
             .iter()
             .map(|name| match cluster.topic(name) {
-                Some(topic) => topic_metadata(topic),
+                Some(topic) => topic_metadata(shard, topic),
                 None => MetadataResponseTopic {
                     error_code: creation_errors
                         .iter()
@@ -128,7 +131,9 @@ fn cluster_id(shard: &Shard) -> String {
     )
 }
 
-fn topic_metadata(topic: &TopicMeta) -> MetadataResponseTopic {
+/// A topic's metadata. A partition this shard owns whose log is offline (corrupt at start-up) is
+/// reported with KAFKA_STORAGE_ERROR and its replica listed offline.
+fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
@@ -138,14 +143,25 @@ fn topic_metadata(topic: &TopicMeta) -> MetadataResponseTopic {
             .partitions
             .iter()
             .enumerate()
-            .map(|(index, owner)| MetadataResponsePartition {
-                error_code: 0,
-                partition_index: index as i32,
-                leader_id: owner.node_id(),
-                leader_epoch: 0,
-                replica_nodes: vec![owner.node_id()],
-                isr_nodes: vec![owner.node_id()],
-                offline_replicas: Vec::new(),
+            .map(|(index, owner)| {
+                let offline = *owner == shard.id && shard.partition_is_offline(&topic.name, index);
+                MetadataResponsePartition {
+                    error_code: if offline {
+                        ErrorCode::KafkaStorageError.code()
+                    } else {
+                        0
+                    },
+                    partition_index: index as i32,
+                    leader_id: owner.node_id(),
+                    leader_epoch: 0,
+                    replica_nodes: vec![owner.node_id()],
+                    isr_nodes: vec![owner.node_id()],
+                    offline_replicas: if offline {
+                        vec![owner.node_id()]
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
             .collect(),
         topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,

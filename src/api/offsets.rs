@@ -61,6 +61,10 @@ pub async fn handle_list_offsets(
                     continue;
                 }
             };
+            if let Err(error) = log.health() {
+                partitions.push(answer(log_error_code(&error), -1, -1));
+                continue;
+            }
             partitions.push(match partition.timestamp {
                 LATEST_TIMESTAMP => answer(ErrorCode::NoError, -1, log.high_watermark()),
                 EARLIEST_TIMESTAMP => answer(ErrorCode::NoError, -1, log.log_start_offset()),
@@ -113,6 +117,9 @@ pub fn handle_offset_for_leader_epoch(
                     let PartitionRoute::Here(log) = route else {
                         return failed(ErrorCode::UnknownServerError);
                     };
+                    if let Err(error) = log.health() {
+                        return failed(log_error_code(&error));
+                    }
                     if partition.leader_epoch > LEADER_EPOCH || partition.leader_epoch < 0 {
                         // An epoch this log never had: Kafka answers "undefined".
                         return failed(ErrorCode::NoError);

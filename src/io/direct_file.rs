@@ -1,5 +1,8 @@
 //! `DirectFile`: one O_DIRECT file, the only door from the log to glommio's `DmaFile`.
 //!
+//! Every operation that can fail on a real disk first asks the installed fault injector
+//! (`faults`), which tests use to fail it on purpose.
+//!
 //! Guarantees: every write is a whole number of `BLOCK_BYTES` blocks at a block-aligned file
 //! position, and is either complete or an error (a short write is reported as an error, never
 //! silently accepted). Reads may start anywhere and return owned `Bytes` (copied out of glommio's
@@ -18,6 +21,8 @@ use bytes::{Bytes, BytesMut};
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use crate::config::BLOCK_BYTES;
+
+use super::faults::{self, Fault, FileOp};
 
 /// The largest single DMA read issued. glommio 0.9 passes a read to the kernel as one request;
 /// a read larger than the device's `max_sectors_kb` can hang forever (glommio #633), and 512 KiB
@@ -133,6 +138,12 @@ impl DirectFile {
             "unaligned write length"
         );
         let len_bytes = buffer.len();
+        match faults::fault_for(FileOp::Write, &self.path) {
+            Some(Fault::Errno(errno)) => return Err(Fault::error(errno)),
+            Some(Fault::ShortWrite) => return self.write_prefix(&buffer, file_position).await,
+            Some(Fault::Delay(delay)) => glommio::timer::sleep(delay).await,
+            None => {}
+        }
         let written_bytes = self.file.write_at(buffer.buffer, file_position).await?;
         if written_bytes != len_bytes {
             return Err(io::Error::new(
@@ -146,12 +157,47 @@ impl DirectFile {
         Ok(())
     }
 
+    /// An injected short write: writes the first half of `buffer`'s blocks (none for one
+    /// block), then fails as a short write does.
+    async fn write_prefix(&self, buffer: &AlignedBuffer, file_position: u64) -> io::Result<()> {
+        let blocks = buffer.len() as u64 / BLOCK_BYTES;
+        let prefix_bytes = (blocks / 2 * BLOCK_BYTES) as usize;
+        if prefix_bytes > 0 {
+            let mut prefix = self.alloc_buffer(prefix_bytes);
+            prefix
+                .as_bytes_mut()
+                .copy_from_slice(&buffer.as_bytes()[..prefix_bytes]);
+            self.file.write_at(prefix.buffer, file_position).await?;
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!(
+                "short O_DIRECT write to {} (injected): {prefix_bytes} of {} bytes at {file_position}",
+                self.path.display(),
+                buffer.len()
+            ),
+        ))
+    }
+
+    /// Applies an injected fault to a non-write operation: fails it, or delays it.
+    async fn injected(&self, op: FileOp) -> io::Result<()> {
+        match faults::fault_for(op, &self.path) {
+            Some(Fault::Errno(errno)) => Err(Fault::error(errno)),
+            Some(Fault::Delay(delay)) => {
+                glommio::timer::sleep(delay).await;
+                Ok(())
+            }
+            Some(Fault::ShortWrite) | None => Ok(()),
+        }
+    }
+
     /// Reads up to `len_bytes` starting at `file_position` (any alignment). Fewer bytes come back
     /// only at the end of the file. The read is widened to whole blocks and split into DMA reads
     /// of at most `READ_CHUNK_BYTES_MAX`. The result is copied into `Bytes`: glommio's
     /// `ReadResult` is `!Send` and borrows the reactor's buffer, so it cannot become `Bytes` (which
     /// fetch responses hand to the network layer).
     pub async fn read_at(&self, file_position: u64, len_bytes: usize) -> io::Result<Bytes> {
+        self.injected(FileOp::Read).await?;
         let start = align_down(file_position);
         let end = align_up(file_position + len_bytes as u64);
         let skip_bytes = (file_position - start) as usize;
@@ -178,6 +224,7 @@ impl DirectFile {
 
     /// Flushes written data (and the metadata needed to read it back) to the device.
     pub async fn fdatasync(&self) -> io::Result<()> {
+        self.injected(FileOp::Fdatasync).await?;
         Ok(self.file.fdatasync().await?)
     }
 
@@ -186,6 +233,7 @@ impl DirectFile {
     /// size), then ftruncate sets the size: if the filesystem cannot fallocate, the ftruncate
     /// still guarantees the size (writes are then slower, not wrong). Never shrinks.
     pub async fn pre_allocate(&self, size_bytes: u64) -> io::Result<()> {
+        self.injected(FileOp::Allocate).await?;
         if let Err(error) = self.file.pre_allocate(size_bytes, true).await {
             let error = io::Error::from(error);
             // glommio's error conversion keeps the kind but drops the errno: EOPNOTSUPP is

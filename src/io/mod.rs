@@ -1,10 +1,12 @@
-//! The thin I/O layer over glommio: direct (O_DIRECT) files and the iopoll probe.
+//! The thin I/O layer over glommio: direct (O_DIRECT) files, the fault-injection seam below them,
+//! and the iopoll probe.
 //!
 //! Everything the log needs from glommio's file API goes through here, so glommio stays
 //! replaceable (it is unmaintained; see the architecture anchors). Callers must run the probe
 //! (`probe::probe_iopoll`) on each executor before opening any `DirectFile`.
 
 pub mod direct_file;
+pub mod faults;
 pub mod probe;
 
 pub use direct_file::{AlignedBuffer, DirectFile, READ_CHUNK_BYTES_MAX, align_down, align_up};

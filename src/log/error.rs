@@ -30,6 +30,10 @@ pub enum LogError {
     /// recovered. The sync is never retried.
     #[error("partition poisoned by an earlier storage failure: {0}")]
     Poisoned(String),
+    /// Recovery found the log corrupt (see `Corrupt`) and left it untouched: the partition is
+    /// offline until an operator repairs it or restarts with forced truncation.
+    #[error("partition offline: {0}")]
+    Offline(String),
     /// The batch is not a valid RecordBatch v2 (the caller should have validated it).
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),

@@ -11,7 +11,10 @@
 //! batch at or beyond it, so a consumer never sees a record a crash can take back. A failed
 //! fdatasync (or a failed write other than ENOSPC) poisons the partition: every later call answers
 //! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC fails the
-//! waiters but the write is retried until space returns.
+//! waiters but the write is retried until space returns. A log whose recovery finds corruption
+//! (damage followed by valid data) opens offline: untouched on disk, every call answering
+//! `LogError::Offline`. Segments roll at `segment.bytes` or `segment.ms`; `enforce_retention`
+//! (called periodically by the shard) deletes whole sealed segments.
 //!
 //! Callers must: validate each batch (`record_batch::validate`) before `append_batch`; use a
 //! `PartitionLog` only on the executor that opened it (`!Send`); `close` it for a clean shutdown
@@ -117,6 +120,10 @@ pub struct PartitionLog {
     pub(super) unsynced_files: RefCell<Vec<Rc<DirectFile>>>,
     pub(super) sync_in_flight: Cell<bool>,
     pub(super) poison: RefCell<Option<String>>,
+    /// When the active segment got its first append in this run (for `segment.ms`).
+    pub(super) active_since_ms: Cell<Option<i64>>,
+    /// Set when recovery found corruption: why the log is offline.
+    pub(super) offline: RefCell<Option<String>>,
     /// Count of failed write attempts (ENOSPC), and the latest error: waiters fail on a change.
     pub(super) write_failures: Cell<u64>,
     pub(super) last_write_error: RefCell<Option<LogError>>,
@@ -135,7 +142,80 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (creating if missing) the partition log in `dir`, recovering it, and starts its
     /// writer task on the current executor.
+    ///
+    /// A log whose recovery finds corruption (`LogError::Corrupt`: damage followed by valid data,
+    /// bit rot rather than a torn write) opens *offline*: nothing on disk is changed, every call
+    /// answers `LogError::Offline` with the file and offset, and close leaves no clean-shutdown
+    /// marker, so the next start checks it again. Other errors fail the open.
     pub async fn open(
+        dir: PathBuf,
+        config: TopicConfig,
+        cache: Rc<ShardCache>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        match Self::open_recovered(dir.clone(), config.clone(), cache.clone()).await {
+            Err(error @ LogError::Corrupt { .. }) => {
+                tracing::error!(
+                    dir = %dir.display(),
+                    %error,
+                    "partition offline: its log is corrupt (restart with \
+                     --unsafe-truncate-corrupt-logs to cut it at the corruption)"
+                );
+                Ok(Self::offline(dir, config, cache, error.to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// Ok while the log can serve; else the error every call answers (offline or poisoned).
+    pub fn health(&self) -> Result<(), LogError> {
+        self.failure().map_or(Ok(()), Err)
+    }
+
+    /// Whether the log is offline (corrupt at open; see `open`).
+    pub fn is_offline(&self) -> bool {
+        self.offline.borrow().is_some()
+    }
+
+    /// An offline log: no files open, no writer task, every call fails with `reason`.
+    fn offline(
+        dir: PathBuf,
+        config: TopicConfig,
+        cache: Rc<ShardCache>,
+        reason: String,
+    ) -> Rc<PartitionLog> {
+        let cache_key = cache.register();
+        let segment = Segment::new(&dir, 0);
+        Rc::new_cyclic(|self_ref| PartitionLog {
+            segments: RefCell::new(vec![segment]),
+            dir,
+            config: RefCell::new(LogConfig { topic: config }),
+            cache,
+            cache_key,
+            producers: RefCell::new(ProducerState::default()),
+            pending: RefCell::new(VecDeque::new()),
+            pending_bytes: Cell::new(0),
+            log_start_offset: Cell::new(0),
+            log_end_offset: Cell::new(0),
+            high_watermark: Cell::new(0),
+            durable_offset: Cell::new(0),
+            unsynced_files: RefCell::new(Vec::new()),
+            sync_in_flight: Cell::new(false),
+            poison: RefCell::new(None),
+            active_since_ms: Cell::new(None),
+            offline: RefCell::new(Some(reason)),
+            write_failures: Cell::new(0),
+            last_write_error: RefCell::new(None),
+            closing: Cell::new(false),
+            writer_done: Cell::new(true),
+            work: Signal::new(),
+            watermark: Signal::new(),
+            durable: Signal::new(),
+            stats: Cell::new(LogStats::default()),
+            self_ref: self_ref.clone(),
+        })
+    }
+
+    async fn open_recovered(
         dir: PathBuf,
         config: TopicConfig,
         cache: Rc<ShardCache>,
@@ -177,6 +257,8 @@ impl PartitionLog {
             unsynced_files: RefCell::new(vec![appender.file().clone()]),
             sync_in_flight: Cell::new(false),
             poison: RefCell::new(None),
+            active_since_ms: Cell::new(None),
+            offline: RefCell::new(None),
             write_failures: Cell::new(0),
             last_write_error: RefCell::new(None),
             closing: Cell::new(false),
@@ -266,7 +348,7 @@ impl PartitionLog {
         let last_offset = base_offset + i64::from(last_offset_delta);
         assert!(last_offset >= base_offset, "offsets must increase");
         let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
-        self.enqueue(stored, last_offset, max_timestamp_ms);
+        self.enqueue(stored, last_offset, max_timestamp_ms, now_ms);
         if let Some(identity) = &identity {
             self.producers.borrow_mut().record(identity, base_offset);
         }
@@ -281,10 +363,10 @@ impl PartitionLog {
 
     /// Places a patched batch at the log end: segment (rolling if needed), cache, pending
     /// writes; wakes the writer.
-    fn enqueue(&self, batch: StoredBatch, last_offset: i64, max_timestamp_ms: i64) {
+    fn enqueue(&self, batch: StoredBatch, last_offset: i64, max_timestamp_ms: i64, now_ms: i64) {
         let base_offset = self.log_end_offset.get();
         let len_bytes = batch.len() as u64;
-        let segment = self.segment_for_append(base_offset, last_offset, len_bytes);
+        let segment = self.segment_for_append(base_offset, last_offset, len_bytes, now_ms);
         segment.on_sequenced(base_offset, last_offset, max_timestamp_ms, len_bytes);
         self.cache.insert(
             self.cache_key,
@@ -306,23 +388,34 @@ impl PartitionLog {
     }
 
     /// The segment a batch goes to: the active one, or a new one when the batch would take the
-    /// active one past `segment.bytes` (a non-empty segment only, so any batch fits somewhere) or
-    /// its offsets past what the index's u32 relative offsets hold.
+    /// active one past `segment.bytes` (a non-empty segment only, so any batch fits somewhere),
+    /// when the active one's first append in this run is `segment.ms` old, or when the batch's
+    /// offsets go past what the index's u32 relative offsets hold.
     fn segment_for_append(
         &self,
         base_offset: i64,
         last_offset: i64,
         len_bytes: u64,
+        now_ms: i64,
     ) -> Rc<Segment> {
         let mut segments = self.segments.borrow_mut();
         let active = segments.last().expect("a log has a segment").clone();
-        let segment_bytes = self.config.borrow().topic.segment_bytes;
+        let (segment_bytes, segment_ms) = {
+            let config = self.config.borrow();
+            (config.topic.segment_bytes, config.topic.segment_ms)
+        };
         let size_max_bytes = segment_bytes.min(u64::from(u32::MAX));
         let too_big = active.sequenced_bytes() + len_bytes > size_max_bytes;
         let too_many = last_offset - active.base_offset() > i64::from(u32::MAX);
-        if active.sequenced_bytes() == 0 || !(too_big || too_many) {
+        // A recovered segment's age counts from its first append after the open, as Kafka counts
+        // from the segment object's creation when batches carry no usable time.
+        let since_ms = self.active_since_ms.get().unwrap_or(now_ms);
+        self.active_since_ms.set(Some(since_ms));
+        let too_old = now_ms.saturating_sub(since_ms) >= segment_ms;
+        if active.sequenced_bytes() == 0 || !(too_big || too_many || too_old) {
             return active;
         }
+        self.active_since_ms.set(Some(now_ms));
         let rolled = Segment::new(&self.dir, base_offset);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolling segment");
         segments.push(rolled.clone());
@@ -334,8 +427,8 @@ impl PartitionLog {
         let failures_at_start = self.write_failures.get();
         loop {
             let listener = self.watermark.listen();
-            if let Some(reason) = self.poison.borrow().as_ref() {
-                return Err(LogError::Poisoned(reason.clone()));
+            if let Some(error) = self.failure() {
+                return Err(error);
             }
             if self.high_watermark.get() >= end_offset {
                 return Ok(());
@@ -357,8 +450,8 @@ impl PartitionLog {
         self.wait_written(end_offset).await?;
         loop {
             let listener = self.durable.listen();
-            if let Some(reason) = self.poison.borrow().as_ref() {
-                return Err(LogError::Poisoned(reason.clone()));
+            if let Some(error) = self.failure() {
+                return Err(error);
             }
             if self.durable_offset.get() >= end_offset {
                 return Ok(());
@@ -416,9 +509,20 @@ impl PartitionLog {
         self.work.notify();
     }
 
+    /// What every call answers once the log is offline or poisoned.
+    fn failure(&self) -> Option<LogError> {
+        if let Some(reason) = self.offline.borrow().as_ref() {
+            return Some(LogError::Offline(reason.clone()));
+        }
+        let poison = self.poison.borrow();
+        poison
+            .as_ref()
+            .map(|reason| LogError::Poisoned(reason.clone()))
+    }
+
     fn check_usable(&self) -> Result<(), LogError> {
-        if let Some(reason) = self.poison.borrow().as_ref() {
-            return Err(LogError::Poisoned(reason.clone()));
+        if let Some(error) = self.failure() {
+            return Err(error);
         }
         if self.closing.get() {
             return Err(LogError::Closed);
@@ -462,8 +566,8 @@ impl PartitionLog {
     /// batch (KIP-74), never at or beyond the high watermark, as chunks whose concatenation is
     /// those batches (a cached batch is two chunks: `StoredBatch`). Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
-        if let Some(reason) = self.poison.borrow().as_ref() {
-            return Err(LogError::Poisoned(reason.clone()));
+        if let Some(error) = self.failure() {
+            return Err(error);
         }
         let high_watermark = self.high_watermark.get();
         let log_start = self.log_start_offset.get();
@@ -493,8 +597,8 @@ impl PartitionLog {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
-        if let Some(reason) = self.poison.borrow().as_ref() {
-            return Err(LogError::Poisoned(reason.clone()));
+        if let Some(error) = self.failure() {
+            return Err(error);
         }
         reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get()).await
     }
@@ -600,12 +704,20 @@ impl PartitionLog {
                 file.close().await?;
             }
         }
+        // Deleted names must stay deleted after a power loss, or old data would come back.
+        segment::sync_dir(&self.dir).await?;
         Ok(())
     }
 
     /// Closes the log cleanly: finishes pending writes, fdatasyncs, writes the active segment's
     /// index files and the clean-shutdown marker, closes the files.
     pub async fn close(&self) -> Result<(), LogError> {
+        if self.is_offline() {
+            // No marker: the next start must check the damaged log again.
+            self.closing.set(true);
+            self.cache.unregister(self.cache_key);
+            return Ok(());
+        }
         self.closing.set(true);
         self.work.notify();
         while !self.writer_done.get() {
@@ -615,8 +727,8 @@ impl PartitionLog {
             }
             listener.await;
         }
-        if let Some(reason) = self.poison.borrow().as_ref() {
-            return Err(LogError::Poisoned(reason.clone()));
+        if let Some(error) = self.failure() {
+            return Err(error);
         }
         let segments = self.segments.borrow().clone();
         let active = segments.last().expect("a log has a segment");
@@ -699,6 +811,11 @@ impl Drop for PartitionLog {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+mod recovery_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::TimestampType;
@@ -706,11 +823,12 @@ mod tests {
     use crate::protocol::record_batch::{ATTRIBUTE_LOG_APPEND_TIME, BatchIter};
     use crate::protocol::records::{BatchBuilder, Record, RecordIter};
 
-    const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
+    pub(super) const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
 
-    fn topic(segment_bytes: u64, message_timestamp_type: TimestampType) -> TopicConfig {
+    pub(super) fn topic(segment_bytes: u64, message_timestamp_type: TimestampType) -> TopicConfig {
         TopicConfig {
             segment_bytes,
+            segment_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             retention_ms: -1,
             retention_bytes: -1,
@@ -720,7 +838,7 @@ mod tests {
 
     /// A batch of `records` records whose values are `"{first_value + i}"` and whose timestamps
     /// are `BASE_TIMESTAMP_MS + first_value + i`.
-    fn batch(first_value: u64, records: u64) -> Bytes {
+    pub(super) fn batch(first_value: u64, records: u64) -> Bytes {
         let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS + first_value as i64);
         for i in 0..records {
             let value = format!("value-{}", first_value + i);
@@ -781,7 +899,11 @@ mod tests {
         out
     }
 
-    async fn open(dir: &Path, topic: TopicConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+    pub(super) async fn open(
+        dir: &Path,
+        topic: TopicConfig,
+        cache_bytes: usize,
+    ) -> Rc<PartitionLog> {
         let cache = Rc::new(ShardCache::new(cache_bytes));
         PartitionLog::open(dir.join("topic-0"), topic, cache)
             .await
@@ -790,7 +912,7 @@ mod tests {
 
     /// Appends `count` batches of 1-3 records (values numbered from 0) and waits until written.
     /// Returns the number of records.
-    async fn append_numbered(log: &PartitionLog, count: u64) -> u64 {
+    pub(super) async fn append_numbered(log: &PartitionLog, count: u64) -> u64 {
         let mut value = log.log_end_offset() as u64;
         let mut last = None;
         for i in 0..count {
@@ -805,7 +927,11 @@ mod tests {
     }
 
     /// Reads everything from `offset` to the high watermark in fetches of `max_bytes`.
-    async fn read_all(log: &PartitionLog, mut offset: i64, max_bytes: usize) -> Vec<String> {
+    pub(super) async fn read_all(
+        log: &PartitionLog,
+        mut offset: i64,
+        max_bytes: usize,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         while offset < log.high_watermark() {
             let batches = whole_batches(log.read(offset, max_bytes).await.unwrap());
@@ -820,7 +946,7 @@ mod tests {
         out
     }
 
-    fn numbered(range: std::ops::Range<u64>) -> Vec<String> {
+    pub(super) fn numbered(range: std::ops::Range<u64>) -> Vec<String> {
         range.map(|i| format!("value-{i}")).collect()
     }
 
@@ -1057,45 +1183,6 @@ mod tests {
             assert_eq!(log.high_watermark(), total as i64);
             assert_eq!(read_all(&log, 0, 64 << 10).await, numbered(0..total));
             log.close().await.unwrap();
-        });
-    }
-
-    #[test]
-    fn corruption_followed_by_valid_data_refuses_to_open() {
-        // Proves damage that a torn write cannot explain (a valid batch far beyond it) makes the
-        // open fail with Corrupt instead of truncating acknowledged data.
-        let dir = TestDir::new("log-corrupt");
-        let path = dir.path.clone();
-        run_in_executor(dir.path.clone(), move || async move {
-            let config = topic(1 << 30, TimestampType::CreateTime);
-            let log = open(&path, config.clone(), 0).await;
-            // ~3 MiB of data: well beyond one write's reach from the start.
-            let mut value = 0;
-            for _ in 0..300 {
-                let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
-                builder.push(&Record {
-                    timestamp_delta: 0,
-                    key: None,
-                    value: Some(&[7u8; 10_000]),
-                    headers: &[],
-                });
-                let outcome = log.append_batch(builder.finish(), 0).unwrap();
-                value = outcome.end_offset();
-            }
-            log.wait_written(value).await.unwrap();
-            drop(log);
-            let log_path = path.join("topic-0").join(segment::file_name(0, "log"));
-            let mut bytes = std::fs::read(&log_path).unwrap();
-            bytes[100] ^= 0xFF; // Inside the first batch.
-            std::fs::write(&log_path, &bytes).unwrap();
-            let cache = Rc::new(ShardCache::new(0));
-            let error = PartitionLog::open(path.join("topic-0"), config, cache)
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(error, LogError::Corrupt { offset: 0, .. }),
-                "{error}"
-            );
         });
     }
 
@@ -1425,6 +1512,46 @@ mod tests {
             let joined: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
             let count = BatchIter::new(Bytes::from(joined)).count();
             assert_eq!(count, 20);
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn segments_roll_at_segment_ms() {
+        // Proves segment.ms: the active segment rolls on the first append once its first append
+        // in this run is segment.ms old, and not before; sealed segments then expire by
+        // retention.ms against their largest timestamp.
+        let dir = TestDir::new("log-segment-ms");
+        let path = dir.path.clone();
+        run_in_executor(dir.path.clone(), move || async move {
+            let mut config = topic(1 << 30, TimestampType::CreateTime);
+            config.segment_ms = 1000;
+            let log = open(&path, config, 0).await;
+            let mut value = 0;
+            for (now_ms, segments_after) in [(0, 1), (500, 1), (999, 1), (1000, 2), (1999, 2)] {
+                let outcome = log.append_batch(batch(value, 1), now_ms).unwrap();
+                value += 1;
+                log.wait_written(outcome.end_offset()).await.unwrap();
+                assert_eq!(
+                    log.segments.borrow().len(),
+                    segments_after,
+                    "at {now_ms} ms"
+                );
+            }
+            let outcome = log.append_batch(batch(value, 1), 2000).unwrap();
+            log.wait_written(outcome.end_offset()).await.unwrap();
+            assert_eq!(log.segments.borrow().len(), 3);
+            assert_eq!(log.segments.borrow()[1].base_offset(), 3);
+            assert_eq!(log.segments.borrow()[2].base_offset(), 5);
+            // Let the writer finish sealing the rolled segments.
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            let mut config = log.config().topic;
+            config.retention_ms = 1000;
+            log.set_config(config);
+            // Every batch carries BASE_TIMESTAMP_MS + value as its timestamp.
+            let now_ms = BASE_TIMESTAMP_MS + 4 + 1001;
+            assert_eq!(log.enforce_retention(now_ms).await.unwrap(), 2);
+            assert_eq!(log.log_start_offset(), 5);
             log.close().await.unwrap();
         });
     }

@@ -10,7 +10,9 @@
 //!
 //! Guarantees: a batch is adopted only if its CRC checks; a valid batch found well beyond the
 //! damage (farther than one write could have reached, so not a torn write) makes the open fail
-//! with `LogError::Corrupt` instead of truncating acknowledged data away.
+//! with `LogError::Corrupt` instead of truncating acknowledged data away, unless the executor was
+//! told to truncate at corruption (`set_truncate_corrupt`, the broker's
+//! `--unsafe-truncate-corrupt-logs`), which then cuts the log at the damage.
 //!
 //! Which segments are scanned: the last (active) one, unless a clean-shutdown marker says where
 //! its data ends (its index files and the producer state are then loaded instead). A closed
@@ -19,6 +21,7 @@
 //! scanned too.
 //! Callers must not use the directory's files while recovery runs.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -44,6 +47,18 @@ pub const SCAN_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Where `magic` sits in a batch (see `record_batch`).
 const MAGIC_POSITION: usize = 16;
+
+thread_local! {
+    /// Whether recoveries on this executor truncate at corruption instead of failing.
+    static TRUNCATE_CORRUPT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets whether recoveries on this executor from now on truncate a log at corruption (losing the
+/// valid data after it) instead of failing with `LogError::Corrupt`. A broker-wide choice made
+/// once at shard start; per executor because logs are opened on their shard's thread.
+pub fn set_truncate_corrupt(truncate: bool) {
+    TRUNCATE_CORRUPT.set(truncate);
+}
 
 /// What recovery found.
 #[derive(Debug)]
@@ -249,12 +264,16 @@ async fn scan_segment(
         if let Some(found) =
             find_valid_batch_after(file, position, file_size_bytes, write_bytes_max).await?
         {
-            return Err(LogError::Corrupt {
+            let error = LogError::Corrupt {
                 offset: segment.next_offset(),
                 file_position: position,
                 path: file.path().display().to_string(),
                 reason: format!("invalid batch followed by a valid batch at file position {found}"),
-            });
+            };
+            if !TRUNCATE_CORRUPT.get() {
+                return Err(error);
+            }
+            tracing::error!(%error, "truncating a corrupt log as --unsafe-truncate-corrupt-logs asks");
         }
         tracing::warn!(
             path = %file.path().display(),

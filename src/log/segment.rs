@@ -293,14 +293,17 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
         .await
 }
 
-/// Writes `bytes` to `path` via `path.tmp`, fsync and rename. Blocking: call off the executor.
+/// Writes `bytes` to `path` via `path.tmp`, fsync, rename and an fsync of the directory (so the
+/// new name, not only the bytes, survives a power loss). Blocking: call off the executor.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(TEMP_SUFFIX);
     let temp = PathBuf::from(temp);
     std::fs::write(&temp, bytes)?;
     std::fs::File::open(&temp)?.sync_all()?;
-    std::fs::rename(&temp, path)
+    std::fs::rename(&temp, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

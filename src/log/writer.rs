@@ -8,8 +8,9 @@
 //!
 //! Guarantees: one write in flight per partition (the `Appender` is owned by this task); the high
 //! watermark moves only after the write holding those offsets completed, and waiters are woken
-//! then. ENOSPC: the waiters get `LogError::NoSpace` and the same write is retried every
-//! `NO_SPACE_RETRY_INTERVAL`; any other write failure poisons the partition and the task ends.
+//! then. ENOSPC: the waiters get `LogError::NoSpace` and the same write (or roll) is retried every
+//! `NO_SPACE_RETRY_INTERVAL` until it succeeds or the log closes; any other write failure, and
+//! any failed fdatasync, poisons the partition and the task ends.
 //! The task holds only a weak reference between writes, so dropping the log ends it.
 
 use std::rc::{Rc, Weak};
@@ -60,6 +61,15 @@ pub(super) async fn run(
                 Ok(next_appender) => {
                     appender = next_appender;
                     segment = next;
+                }
+                Err(error @ LogError::NoSpace(_)) => {
+                    // Every step of a roll can be redone, so it is retried like a write.
+                    report_failure(&log, error);
+                    if log.closing.get() {
+                        log.poison_with("closed while the disk was full".to_owned());
+                    } else {
+                        glommio::timer::sleep(NO_SPACE_RETRY_INTERVAL).await;
+                    }
                 }
                 Err(error) => log.poison_with(format!("segment roll failed: {error}")),
             },
@@ -131,10 +141,13 @@ async fn write(
                     log.poison_with(format!("write failed: {error}"));
                     return;
                 }
-                tracing::warn!(dir = %log.dir.display(), %error, "write failed; retrying");
-                *log.last_write_error.borrow_mut() = Some(error);
-                log.write_failures.set(log.write_failures.get() + 1);
-                log.watermark.notify();
+                report_failure(log, error);
+                if log.closing.get() {
+                    // Nothing will free space for a closing log: give the batches up (they were
+                    // never acknowledged) and leave no clean-shutdown marker that counts them.
+                    log.poison_with("closed while the disk was full".to_owned());
+                    return;
+                }
                 glommio::timer::sleep(NO_SPACE_RETRY_INTERVAL).await;
                 if log.poison.borrow().is_some() {
                     return;
@@ -142,6 +155,14 @@ async fn write(
             }
         }
     }
+}
+
+/// Fails the current waiters with a retried error (ENOSPC).
+fn report_failure(log: &PartitionLog, error: LogError) {
+    tracing::warn!(dir = %log.dir.display(), %error, "write failed; retrying");
+    *log.last_write_error.borrow_mut() = Some(error);
+    log.write_failures.set(log.write_failures.get() + 1);
+    log.watermark.notify();
 }
 
 /// Remembers that `file` has data the next fdatasync must cover.
@@ -162,7 +183,10 @@ async fn roll(
     let file = appender.file();
     assert!(appender.logical_size_bytes() == old.sequenced_bytes());
     file.truncate(appender.logical_size_bytes()).await?;
-    file.fdatasync().await?;
+    // A failed fdatasync may have dropped dirty data: never retried, whatever its errno.
+    file.fdatasync()
+        .await
+        .map_err(|error| LogError::Io(error.to_string()))?;
     old.persist_indexes().await?;
     old.seal();
     let next_file = Rc::new(DirectFile::open_or_create(&next.log_path()).await?);

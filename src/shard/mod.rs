@@ -12,6 +12,7 @@ pub mod launcher;
 pub mod listener;
 pub mod mesh;
 pub mod producer_ids;
+pub mod retention;
 pub mod routing;
 pub mod shard_main;
 
@@ -136,6 +137,16 @@ impl Shard {
             logs.resize(partition + 1, None);
         }
         logs[partition] = Some(log);
+    }
+
+    /// Whether this shard's log of a partition is offline (corrupt at start-up).
+    pub fn partition_is_offline(&self, topic: &str, partition: usize) -> bool {
+        self.partitions
+            .borrow()
+            .get(topic)
+            .and_then(|logs| logs.get(partition))
+            .and_then(Option::as_ref)
+            .is_some_and(|log| log.is_offline())
     }
 
     /// Removes and returns every log of a topic.

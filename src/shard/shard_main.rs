@@ -7,13 +7,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::log::{PartitionLog, recovery};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, MetadataChange, ShardId};
 
 use super::Shard;
-use super::control::{apply_change, serve_mesh_request};
+use super::control::serve_mesh_request;
 use super::launcher::STOP_POLL_INTERVAL;
 use super::listener::accept_loop;
 use super::mesh::{Mesh, MeshEnds};
@@ -90,10 +92,18 @@ pub async fn shard_main(start: ShardStart) {
     let listener = unsafe {
         <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(listener.into_raw_fd())
     };
+    let retention = match super::retention::spawn(&shard) {
+        Ok(task) => task,
+        Err(reason) => {
+            let _ = ready.send(Err(reason));
+            return;
+        }
+    };
     let accepting = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener));
     let _ = ready.send(Ok(id));
     stopped.await;
     accepting.cancel().await;
+    retention.cancel().await;
     close_partitions(&shard).await;
 }
 
@@ -128,16 +138,71 @@ async fn prepare(
     )))
 }
 
+/// Partition logs recovered at once at start-up: their scans' reads overlap.
+const RECOVERY_CONCURRENCY: usize = 8;
+
+/// How often start-up recovery logs its progress.
+const RECOVERY_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Opens (recovering) every partition this shard owns, `RECOVERY_CONCURRENCY` at a time, then
+/// learns the topics. A corrupt partition opens offline (see `PartitionLog::open`) and the others
+/// serve; any other failure stops the shard.
 async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<(), String> {
+    recovery::set_truncate_corrupt(shard.config.unsafe_truncate_corrupt_logs);
+    let owned: Vec<(String, usize, TopicConfig)> = cluster
+        .topics()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, owner)| **owner == shard.id)
+                .map(|(partition, _)| (topic.name.clone(), partition, topic.config.clone()))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut progress_logged = started;
     let mut opened = 0usize;
+    let mut offline = 0usize;
+    for group in owned.chunks(RECOVERY_CONCURRENCY) {
+        let tasks: Vec<_> = group
+            .iter()
+            .map(|(topic, partition, config)| {
+                let dir = shard.partition_dir(topic, *partition);
+                glommio::spawn_local(PartitionLog::open(
+                    dir,
+                    config.clone(),
+                    Rc::clone(&shard.cache),
+                ))
+            })
+            .collect();
+        for ((topic, partition, _), task) in group.iter().zip(tasks) {
+            let log = task
+                .await
+                .map_err(|error| format!("{topic}-{partition}: {error}"))?;
+            offline += usize::from(log.is_offline());
+            shard.insert_partition(topic, *partition, log);
+            opened += 1;
+        }
+        if progress_logged.elapsed() >= RECOVERY_PROGRESS_INTERVAL {
+            progress_logged = Instant::now();
+            tracing::info!(
+                shard = shard.id.0,
+                opened,
+                total = owned.len(),
+                "recovering partitions"
+            );
+        }
+    }
     for topic in cluster.topics() {
         let change = MetadataChange::TopicCreated(topic.clone());
-        apply_change(shard, &change, false).await?;
-        opened += topic.partitions.iter().filter(|s| **s == shard.id).count();
+        shard.cluster.borrow_mut().apply(&change);
     }
     tracing::info!(
         shard = shard.id.0,
         partitions = opened,
+        offline,
+        elapsed_ms = started.elapsed().as_millis() as u64,
         "partitions recovered"
     );
     Ok(())
