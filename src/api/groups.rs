@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use glommio::channels::local_channel;
 
-use crate::group::group::{JoinOutcome, JoinRequest, SyncOutcome};
+use crate::group::classic_group::{JoinOutcome, JoinRequest, SyncOutcome, SyncRequest};
 use crate::group::offset_store::CommittedOffset;
 use crate::group::{GroupError, PartitionCommit};
 use crate::protocol::messages::delete_groups::{
@@ -174,24 +174,20 @@ pub fn handle_sync_group(shard: &Rc<Shard>, request: SyncGroupRequest) -> Pendin
             ..SyncGroupResponse::default()
         }));
     }
-    let assignments = request
-        .assignments
-        .into_iter()
-        .map(|a| (a.member_id, a.assignment))
-        .collect();
+    let sync = SyncRequest {
+        member_id: request.member_id,
+        generation_id: request.generation_id,
+        group_instance_id: request.group_instance_id,
+        protocol_type: request.protocol_type,
+        protocol_name: request.protocol_name,
+        assignments: request
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id, a.assignment))
+            .collect(),
+    };
     let (sender, receiver) = local_channel::new_bounded(1);
-    let synced = shard.groups.sync(
-        &request.group_id,
-        &request.member_id,
-        request.generation_id,
-        request.group_instance_id.as_deref(),
-        (
-            request.protocol_type.as_deref(),
-            request.protocol_name.as_deref(),
-        ),
-        assignments,
-        sender,
-    );
+    let synced = shard.groups.sync(&request.group_id, sync, sender);
     match synced {
         Err(error) => ready(respond(refuse(error))),
         Ok(Some(outcome)) => ready(respond(outcome)),

@@ -8,8 +8,8 @@
 //! Callers must not: send a group to this coordinator that `group_shard` does not route here
 //! (the API layer answers NOT_COORDINATOR first).
 
+pub mod classic_group;
 pub mod error;
-pub mod group;
 pub mod offset_store;
 
 use std::cell::{Cell, RefCell};
@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::LocalSender;
 
+use self::classic_group::{
+    Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
+};
 pub use self::error::GroupError;
-use self::group::{Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
 use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffsets};
 
 /// How often the coordinator expires sessions and checks rebalance timeouts. Timeouts fire up to
@@ -205,15 +207,10 @@ impl GroupCoordinator {
     }
 
     /// Handles a SyncGroup: `Some` answers now, `None` means the waiter was parked.
-    #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &self,
         group_id: &str,
-        member_id: &str,
-        generation_id: i32,
-        group_instance_id: Option<&str>,
-        protocol: (Option<&str>, Option<&str>),
-        assignments: Vec<(String, bytes::Bytes)>,
+        request: SyncRequest,
         waiter: LocalSender<SyncOutcome>,
     ) -> Result<Option<SyncOutcome>, GroupError> {
         self.ready_store()?;
@@ -221,15 +218,7 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        Ok(group.sync(
-            member_id,
-            generation_id,
-            group_instance_id,
-            protocol,
-            assignments,
-            waiter,
-            Instant::now(),
-        ))
+        Ok(group.sync(request, waiter, Instant::now()))
     }
 
     /// Handles a Heartbeat.

@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
-use crate::group::group::GroupLimits;
+use crate::group::classic_group::GroupLimits;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, ShardId};

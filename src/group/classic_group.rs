@@ -111,6 +111,23 @@ impl JoinOutcome {
     }
 }
 
+/// A SyncGroup request, as the group sees it.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    /// The member.
+    pub member_id: String,
+    /// The generation it joined.
+    pub generation_id: i32,
+    /// Its static instance id.
+    pub group_instance_id: Option<String>,
+    /// The protocol type it expects (v5+).
+    pub protocol_type: Option<String>,
+    /// The protocol it expects (v5+).
+    pub protocol_name: Option<String>,
+    /// From the leader: every member's assignment.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 /// The answer to a SyncGroup: the member's assignment, with the group's protocol.
 #[derive(Debug, Clone)]
 pub struct SyncOutcome {
@@ -583,20 +600,23 @@ impl Group {
     /// the leader sends the assignment.
     pub fn sync(
         &mut self,
-        member_id: &str,
-        generation_id: i32,
-        group_instance_id: Option<&str>,
-        protocol: (Option<&str>, Option<&str>),
-        assignments: Vec<(String, Bytes)>,
+        request: SyncRequest,
         waiter: LocalSender<SyncOutcome>,
         now: Instant,
     ) -> Option<SyncOutcome> {
-        if let Err(error) = self.check_member(member_id, generation_id, group_instance_id) {
+        let member_id = request.member_id.as_str();
+        let instance_id = request.group_instance_id.as_deref();
+        if let Err(error) = self.check_member(member_id, request.generation_id, instance_id) {
             return Some(self.sync_outcome(Err(error)));
         }
-        let (protocol_type, protocol_name) = protocol;
-        let type_differs = protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref());
-        let name_differs = protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref());
+        let type_differs = request
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != self.protocol_type.as_ref());
+        let name_differs = request
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| Some(n) != self.protocol_name.as_ref());
         if type_differs || name_differs {
             return Some(self.sync_outcome(Err(GroupError::InconsistentGroupProtocol)));
         }
@@ -615,7 +635,7 @@ impl Group {
                 member.last_seen = now;
                 member.sync_waiter = Some(waiter);
                 if self.leader.as_deref() == Some(member_id) {
-                    self.assign(assignments);
+                    self.assign(request.assignments);
                 }
                 None
             }
@@ -725,7 +745,7 @@ impl Group {
             None if self.members.contains_key(member_id) => member_id.to_owned(),
             None => return Err(GroupError::UnknownMemberId),
         };
-        self.remove_members(&[found.clone()], now, limits);
+        self.remove_members(std::slice::from_ref(&found), now, limits);
         Ok(found)
     }
 
@@ -929,8 +949,15 @@ mod tests {
         now: Instant,
     ) -> Option<SyncOutcome> {
         let (sender, _) = local_channel::new_bounded(1);
-        let generation = group.generation_id;
-        group.sync(id, generation, None, (None, None), assignments, sender, now)
+        let request = SyncRequest {
+            member_id: id.into(),
+            generation_id: group.generation_id,
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        };
+        group.sync(request, sender, now)
     }
 
     #[test]
