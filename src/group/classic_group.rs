@@ -194,6 +194,8 @@ pub struct Group {
     /// The initial delay of a rebalance from Empty: its end, and the latest it may be extended to.
     initial_delay: Option<(Instant, Instant)>,
     joined_during_delay: bool,
+    /// When the group last became Empty.
+    empty_since: Instant,
     /// Committed offsets by (topic, partition).
     pub offsets: HashMap<(String, i32), CommittedOffset>,
 }
@@ -213,8 +215,18 @@ impl Group {
             rebalance_deadline: None,
             initial_delay: None,
             joined_during_delay: false,
+            empty_since: Instant::now(),
             offsets: HashMap::new(),
         }
+    }
+
+    /// Whether the group has been Empty, without offsets or pending members, for `retention`:
+    /// the coordinator then forgets it, so groups that come and go do not accumulate.
+    pub fn is_forgotten(&self, now: Instant, retention: Duration) -> bool {
+        self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending_members.is_empty()
+            && now.duration_since(self.empty_since) >= retention
     }
 
     /// Handles a JoinGroup: `Some` is the answer now, `None` means the waiter was parked and
@@ -508,6 +520,7 @@ impl Group {
         self.generation_id += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.empty_since = now;
             self.protocol_type = None;
             self.protocol_name = None;
             self.leader = None;
@@ -559,7 +572,15 @@ impl Group {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
-        let mut best = candidates[0];
+        // Joins are refused unless the members keep a protocol in common, so `candidates` is
+        // not empty; should it be, the first member's preference keeps the group usable.
+        let Some(mut best) = candidates.first().copied() else {
+            return first
+                .protocols
+                .first()
+                .map(|(name, _)| name.clone())
+                .unwrap_or_default();
+        };
         for candidate in &candidates {
             if votes.get(candidate) > votes.get(best) {
                 best = candidate;
@@ -1074,6 +1095,49 @@ mod tests {
             group.leave("a", None, t2, &LIMITS),
             Err(GroupError::UnknownMemberId)
         );
+    }
+
+    #[test]
+    fn a_restarted_static_member_takes_over_without_a_rebalance() {
+        // Proves a static member (group.instance.id) rejoining with a new member id in a Stable
+        // group gets the current generation at once, and its old member id is fenced.
+        let start = Instant::now();
+        let mut group = Group::new("g".into());
+        let static_join = |member_id: &str| JoinRequest {
+            group_instance_id: Some("instance-1".into()),
+            ..join_request(member_id, &["range"])
+        };
+        let (sender, receiver) = local_channel::new_bounded(1);
+        assert!(
+            group
+                .join(static_join(""), &LIMITS, "old".into(), sender, start)
+                .is_none()
+        );
+        group.tick(start + Duration::from_millis(200), &LIMITS);
+        assert_eq!(take(&receiver).unwrap().member_id, "old");
+        assert!(
+            sync(
+                &mut group,
+                "old",
+                vec![("old".into(), Bytes::from("p"))],
+                start
+            )
+            .is_none()
+        );
+        assert_eq!(group.state, GroupState::Stable);
+        let (sender, _) = local_channel::new_bounded(1);
+        let rejoined = group
+            .join(static_join(""), &LIMITS, "new".into(), sender, start)
+            .unwrap();
+        assert_eq!(
+            (rejoined.member_id.as_str(), rejoined.generation_id),
+            ("new", 1)
+        );
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(group.members["new"].assignment, Bytes::from("p"));
+        let fenced = group.heartbeat("old", 1, Some("instance-1"), start);
+        assert_eq!(fenced, Err(GroupError::FencedInstanceId));
+        assert_eq!(group.heartbeat("new", 1, Some("instance-1"), start), Ok(()));
     }
 
     #[test]

@@ -30,6 +30,11 @@ use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffse
 /// this late, which is far below the smallest session timeout (group.min.session.timeout.ms).
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a group stays known while Empty with no offsets (Kafka forgets such groups at its
+/// next offsets cleanup, every 10 minutes by default); until then DescribeGroups and ListGroups
+/// show it Empty.
+const EMPTY_GROUP_RETENTION: Duration = Duration::from_secs(600);
+
 /// Largest commit metadata accepted (Kafka's offset.metadata.max.bytes default); larger gets
 /// OFFSET_METADATA_TOO_LARGE, so a client cannot grow the offset log without bound.
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -172,9 +177,11 @@ impl GroupCoordinator {
     }
 
     fn tick(&self, now: Instant) {
-        for group in self.groups.borrow_mut().values_mut() {
+        let mut groups = self.groups.borrow_mut();
+        for group in groups.values_mut() {
             group.tick(now, &self.limits);
         }
+        groups.retain(|_, group| !group.is_forgotten(now, EMPTY_GROUP_RETENTION));
     }
 
     fn new_member_id(&self, client_id: &str) -> String {
