@@ -97,13 +97,15 @@ impl Broker {
             .stderr(log)
             .spawn()
             .expect("start spate");
+        // Owned at once, so a failed start still kills and reaps the child (Drop).
+        let broker = Broker { child };
         let listeners = data_dir.join("listeners");
         let deadline = Instant::now() + BROKER_START_TIMEOUT;
         loop {
             if let Ok(text) = std::fs::read_to_string(&listeners)
                 && let Some(address) = text.lines().next().and_then(|l| l.split(' ').nth(1))
             {
-                return (Broker { child }, address.to_owned());
+                return (broker, address.to_owned());
             }
             assert!(Instant::now() < deadline, "broker did not start");
             thread::sleep(Duration::from_millis(20));

@@ -358,7 +358,6 @@ fn membership_errors_follow_kafka() {
     );
     let delete = Request::DeleteGroups(DeleteGroupsRequest {
         groups_names: vec![group.into()],
-        ..DeleteGroupsRequest::default()
     });
     let Response::DeleteGroups(deleted) = first.call(2, delete.clone()) else {
         panic!("not a DeleteGroups response");
@@ -498,7 +497,6 @@ fn offsets_are_committed_fetched_and_deleted_with_kafka_errors() {
     assert_eq!(fetched.topics[0].partitions[0].committed_offset, -1);
     let delete_group = Request::DeleteGroups(DeleteGroupsRequest {
         groups_names: vec![group.into()],
-        ..DeleteGroupsRequest::default()
     });
     let Response::DeleteGroups(deleted) = wire.call(2, delete_group.clone()) else {
         panic!("not a DeleteGroups response");
