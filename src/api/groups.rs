@@ -203,15 +203,23 @@ pub fn handle_sync_group(shard: &Rc<Shard>, request: SyncGroupRequest) -> Pendin
 
 /// Answers a Heartbeat.
 pub fn handle_heartbeat(shard: &Shard, request: HeartbeatRequest) -> HeartbeatResponse {
-    let error_code = if is_coordinator(shard, &request.group_id) {
-        code(shard.groups.heartbeat(
-            &request.group_id,
-            &request.member_id,
-            request.generation_id,
-            request.group_instance_id.as_deref(),
-        ))
-    } else {
-        ErrorCode::NotCoordinator.code()
+    if !is_coordinator(shard, &request.group_id) {
+        return HeartbeatResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..HeartbeatResponse::default()
+        };
+    }
+    let beat = shard.groups.heartbeat(
+        &request.group_id,
+        &request.member_id,
+        request.generation_id,
+        request.group_instance_id.as_deref(),
+    );
+    // While the coordinator loads, Kafka answers heartbeats blindly: members keep their
+    // partitions instead of rejoining a group whose state is not known yet.
+    let error_code = match beat {
+        Err(GroupError::CoordinatorLoading) => 0,
+        beat => code(beat),
     };
     HeartbeatResponse {
         error_code,

@@ -554,3 +554,43 @@ impl GroupCoordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::channels::local_channel;
+
+    #[test]
+    fn requests_wait_for_the_offset_store() {
+        // Proves every group operation is refused with the loading error until the offset store
+        // is loaded, and a topic deleted meanwhile is remembered for after the load.
+        let limits = GroupLimits {
+            initial_rebalance_delay: Duration::ZERO,
+            session_timeout_ms_min: 6000,
+            session_timeout_ms_max: 300_000,
+        };
+        let coordinator = GroupCoordinator::new(0, limits);
+        let request = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: String::new(),
+            session_timeout_ms: 6000,
+            rebalance_timeout_ms: 6000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+            require_known_member_id: true,
+        };
+        let (sender, _) = local_channel::new_bounded(1);
+        let loading = Err(GroupError::CoordinatorLoading);
+        assert_eq!(coordinator.join("g", request, sender).map(|_| ()), loading);
+        assert_eq!(coordinator.heartbeat("g", "m", 1, None), loading);
+        assert_eq!(coordinator.fetch("g", None).map(|_| ()), loading);
+        assert_eq!(coordinator.list().map(|_| ()), loading);
+        futures_lite::future::block_on(coordinator.remove_topic("gone"));
+        let StoreState::Loading { deleted_topics } = &*coordinator.store.borrow() else {
+            panic!("still loading");
+        };
+        assert_eq!(deleted_topics, &vec!["gone".to_owned()]);
+    }
+}
