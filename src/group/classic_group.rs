@@ -1141,6 +1141,50 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
+        // Proves a rebalance waits for every member until the largest rebalance timeout, then
+        // completes without the members that did not rejoin (here a member that joined with
+        // JoinGroup v0, which has no rebalance timeout of its own).
+        let start = Instant::now();
+        let mut group = Group::new("g".into());
+        let a = join_new(&mut group, "a", &["range"], start);
+        let mut v0 = join_request("", &["range"]);
+        v0.rebalance_timeout_ms = -1;
+        v0.require_known_member_id = false;
+        let (sender, b) = local_channel::new_bounded(1);
+        assert!(group.join(v0, &LIMITS, "b".into(), sender, start).is_none());
+        group.tick(start + Duration::from_millis(150), &LIMITS);
+        group.tick(start + Duration::from_millis(300), &LIMITS);
+        assert_eq!(take(&a).unwrap().generation_id, 1);
+        assert_eq!(take(&b).unwrap().generation_id, 1);
+        let t1 = start + Duration::from_secs(1);
+        assert!(sync(&mut group, "a", vec![], t1).is_none());
+        // c joins; a rejoins, b stays silent (its heartbeats keep its session alive meanwhile).
+        let c = join_new(&mut group, "c", &["range"], t1);
+        let (sender, a) = local_channel::new_bounded(1);
+        let rejoin = join_request("a", &["range"]);
+        assert!(
+            group
+                .join(rejoin, &LIMITS, String::new(), sender, t1)
+                .is_none()
+        );
+        for ms in [2_000, 5_000, 9_900] {
+            let now = t1 + Duration::from_millis(ms);
+            assert_eq!(
+                group.heartbeat("b", 1, None, now),
+                Err(GroupError::RebalanceInProgress)
+            );
+            group.tick(now, &LIMITS);
+        }
+        assert!(take(&a).is_none(), "still waiting for b");
+        group.tick(t1 + Duration::from_millis(10_100), &LIMITS);
+        let (a, c) = (take(&a).unwrap(), take(&c).unwrap());
+        assert_eq!((a.generation_id, c.generation_id), (2, 2));
+        assert_eq!(a.members.len(), 2);
+        assert!(!group.members.contains_key("b"));
+    }
+
+    #[test]
     fn subscription_topics_are_parsed() {
         // Proves the consumer protocol subscription's topic list is read for OffsetDelete.
         let mut metadata = vec![0, 1, 0, 0, 0, 2];
