@@ -251,7 +251,21 @@ impl Group {
             return None;
         }
         let Some(member) = self.members.get(&request.member_id) else {
-            return Some(JoinOutcome::refused(GroupError::UnknownMemberId, member_id));
+            // A static instance id held by another member id: this one was replaced (fenced).
+            let held = request
+                .group_instance_id
+                .as_deref()
+                .is_some_and(|instance_id| {
+                    self.members
+                        .values()
+                        .any(|m| m.group_instance_id.as_deref() == Some(instance_id))
+                });
+            let error = if held {
+                GroupError::FencedInstanceId
+            } else {
+                GroupError::UnknownMemberId
+            };
+            return Some(JoinOutcome::refused(error, member_id));
         };
         if member.group_instance_id != request.group_instance_id {
             return Some(JoinOutcome::refused(
@@ -1137,6 +1151,9 @@ mod tests {
         assert_eq!(group.members["new"].assignment, Bytes::from("p"));
         let fenced = group.heartbeat("old", 1, Some("instance-1"), start);
         assert_eq!(fenced, Err(GroupError::FencedInstanceId));
+        let (sender, _) = local_channel::new_bounded(1);
+        let old_join = group.join(static_join("old"), &LIMITS, String::new(), sender, start);
+        assert_eq!(old_join.unwrap().error, Some(GroupError::FencedInstanceId));
         assert_eq!(group.heartbeat("new", 1, Some("instance-1"), start), Ok(()));
     }
 
