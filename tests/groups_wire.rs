@@ -99,12 +99,39 @@ impl Wire {
     }
 }
 
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+/// How long the shards may take to load their offset stores after the broker serves.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A two-shard broker whose group coordinators have loaded their offset stores: until then they
+/// answer COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
 fn two_shards() -> Broker {
-    Broker::start_with(BrokerConfig {
+    let broker = Broker::start_with(BrokerConfig {
         cores: 2,
         args: vec!["--group-initial-rebalance-delay-ms".into(), "100".into()],
         ..BrokerConfig::default()
-    })
+    });
+    for listener in broker.listeners() {
+        let mut wire = Wire::connect(&listener.address);
+        let deadline = std::time::Instant::now() + LOAD_TIMEOUT;
+        loop {
+            let Response::ListGroups(listed) =
+                wire.call(4, Request::ListGroups(ListGroupsRequest::default()))
+            else {
+                panic!("not a ListGroups response");
+            };
+            if listed.error_code == 0 {
+                break;
+            }
+            assert_eq!(listed.error_code, COORDINATOR_LOAD_IN_PROGRESS);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "offset store never loaded"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    broker
 }
 
 /// Connections to a group's coordinator shard and to the other shard.

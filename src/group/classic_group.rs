@@ -28,7 +28,8 @@ pub enum GroupState {
     CompletingRebalance,
     /// Every member has its assignment.
     Stable,
-    /// Deleted.
+    /// Deleted or unknown. Only reported: a deleted group is removed from the coordinator
+    /// rather than kept in this state.
     Dead,
 }
 
@@ -293,9 +294,6 @@ impl Group {
     }
 
     fn check_join(&self, request: &JoinRequest, limits: &GroupLimits) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::CoordinatorNotAvailable("group deleted".into()));
-        }
         let timeout = request.session_timeout_ms;
         if timeout < limits.session_timeout_ms_min || timeout > limits.session_timeout_ms_max {
             return Err(GroupError::InvalidSessionTimeout(timeout));
@@ -709,9 +707,6 @@ impl Group {
         generation_id: i32,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::CoordinatorNotAvailable("group deleted".into()));
-        }
         if let Some(instance_id) = group_instance_id {
             let holder = self
                 .members
@@ -854,9 +849,6 @@ impl Group {
         generation_id: i32,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::CoordinatorNotAvailable("group deleted".into()));
-        }
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
