@@ -45,6 +45,7 @@ const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// A raw Kafka connection.
@@ -144,6 +145,19 @@ fn coordinator_and_other(broker: &Broker, group: &str) -> (Wire, Wire) {
     )
 }
 
+/// The topic every member in these tests subscribes to.
+const SUBSCRIBED_TOPIC: &str = "subscribed";
+
+/// A consumer-protocol Subscription (v0) of one topic, as the members' JoinGroup metadata.
+fn subscription(topic: &str) -> Bytes {
+    let mut bytes = vec![0, 0];
+    bytes.extend_from_slice(&1i32.to_be_bytes());
+    bytes.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    bytes.extend_from_slice(topic.as_bytes());
+    bytes.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(bytes)
+}
+
 fn join(group: &str, member_id: &str, session_timeout_ms: i32) -> Request {
     Request::JoinGroup(JoinGroupRequest {
         group_id: group.into(),
@@ -153,7 +167,7 @@ fn join(group: &str, member_id: &str, session_timeout_ms: i32) -> Request {
         protocol_type: "consumer".into(),
         protocols: vec![JoinGroupRequestProtocol {
             name: "range".into(),
-            metadata: Bytes::from_static(b"subscription"),
+            metadata: subscription(SUBSCRIBED_TOPIC),
         }],
         ..JoinGroupRequest::default()
     })
@@ -288,8 +302,10 @@ fn membership_errors_follow_kafka() {
     // Proves MEMBER_ID_REQUIRED for a new v4+ member, INVALID_SESSION_TIMEOUT, ILLEGAL_GENERATION,
     // UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS while a second member joins, the rebalance that
     // waits for every member and hands the leader both members, LeaveGroup, DescribeGroups,
-    // ListGroups, and DeleteGroups refusing a group with members.
+    // ListGroups, DeleteGroups refusing a group with members and OffsetDelete refusing a topic
+    // the members subscribe to.
     let broker = two_shards();
+    create_topic(&broker.bootstrap(), SUBSCRIBED_TOPIC, 1, &[]);
     let group = "members";
     let (mut first, _) = coordinator_and_other(&broker, group);
     let (mut second, _) = coordinator_and_other(&broker, group);
@@ -390,6 +406,18 @@ fn membership_errors_follow_kafka() {
         panic!("not a DeleteGroups response");
     };
     assert_eq!(deleted.results[0].error_code, NON_EMPTY_GROUP);
+    let delete_offsets = Request::OffsetDelete(OffsetDeleteRequest {
+        group_id: group.into(),
+        topics: vec![OffsetDeleteRequestTopic {
+            name: SUBSCRIBED_TOPIC.into(),
+            partitions: vec![OffsetDeleteRequestPartition { partition_index: 0 }],
+        }],
+    });
+    let Response::OffsetDelete(refused) = first.call(0, delete_offsets) else {
+        panic!("not an OffsetDelete response");
+    };
+    let code = refused.topics[0].partitions[0].error_code;
+    assert_eq!((refused.error_code, code), (0, GROUP_SUBSCRIBED_TO_TOPIC));
 
     // Batch leave (v3+): both members, one unknown.
     let leave = Request::LeaveGroup(LeaveGroupRequest {
