@@ -397,10 +397,19 @@ fn committed(consumer: &TestConsumer, topic: &str, partitions: i32) -> Vec<Offse
     for partition in 0..partitions {
         list.add_partition(topic, partition);
     }
-    let list = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    list.elements().iter().map(|e| e.offset()).collect()
+    // Right after a restart the coordinator may still be loading its offsets
+    // (COORDINATOR_LOAD_IN_PROGRESS): ask again until it answers.
+    let deadline = Instant::now() + REBALANCE_TIMEOUT;
+    loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(list) => return list.elements().iter().map(|e| e.offset()).collect(),
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("committed offsets: {error}; retrying");
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("committed offsets: {error}"),
+        }
+    }
 }
 
 /// First offset consumed per partition, until `count` records arrived.
