@@ -102,6 +102,34 @@ pub struct BrokerConfig {
     )]
     pub unsafe_truncate_corrupt_logs: bool,
 
+    /// How long the first rebalance of an empty group waits for more members
+    /// (group.initial.rebalance.delay.ms), so consumers starting together share one rebalance.
+    /// Each member joining during the wait extends it by this much, up to the rebalance timeout.
+    #[arg(
+        long = "group-initial-rebalance-delay-ms",
+        default_value_t = 3000,
+        env = "SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS"
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Smallest session timeout a member may ask for (group.min.session.timeout.ms); below it
+    /// JoinGroup gets INVALID_SESSION_TIMEOUT, so a member cannot make the coordinator sweep often.
+    #[arg(
+        long = "group-min-session-timeout-ms",
+        default_value_t = 6000,
+        env = "SPATE_GROUP_MIN_SESSION_TIMEOUT_MS"
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a member may ask for (group.max.session.timeout.ms); above it
+    /// JoinGroup gets INVALID_SESSION_TIMEOUT, so a dead member cannot hold partitions for long.
+    #[arg(
+        long = "group-max-session-timeout-ms",
+        default_value_t = 1_800_000,
+        env = "SPATE_GROUP_MAX_SESSION_TIMEOUT_MS"
+    )]
+    pub group_max_session_timeout_ms: i32,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,

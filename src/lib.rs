@@ -11,6 +11,8 @@
 //! - `shard`: the executors (one per core), the mesh between them, listeners, connections and
 //!   the control plane that applies topic changes on every shard.
 //! - `api`: the Kafka API handlers, the only place typed errors become Kafka error codes.
+//! - `group`: the consumer-group coordinator of each shard (membership state machines, timers)
+//!   and its durable offset store.
 //! - `meta`: cluster metadata (topics, placement, configs), the controller's decisions, and the
 //!   metadata log they are made durable in.
 //! - `bench`: `spate bench`, the load generator (thread-per-core producers and consumers on
@@ -24,6 +26,7 @@ pub mod api;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod group;
 pub mod io;
 pub mod log;
 pub mod meta;

@@ -60,11 +60,11 @@ fn connection_negotiates_versions_and_cluster_routes_to_leaders() {
             connection.version(ApiKey::Fetch),
             Some(ApiKey::Fetch.versions().max)
         );
-        assert_eq!(connection.version(ApiKey::JoinGroup), None);
-        let request = spate::protocol::Request::JoinGroup(Default::default());
+        assert_eq!(connection.version(ApiKey::SaslAuthenticate), None);
+        let request = spate::protocol::Request::SaslAuthenticate(Default::default());
         assert!(matches!(
             connection.call(request).await,
-            Err(ClientError::UnsupportedApi(ApiKey::JoinGroup))
+            Err(ClientError::UnsupportedApi(ApiKey::SaslAuthenticate))
         ));
 
         let cluster = Cluster::connect(&bootstrap).await.unwrap();

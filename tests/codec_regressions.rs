@@ -164,6 +164,7 @@ fn default_body(key: ApiKey, version: i16) -> Option<Bytes> {
         ApiKey::IncrementalAlterConfigs => {
             encode::<incremental_alter_configs::IncrementalAlterConfigsRequest>(version)
         }
+        ApiKey::OffsetDelete => encode::<offset_delete::OffsetDeleteRequest>(version),
         ApiKey::DescribeCluster => encode::<describe_cluster::DescribeClusterRequest>(version),
     }
 }

@@ -1,6 +1,7 @@
 //! The one place where the broker's typed errors become Kafka error codes. Each match is
 //! exhaustive with no catch-all arm, so a new error variant forces a decision here.
 
+use crate::group::GroupError;
 use crate::log::LogError;
 use crate::meta::controller::TopicError;
 use crate::protocol::ErrorCode;
@@ -49,5 +50,25 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+    }
+}
+
+/// The code for a refused group or offset operation.
+pub fn group_error_code(error: &GroupError) -> ErrorCode {
+    match error {
+        GroupError::InvalidGroupId => ErrorCode::InvalidGroupId,
+        GroupError::InvalidSessionTimeout(_) => ErrorCode::InvalidSessionTimeout,
+        GroupError::MemberIdRequired => ErrorCode::MemberIdRequired,
+        GroupError::UnknownMemberId => ErrorCode::UnknownMemberId,
+        GroupError::IllegalGeneration => ErrorCode::IllegalGeneration,
+        GroupError::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
+        GroupError::FencedInstanceId => ErrorCode::FencedInstanceId,
+        GroupError::CoordinatorLoading => ErrorCode::CoordinatorLoadInProgress,
+        GroupError::CoordinatorNotAvailable(_) => ErrorCode::CoordinatorNotAvailable,
+        GroupError::GroupIdNotFound => ErrorCode::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ErrorCode::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ErrorCode::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge(_) => ErrorCode::OffsetMetadataTooLarge,
     }
 }

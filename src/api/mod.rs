@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod delete_records;
 pub mod errors;
 pub mod fetch;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -44,6 +45,16 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::DescribeConfigs,
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 /// Whether an API has a handler.
@@ -51,7 +62,8 @@ pub fn is_advertised(api: ApiKey) -> bool {
     ADVERTISED_APIS.contains(&api)
 }
 
-fn ready(response: Response) -> Pending {
+/// A response that is ready now.
+pub(crate) fn ready(response: Response) -> Pending {
     Box::pin(std::future::ready(Some(response)))
 }
 
@@ -97,20 +109,31 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::FindCoordinator(request) => ready(Response::FindCoordinator(
             coordinator::handle_find_coordinator(shard, request, version),
         )),
-        // The connection only dispatches advertised APIs; the rest have no handler yet (consumer
-        // group membership and offsets, SASL: later issues) and are refused before decoding.
-        Request::OffsetCommit(_)
-        | Request::OffsetFetch(_)
-        | Request::JoinGroup(_)
-        | Request::Heartbeat(_)
-        | Request::LeaveGroup(_)
-        | Request::SyncGroup(_)
-        | Request::DescribeGroups(_)
-        | Request::ListGroups(_)
-        | Request::SaslHandshake(_)
-        | Request::SaslAuthenticate(_)
-        | Request::DeleteGroups(_)
-        | Request::DescribeCluster(_) => {
+        Request::JoinGroup(request) => {
+            groups::handle_join_group(shard, request, header.client_id.clone(), version)
+        }
+        Request::SyncGroup(request) => groups::handle_sync_group(shard, request),
+        Request::Heartbeat(request) => ready(Response::Heartbeat(groups::handle_heartbeat(
+            shard, request,
+        ))),
+        Request::LeaveGroup(request) => ready(Response::LeaveGroup(groups::handle_leave_group(
+            shard, request, version,
+        ))),
+        Request::OffsetCommit(request) => groups::handle_offset_commit(shard, request),
+        Request::OffsetFetch(request) => ready(Response::OffsetFetch(groups::handle_offset_fetch(
+            shard, request, version,
+        ))),
+        Request::DescribeGroups(request) => ready(Response::DescribeGroups(
+            groups::handle_describe_groups(shard, request),
+        )),
+        Request::ListGroups(request) => ready(Response::ListGroups(groups::handle_list_groups(
+            shard, request,
+        ))),
+        Request::DeleteGroups(request) => groups::handle_delete_groups(shard, request),
+        Request::OffsetDelete(request) => groups::handle_offset_delete(shard, request),
+        // The connection only dispatches advertised APIs; the rest have no handler yet (SASL,
+        // DescribeCluster) and are refused before decoding.
+        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) | Request::DescribeCluster(_) => {
             unreachable!("the connection refuses APIs that are not advertised")
         }
     }

@@ -205,6 +205,7 @@ api_table! {
     CreatePartitions = 37, versions 0..=3, flexible Some(2), create_partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
     DeleteGroups = 42, versions 0..=2, flexible Some(2), delete_groups::{DeleteGroupsRequest, DeleteGroupsResponse};
     IncrementalAlterConfigs = 44, versions 0..=1, flexible Some(1), incremental_alter_configs::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+    OffsetDelete = 47, versions 0..=0, flexible None, offset_delete::{OffsetDeleteRequest, OffsetDeleteResponse};
     DescribeCluster = 60, versions 0..=1, flexible Some(0), describe_cluster::{DescribeClusterRequest, DescribeClusterResponse};
 }
 

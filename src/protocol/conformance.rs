@@ -115,13 +115,14 @@ conformance! {
     create_partitions_matches_oracle: CreatePartitions, create_partitions::CreatePartitionsRequest => kp::CreatePartitionsRequest, CreatePartitionsResponse => kp::CreatePartitionsResponse;
     delete_groups_matches_oracle: DeleteGroups, delete_groups::DeleteGroupsRequest => kp::DeleteGroupsRequest, DeleteGroupsResponse => kp::DeleteGroupsResponse;
     incremental_alter_configs_matches_oracle: IncrementalAlterConfigs, incremental_alter_configs::IncrementalAlterConfigsRequest => kp::IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse => kp::IncrementalAlterConfigsResponse;
+    offset_delete_matches_oracle: OffsetDelete, offset_delete::OffsetDeleteRequest => kp::OffsetDeleteRequest, OffsetDeleteResponse => kp::OffsetDeleteResponse;
     describe_cluster_matches_oracle: DescribeCluster, describe_cluster::DescribeClusterRequest => kp::DescribeClusterRequest, DescribeClusterResponse => kp::DescribeClusterResponse;
 }
 
 #[test]
 fn every_table_api_has_a_conformance_test() {
-    // Proves the list above keeps up with the API table (26 APIs today).
-    assert_eq!(ApiKey::ALL.len(), 26);
+    // Proves the list above keeps up with the API table (27 APIs today).
+    assert_eq!(ApiKey::ALL.len(), 27);
 }
 
 #[test]
@@ -166,7 +167,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn sampled_requests_round_trip(seed in any::<u64>(), api_index in 0..26usize) {
+    fn sampled_requests_round_trip(seed in any::<u64>(), api_index in 0..27usize) {
         // Proves decode(encode(m)) == m for random requests of every API and version.
         let api_key = ApiKey::ALL[api_index];
         let versions = api_key.versions();
@@ -181,7 +182,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_a_decoder(
         body in proptest::collection::vec(any::<u8>(), 0..256),
-        api_index in 0..26usize,
+        api_index in 0..27usize,
         version in 0i16..14,
     ) {
         // Proves any byte string is a value or an error for every request decoder.
@@ -191,7 +192,7 @@ proptest! {
     #[test]
     fn mutated_requests_never_panic_a_decoder(
         seed in any::<u64>(),
-        api_index in 0..26usize,
+        api_index in 0..27usize,
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
     ) {
         // Proves valid requests with random bytes overwritten decode or fail cleanly.
@@ -244,6 +245,7 @@ pub(crate) fn sample_request_bytes(api_key: ApiKey, version: i16, seed: u64) -> 
         CreatePartitions => create_partitions::CreatePartitionsRequest,
         DeleteGroups => delete_groups::DeleteGroupsRequest,
         IncrementalAlterConfigs => incremental_alter_configs::IncrementalAlterConfigsRequest,
+        OffsetDelete => offset_delete::OffsetDeleteRequest,
         DescribeCluster => describe_cluster::DescribeClusterRequest,
     }
 }

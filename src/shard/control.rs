@@ -301,6 +301,7 @@ pub async fn apply_change(
             for log in shard.remove_topic_partitions(name) {
                 log.delete().await.map_err(|error| error.to_string())?;
             }
+            shard.groups.remove_topic(name).await;
         }
         MetadataChange::ConfigChanged { name, config, .. } => {
             shard.cluster.borrow_mut().apply(change);

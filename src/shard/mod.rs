@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
+use crate::group::classic_group::GroupLimits;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, ShardId};
@@ -62,6 +64,8 @@ pub struct Shard {
     pub controller: Option<control::Controller>,
     /// Producer ids handed out by this shard.
     pub producer_ids: ProducerIdAllocator,
+    /// The consumer groups this shard coordinates.
+    pub groups: Rc<GroupCoordinator>,
 }
 
 impl Shard {
@@ -85,6 +89,16 @@ impl Shard {
             mesh: OnceCell::new(),
             controller: metadata_log.map(control::Controller::new),
             producer_ids: ProducerIdAllocator::new(id),
+            groups: Rc::new(GroupCoordinator::new(
+                id.0,
+                GroupLimits {
+                    initial_rebalance_delay: std::time::Duration::from_millis(
+                        config.group_initial_rebalance_delay_ms,
+                    ),
+                    session_timeout_ms_min: config.group_min_session_timeout_ms,
+                    session_timeout_ms_max: config.group_max_session_timeout_ms,
+                },
+            )),
             config,
         }
     }

@@ -86,6 +86,11 @@ pub async fn shard_main(start: ShardStart) {
         let _ = ready.send(Err(reason));
         return;
     }
+    // Offsets load in the background: group requests get COORDINATOR_LOAD_IN_PROGRESS until
+    // then, while the shard already serves its partitions.
+    let live_topics = cluster.topics().map(|topic| topic.name.clone()).collect();
+    let store_dir = crate::group::GroupCoordinator::store_dir(&shard.config.data_dir, id.0);
+    shard.groups.start(store_dir, live_topics);
     #[allow(unsafe_code)]
     // SAFETY: the descriptor comes from a listening socket this thread now owns alone
     // (`into_raw_fd` gave up the std listener), so the glommio listener is its only owner.

@@ -1,0 +1,596 @@
+//! The consumer-group coordinator of one shard: the groups whose id hashes to this shard
+//! (`shard::routing::group_shard`), their membership state machines (`group.rs`) and their
+//! committed offsets, made durable in the shard's offset store (`offset_store.rs`).
+//!
+//! Guarantees: an offset commit is applied (visible to OffsetFetch) only after the store made it
+//! durable, in the order the store wrote it. Until the store is loaded at start-up every group
+//! request is refused with a loading error, and if loading fails, with "not available".
+//! Callers must not: send a group to this coordinator that `group_shard` does not route here
+//! (the API layer answers NOT_COORDINATOR first).
+
+pub mod classic_group;
+pub mod error;
+pub mod offset_store;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::LocalSender;
+
+use self::classic_group::{
+    Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
+};
+pub use self::error::GroupError;
+use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffsets};
+
+/// How often the coordinator expires sessions and checks rebalance timeouts. Timeouts fire up to
+/// this late, which is far below the smallest session timeout (group.min.session.timeout.ms).
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a group stays known while Empty with no offsets (Kafka forgets such groups at its
+/// next offsets cleanup, every 10 minutes by default); until then DescribeGroups and ListGroups
+/// show it Empty.
+const EMPTY_GROUP_RETENTION: Duration = Duration::from_secs(600);
+
+/// Largest commit metadata accepted (Kafka's offset.metadata.max.bytes default); larger gets
+/// OFFSET_METADATA_TOO_LARGE, so a client cannot grow the offset log without bound.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+/// The offset store's life: loading at start, then open (or failed for good).
+enum StoreState {
+    Loading {
+        /// Topics deleted while loading; their offsets are dropped once loaded.
+        deleted_topics: Vec<String>,
+    },
+    Ready(Rc<OffsetStore>),
+    Failed(String),
+}
+
+/// One partition's commit in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct PartitionCommit {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+    /// The value to commit.
+    pub value: CommittedOffset,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    /// The state's name.
+    pub state: &'static str,
+    /// The protocol type, or empty.
+    pub protocol_type: String,
+    /// The selected protocol while Stable, else empty.
+    pub protocol_name: String,
+    /// Members: id, instance id, client id, client host, metadata, assignment.
+    pub members: Vec<MemberSummary>,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub group_instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Metadata for the selected protocol (Stable only).
+    pub metadata: bytes::Bytes,
+    /// Assignment (Stable only).
+    pub assignment: bytes::Bytes,
+}
+
+/// The shard's group coordinator.
+pub struct GroupCoordinator {
+    shard_id: u16,
+    limits: GroupLimits,
+    groups: RefCell<HashMap<String, Group>>,
+    store: RefCell<StoreState>,
+    member_counter: Cell<u64>,
+}
+
+impl GroupCoordinator {
+    /// A coordinator whose store is not loaded yet.
+    pub fn new(shard_id: u16, limits: GroupLimits) -> Self {
+        Self {
+            shard_id,
+            limits,
+            groups: RefCell::new(HashMap::new()),
+            store: RefCell::new(StoreState::Loading {
+                deleted_topics: Vec::new(),
+            }),
+            member_counter: Cell::new(0),
+        }
+    }
+
+    /// The offset store's directory for `shard_id`.
+    pub fn store_dir(data_dir: &std::path::Path, shard_id: u16) -> PathBuf {
+        data_dir
+            .join(offset_store::GROUPS_DIR_NAME)
+            .join(format!("shard-{shard_id}"))
+    }
+
+    /// Loads the offset store in the background and starts the timer task; both run on the
+    /// current executor for the shard's life.
+    pub fn start(self: &Rc<Self>, dir: PathBuf, live_topics: HashSet<String>) {
+        let coordinator = Rc::clone(self);
+        glommio::spawn_local(async move { coordinator.load(dir, live_topics).await }).detach();
+        let coordinator = Rc::clone(self);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(TICK_INTERVAL).await;
+                coordinator.tick(Instant::now());
+            }
+        })
+        .detach();
+    }
+
+    async fn load(self: Rc<Self>, dir: PathBuf, live_topics: HashSet<String>) {
+        match OffsetStore::open(dir, live_topics).await {
+            Ok((store, offsets)) => {
+                self.install(offsets);
+                let deleted = match std::mem::replace(
+                    &mut *self.store.borrow_mut(),
+                    StoreState::Ready(store),
+                ) {
+                    StoreState::Loading { deleted_topics } => deleted_topics,
+                    StoreState::Ready(_) | StoreState::Failed(_) => Vec::new(),
+                };
+                for topic in deleted {
+                    self.remove_topic(&topic).await;
+                }
+                tracing::info!(shard = self.shard_id, "group coordinator loaded");
+            }
+            Err(error) => {
+                tracing::error!(shard = self.shard_id, %error, "offset store failed to load");
+                *self.store.borrow_mut() = StoreState::Failed(error.to_string());
+            }
+        }
+    }
+
+    fn install(&self, offsets: StoredOffsets) {
+        let mut groups = self.groups.borrow_mut();
+        for (group_id, group_offsets) in offsets {
+            let group = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id));
+            group.offsets = group_offsets;
+        }
+    }
+
+    fn ready_store(&self) -> Result<Rc<OffsetStore>, GroupError> {
+        match &*self.store.borrow() {
+            StoreState::Loading { .. } => Err(GroupError::CoordinatorLoading),
+            StoreState::Ready(store) => Ok(Rc::clone(store)),
+            StoreState::Failed(reason) => Err(GroupError::CoordinatorNotAvailable(reason.clone())),
+        }
+    }
+
+    fn tick(&self, now: Instant) {
+        let mut groups = self.groups.borrow_mut();
+        for group in groups.values_mut() {
+            group.tick(now, &self.limits);
+        }
+        groups.retain(|_, group| !group.is_forgotten(now, EMPTY_GROUP_RETENTION));
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let counter = self.member_counter.get() + 1;
+        self.member_counter.set(counter);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{client_id}-{}-{nanos:x}-{counter}", self.shard_id)
+    }
+
+    /// Handles a JoinGroup: `Ok(Some)` answers now, `Ok(None)` means the waiter was parked.
+    pub fn join(
+        &self,
+        group_id: &str,
+        request: JoinRequest,
+        waiter: LocalSender<JoinOutcome>,
+    ) -> Result<Option<JoinOutcome>, GroupError> {
+        self.ready_store()?;
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let new_member_id = self.new_member_id(&request.client_id);
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id.to_owned()));
+        Ok(group.join(request, &self.limits, new_member_id, waiter, Instant::now()))
+    }
+
+    /// Handles a SyncGroup: `Some` answers now, `None` means the waiter was parked.
+    pub fn sync(
+        &self,
+        group_id: &str,
+        request: SyncRequest,
+        waiter: LocalSender<SyncOutcome>,
+    ) -> Result<Option<SyncOutcome>, GroupError> {
+        self.ready_store()?;
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        Ok(group.sync(request, waiter, Instant::now()))
+    }
+
+    /// Handles a Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        self.ready_store()?;
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        group.heartbeat(member_id, generation_id, group_instance_id, Instant::now())
+    }
+
+    /// Handles one member of a LeaveGroup.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<String, GroupError> {
+        self.ready_store()?;
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        group.leave(member_id, group_instance_id, Instant::now(), &self.limits)
+    }
+
+    /// Commits offsets: the outer error refuses the whole request; otherwise one result per
+    /// commit, in order. Returns once the accepted commits are durable.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        group_instance_id: Option<&str>,
+        commits: Vec<PartitionCommit>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let store = self.ready_store()?;
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        {
+            let mut groups = self.groups.borrow_mut();
+            match groups.get_mut(group_id) {
+                Some(group) => {
+                    group.check_commit(member_id, generation_id, group_instance_id)?;
+                    group.touch(member_id, Instant::now());
+                }
+                // Kafka creates the group for a commit outside group management.
+                None if generation_id < 0 => {
+                    groups.insert(group_id.to_owned(), Group::new(group_id.to_owned()));
+                }
+                None => return Err(GroupError::IllegalGeneration),
+            }
+        }
+        let mut results = Vec::with_capacity(commits.len());
+        let mut records = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let metadata_bytes = commit.value.metadata.as_ref().map_or(0, String::len);
+            if metadata_bytes > OFFSET_METADATA_BYTES_MAX {
+                results.push(Err(GroupError::OffsetMetadataTooLarge(metadata_bytes)));
+                continue;
+            }
+            results.push(Ok(()));
+            records.push(OffsetRecord::Commit {
+                group: group_id.to_owned(),
+                topic: commit.topic,
+                partition: commit.partition,
+                value: commit.value,
+            });
+        }
+        if let Err(error) = store.append(&records).await {
+            let error = GroupError::CoordinatorNotAvailable(error.to_string());
+            return Ok(results
+                .into_iter()
+                .map(|result| result.and(Err(error.clone())))
+                .collect());
+        }
+        self.apply(records);
+        Ok(results)
+    }
+
+    /// Applies durable records to the groups, in log order.
+    fn apply(&self, records: Vec<OffsetRecord>) {
+        let mut groups = self.groups.borrow_mut();
+        for record in records {
+            match record {
+                OffsetRecord::Commit {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                } => {
+                    let entry = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(group));
+                    entry.offsets.insert((topic, partition), value);
+                }
+                OffsetRecord::Delete {
+                    group,
+                    topic,
+                    partition,
+                } => {
+                    if let Some(entry) = groups.get_mut(&group) {
+                        entry.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A group's committed offsets for the requested partitions (`None`: every committed one),
+    /// `None` for a partition without a commit.
+    #[allow(clippy::type_complexity)]
+    pub fn fetch(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
+        self.ready_store()?;
+        let groups = self.groups.borrow();
+        let offsets = groups.get(group_id).map(|group| &group.offsets);
+        let lookup = |topic: &str, partition: i32| {
+            offsets.and_then(|o| o.get(&(topic.to_owned(), partition)).cloned())
+        };
+        Ok(match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .iter()
+                        .map(|p| (*p, lookup(&topic, *p)))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+                for ((topic, partition), value) in offsets.into_iter().flatten() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*partition, Some(value.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        })
+    }
+
+    /// DescribeGroups for one group; an unknown group is reported Dead, as Kafka does.
+    pub fn describe(&self, group_id: &str) -> Result<GroupSummary, GroupError> {
+        self.ready_store()?;
+        let groups = self.groups.borrow();
+        let Some(group) = groups.get(group_id) else {
+            return Ok(GroupSummary {
+                state: GroupState::Dead.name(),
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            });
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        let members = group
+            .members
+            .values()
+            .map(|m| MemberSummary {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: if stable {
+                    m.metadata(&protocol)
+                } else {
+                    Default::default()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Default::default()
+                },
+            })
+            .collect();
+        Ok(GroupSummary {
+            state: group.state.name(),
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if stable { protocol } else { String::new() },
+            members,
+        })
+    }
+
+    /// Every group this shard coordinates: id, protocol type, state name.
+    pub fn list(&self) -> Result<Vec<(String, String, &'static str)>, GroupError> {
+        self.ready_store()?;
+        let groups = self.groups.borrow();
+        let mut listed: Vec<_> = groups
+            .values()
+            .map(|g| {
+                let protocol_type = g.protocol_type.clone().unwrap_or_default();
+                (g.id.clone(), protocol_type, g.state.name())
+            })
+            .collect();
+        listed.sort();
+        Ok(listed)
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        let store = self.ready_store()?;
+        let records: Vec<OffsetRecord> = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+            if !group.members.is_empty() {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            let group = groups.remove(group_id).expect("group present");
+            group
+                .offsets
+                .into_keys()
+                .map(|(topic, partition)| OffsetRecord::Delete {
+                    group: group_id.to_owned(),
+                    topic,
+                    partition,
+                })
+                .collect()
+        };
+        store
+            .append(&records)
+            .await
+            .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))
+    }
+
+    /// Deletes committed offsets of a group (OffsetDelete): the outer error refuses the whole
+    /// request, else one result per partition, in order.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let store = self.ready_store()?;
+        let (results, records) = {
+            let groups = self.groups.borrow();
+            let group = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+            let subscribed = match group.state {
+                GroupState::Empty => Some(HashSet::new()),
+                GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+                GroupState::PreparingRebalance
+                | GroupState::CompletingRebalance
+                | GroupState::Stable => {
+                    if group.protocol_type.as_deref() != Some("consumer") {
+                        return Err(GroupError::NonEmptyGroup);
+                    }
+                    group.subscribed_topics()
+                }
+            };
+            let mut results = Vec::with_capacity(partitions.len());
+            let mut records = Vec::new();
+            for (topic, partition) in partitions {
+                let is_subscribed = subscribed.as_ref().is_none_or(|s| s.contains(&topic));
+                if is_subscribed {
+                    results.push(Err(GroupError::GroupSubscribedToTopic));
+                    continue;
+                }
+                results.push(Ok(()));
+                if group.offsets.contains_key(&(topic.clone(), partition)) {
+                    records.push(OffsetRecord::Delete {
+                        group: group_id.to_owned(),
+                        topic,
+                        partition,
+                    });
+                }
+            }
+            (results, records)
+        };
+        store
+            .append(&records)
+            .await
+            .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))?;
+        self.apply(records);
+        Ok(results)
+    }
+
+    /// Drops every group's committed offsets of a deleted topic, as Kafka does, so a topic
+    /// recreated under the same name starts from the consumers' auto.offset.reset.
+    pub async fn remove_topic(&self, topic: &str) {
+        let store = {
+            let mut state = self.store.borrow_mut();
+            match &mut *state {
+                StoreState::Loading { deleted_topics } => {
+                    deleted_topics.push(topic.to_owned());
+                    return;
+                }
+                StoreState::Ready(store) => Rc::clone(store),
+                StoreState::Failed(_) => return,
+            }
+        };
+        let records: Vec<OffsetRecord> = {
+            let mut groups = self.groups.borrow_mut();
+            let mut records = Vec::new();
+            for group in groups.values_mut() {
+                let partitions: Vec<i32> = group
+                    .offsets
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, p)| *p)
+                    .collect();
+                for partition in partitions {
+                    group.offsets.remove(&(topic.to_owned(), partition));
+                    records.push(OffsetRecord::Delete {
+                        group: group.id.clone(),
+                        topic: topic.to_owned(),
+                        partition,
+                    });
+                }
+            }
+            records
+        };
+        if let Err(error) = store.append(&records).await {
+            tracing::error!(%error, topic, "dropping a deleted topic's offsets failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::channels::local_channel;
+
+    #[test]
+    fn requests_wait_for_the_offset_store() {
+        // Proves every group operation is refused with the loading error until the offset store
+        // is loaded, and a topic deleted meanwhile is remembered for after the load.
+        let limits = GroupLimits {
+            initial_rebalance_delay: Duration::ZERO,
+            session_timeout_ms_min: 6000,
+            session_timeout_ms_max: 300_000,
+        };
+        let coordinator = GroupCoordinator::new(0, limits);
+        let request = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: String::new(),
+            session_timeout_ms: 6000,
+            rebalance_timeout_ms: 6000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+            require_known_member_id: true,
+        };
+        let (sender, _) = local_channel::new_bounded(1);
+        let loading = Err(GroupError::CoordinatorLoading);
+        assert_eq!(coordinator.join("g", request, sender).map(|_| ()), loading);
+        assert_eq!(coordinator.heartbeat("g", "m", 1, None), loading);
+        assert_eq!(coordinator.fetch("g", None).map(|_| ()), loading);
+        assert_eq!(coordinator.list().map(|_| ()), loading);
+        futures_lite::future::block_on(coordinator.remove_topic("gone"));
+        let StoreState::Loading { deleted_topics } = &*coordinator.store.borrow() else {
+            panic!("still loading");
+        };
+        assert_eq!(deleted_topics, &vec!["gone".to_owned()]);
+    }
+}
