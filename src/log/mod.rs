@@ -4,7 +4,8 @@
 //! or durable, read whole batches for fetch, find offsets by time, close, delete. Beneath it,
 //! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
-//! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open), `retention` (which old segments go),
+//! `cache` (the per-shard recent-batch cache), `recovery` (finding the end of the data at open),
+//! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
 //! `signal` (wake-ups), `error` (`LogError`).
 //!
@@ -13,6 +14,7 @@
 
 pub mod appender;
 pub mod cache;
+pub mod checkpoint;
 pub mod error;
 pub mod index;
 pub mod partition;
