@@ -5,7 +5,8 @@
 //! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
 //! `stored_batch` (a batch as kept: patched head, client's body), `cache` (the per-shard
-//! recent-batch cache), `recovery` (finding the end of the data at open), `retention` (which old segments go),
+//! recent-batch cache), `recovery` (finding the end of the data at open),
+//! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
 //! `signal` (wake-ups), `error` (`LogError`).
 //!
@@ -14,6 +15,7 @@
 
 pub mod appender;
 pub mod cache;
+pub mod checkpoint;
 pub mod error;
 pub mod index;
 pub mod partition;

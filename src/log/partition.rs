@@ -852,7 +852,7 @@ mod tests {
         builder.finish()
     }
 
-    fn idempotent_batch(producer_epoch: i16, base_sequence: i32, records: u64) -> Bytes {
+    pub(super) fn idempotent_batch(producer_epoch: i16, base_sequence: i32, records: u64) -> Bytes {
         let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
         builder.idempotent(42, producer_epoch, base_sequence);
         for _ in 0..records {

@@ -52,14 +52,14 @@ struct BatchMetadata {
     last_offset: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMetadata>,
 }
 
 /// The idempotent-producer state of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
 }

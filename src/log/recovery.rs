@@ -15,7 +15,8 @@
 //! `--unsafe-truncate-corrupt-logs`), which then cuts the log at the damage.
 //!
 //! Which segments are scanned: the last (active) one, unless a clean-shutdown marker says where
-//! its data ends (its index files and the producer state are then loaded instead). A closed
+//! its data ends (its index files and the producer state are then loaded instead); an intact
+//! recovery checkpoint for it (`checkpoint`) lets the scan start after its durable prefix. A closed
 //! segment was trimmed to its size, synced, and had its index files written (atomically) when it
 //! rolled, so one with both index files is trusted; one without (a crash during the roll) is
 //! scanned too.
@@ -32,6 +33,7 @@ use crate::protocol::record_batch::{
     self, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2, RECORD_BATCH_HEADER_BYTES,
 };
 
+use super::checkpoint::{CHECKPOINT_FILE_NAME, Checkpoint};
 use super::error::LogError;
 use super::producer_state::{ProducerBatch, ProducerState};
 use super::segment::{self, Segment, TEMP_SUFFIX};
@@ -75,7 +77,7 @@ pub struct Recovered {
 /// Lists, checks and opens the segments in `dir` (created if missing). `write_bytes_max` bounds
 /// how far a single torn write can reach (see `find_valid_batch_after`).
 pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogError> {
-    let (base_offsets, mut marker) = list_segments(dir).await?;
+    let (base_offsets, mut marker, mut checkpoint) = list_segments(dir).await?;
     let clean_shutdown = marker.is_some();
     let mut producers = ProducerState::default();
     let mut segments = Vec::with_capacity(base_offsets.len().max(1));
@@ -83,13 +85,14 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         glommio::yield_if_needed().await;
         let next_base = base_offsets.get(i + 1).copied();
         // The marker describes the last segment only.
-        let marker = if next_base.is_none() {
-            marker.take()
+        let (marker, checkpoint) = if next_base.is_none() {
+            (marker.take(), checkpoint.take())
         } else {
-            None
+            (None, None)
         };
         let segment = Segment::new(dir, base_offset);
-        recover_segment(&segment, next_base, marker, &mut producers, write_bytes_max).await?;
+        let found = Found { marker, checkpoint };
+        recover_segment(&segment, next_base, found, &mut producers, write_bytes_max).await?;
         if next_base.is_some() {
             // Not the last: it was rolled (a segment after it exists), so retention may take it.
             segment.seal();
@@ -111,19 +114,28 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
     })
 }
 
+/// What the partition directory says about the last segment.
+struct Found {
+    /// The clean-shutdown marker.
+    marker: Option<ShutdownMarker>,
+    /// The recovery checkpoint.
+    checkpoint: Option<Checkpoint>,
+}
+
 /// Opens one segment and finds its data: from the clean-shutdown marker (the last segment after
-/// a clean close), from its index files (a closed segment), or by scanning.
+/// a clean close), from its index files (a closed segment), or by scanning (the last segment from
+/// its recovery checkpoint if there is one for it, else from the start).
 async fn recover_segment(
     segment: &Segment,
     next_base: Option<i64>,
-    marker: Option<ShutdownMarker>,
+    found: Found,
     producers: &mut ProducerState,
     write_bytes_max: u64,
 ) -> Result<(), LogError> {
     let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
     segment.set_file(file.clone());
     let size_bytes = file.file_size().await?;
-    if let Some(marker) = marker {
+    if let Some(marker) = found.marker {
         if restore_active(segment, size_bytes, &marker).await {
             *producers = marker.producers;
             return Ok(());
@@ -136,6 +148,26 @@ async fn recover_segment(
     {
         segment.restore(size_bytes, next_offset, index, time_index);
         return Ok(());
+    }
+    if let Some(checkpoint) = found.checkpoint {
+        let marker = &checkpoint.marker;
+        let fits = marker.active_base_offset == segment.base_offset()
+            && marker.active_size_bytes <= size_bytes
+            && marker.log_end_offset >= segment.base_offset();
+        if fits {
+            segment.restore(
+                marker.active_size_bytes,
+                marker.log_end_offset,
+                checkpoint.index,
+                checkpoint.time_index,
+            );
+            *producers = checkpoint.marker.producers;
+            tracing::debug!(
+                path = %segment.log_path().display(),
+                file_position = segment.written_bytes(),
+                "scanning from the recovery checkpoint"
+            );
+        }
     }
     let end = scan_segment(segment, &file, producers, write_bytes_max).await?;
     if end < size_bytes {
@@ -166,13 +198,13 @@ async fn restore_active(segment: &Segment, size_bytes: u64, marker: &ShutdownMar
     true
 }
 
-/// The base offsets of the `.log` files in `dir` (sorted), and the clean-shutdown marker if an
-/// intact one was there. Creates the directory, removes temp files and the marker (syncing the
+/// The base offsets of the `.log` files in `dir` (sorted), the clean-shutdown marker if an intact
+/// one was there, and the recovery checkpoint if an intact one is there (it stays). Creates the directory, removes temp files and the marker (syncing the
 /// directory, so a crash from now on is never mistaken for a clean shutdown).
-async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Option<ShutdownMarker>), LogError> {
+async fn list_segments(dir: &Path) -> Result<Listed, LogError> {
     let dir: PathBuf = dir.to_owned();
-    let (base_offsets, marker_bytes) = glommio::executor()
-        .spawn_blocking(move || -> std::io::Result<(Vec<i64>, Option<Vec<u8>>)> {
+    let (base_offsets, marker_bytes, checkpoint_bytes) = glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<ListedBytes> {
             if !dir.exists() {
                 std::fs::create_dir_all(&dir)?;
                 // The partition directory's own name lives in its parent.
@@ -202,14 +234,22 @@ async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Option<ShutdownMarker>),
                 Err(error) => return Err(error),
             };
             std::fs::File::open(&dir)?.sync_all()?;
-            Ok((base_offsets, marker_bytes))
+            let checkpoint_bytes = std::fs::read(dir.join(CHECKPOINT_FILE_NAME)).ok();
+            Ok((base_offsets, marker_bytes, checkpoint_bytes))
         })
         .await?;
     Ok((
         base_offsets,
         marker_bytes.and_then(|bytes| ShutdownMarker::decode(&bytes)),
+        checkpoint_bytes.and_then(|bytes| Checkpoint::decode(&bytes)),
     ))
 }
+
+/// Base offsets, marker bytes and checkpoint bytes, as read from the directory.
+type ListedBytes = (Vec<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Base offsets, the clean-shutdown marker and the recovery checkpoint.
+type Listed = (Vec<i64>, Option<ShutdownMarker>, Option<Checkpoint>);
 
 /// Scans `segment`'s file from the start, adopting every valid, contiguous batch into the
 /// segment (indexes, sizes) and `producers`. Returns the logical end (file position after the
@@ -221,7 +261,8 @@ async fn scan_segment(
     write_bytes_max: u64,
 ) -> Result<u64, LogError> {
     let file_size_bytes = file.file_size().await?;
-    let mut position = 0u64;
+    // After the checkpointed prefix, if one was restored; else from the start.
+    let mut position = segment.written_bytes();
     // Bytes of the file from `position` on, read ahead.
     let mut buffer = BytesMut::new();
     let mut end_of_file = false;

@@ -267,6 +267,14 @@ impl Segment {
             .await
     }
 
+    /// Copies of the in-memory offset and time indexes (for a recovery checkpoint).
+    pub fn indexes(&self) -> (OffsetIndex, TimeIndex) {
+        (
+            self.index.borrow().clone(),
+            self.time_index.borrow().clone(),
+        )
+    }
+
     /// Reads the `.index` and `.timeindex` files; `None` if either is missing or damaged.
     pub async fn load_indexes(&self, size_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
         let paths = (self.index_path(), self.time_index_path());

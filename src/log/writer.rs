@@ -11,7 +11,9 @@
 //! then. ENOSPC: the waiters get `LogError::NoSpace` and the same write (or roll) is retried every
 //! `NO_SPACE_RETRY_INTERVAL` until it succeeds or the log closes; any other write failure, and
 //! any failed fdatasync, poisons the partition and the task ends.
-//! The task holds only a weak reference between writes, so dropping the log ends it.
+//! The task holds only a weak reference between writes, so dropping the log ends it. Every
+//! `CHECKPOINT_INTERVAL_BYTES` of the active segment it records a recovery checkpoint (see
+//! `checkpoint`).
 
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -21,9 +23,11 @@ use bytes::Bytes;
 use crate::io::DirectFile;
 
 use super::appender::Appender;
+use super::checkpoint::{CHECKPOINT_FILE_NAME, CHECKPOINT_INTERVAL_BYTES, Checkpoint};
 use super::error::LogError;
 use super::partition::{PartitionLog, PendingBatch, WRITE_BYTES_MAX};
 use super::segment::{self, Segment};
+use super::shutdown_marker::ShutdownMarker;
 use super::signal::Signal;
 
 /// How long the writer waits before retrying a write that failed with ENOSPC.
@@ -42,6 +46,7 @@ pub(super) async fn run(
     mut appender: Appender,
     mut segment: Rc<Segment>,
 ) {
+    let mut next_checkpoint_bytes = segment.written_bytes() + CHECKPOINT_INTERVAL_BYTES;
     loop {
         let listener = work.listen();
         let Some(log) = log.upgrade() else {
@@ -56,11 +61,20 @@ pub(super) async fn run(
                 drop(log);
                 listener.await;
             }
-            Next::Write(batches) => write(&log, &mut appender, &segment, batches).await,
+            Next::Write(batches) => {
+                let checkpoint = checkpoint_due(&log, &segment, next_checkpoint_bytes);
+                write(&log, &mut appender, &segment, batches).await;
+                if let Some(checkpoint) = checkpoint {
+                    next_checkpoint_bytes =
+                        checkpoint.marker.active_size_bytes + CHECKPOINT_INTERVAL_BYTES;
+                    record_checkpoint(&log, appender.file(), checkpoint).await;
+                }
+            }
             Next::Roll(next) => match roll(&appender, &segment, &next, &log).await {
                 Ok(next_appender) => {
                     appender = next_appender;
                     segment = next;
+                    next_checkpoint_bytes = CHECKPOINT_INTERVAL_BYTES;
                 }
                 Err(error @ LogError::NoSpace(_)) => {
                     // Every step of a roll can be redone, so it is retried like a write.
@@ -154,6 +168,50 @@ async fn write(
                 }
             }
         }
+    }
+}
+
+/// A checkpoint snapshot when one is due: the active segment reached `due_bytes` and nothing is
+/// pending beyond the write just taken, so the producer state matches the sequenced prefix.
+/// Taken synchronously, before the write is awaited.
+fn checkpoint_due(log: &PartitionLog, segment: &Segment, due_bytes: u64) -> Option<Checkpoint> {
+    if segment.sequenced_bytes() < due_bytes || !log.pending.borrow().is_empty() {
+        return None;
+    }
+    let (index, time_index) = segment.indexes();
+    Some(Checkpoint {
+        marker: ShutdownMarker {
+            log_end_offset: segment.next_offset(),
+            active_base_offset: segment.base_offset(),
+            active_size_bytes: segment.sequenced_bytes(),
+            producers: log.producers.borrow().clone(),
+        },
+        index,
+        time_index,
+    })
+}
+
+/// Makes the snapshot's prefix durable (fdatasync) and records it. Does nothing if its write
+/// failed. A failed fdatasync poisons; a failed checkpoint write only costs a longer scan.
+async fn record_checkpoint(log: &PartitionLog, file: &Rc<DirectFile>, checkpoint: Checkpoint) {
+    let written = log.high_watermark.get() >= checkpoint.marker.log_end_offset;
+    if !written || log.poison.borrow().is_some() {
+        return;
+    }
+    if let Err(error) = file.fdatasync().await {
+        log.poison_with(format!(
+            "fdatasync of {} failed: {error}",
+            file.path().display()
+        ));
+        return;
+    }
+    let path = log.dir.join(CHECKPOINT_FILE_NAME);
+    let bytes = checkpoint.encode();
+    let written = glommio::executor()
+        .spawn_blocking(move || segment::write_file_atomically(&path, &bytes))
+        .await;
+    if let Err(error) = written {
+        tracing::warn!(dir = %log.dir.display(), %error, "recovery checkpoint not written");
     }
 }
 

@@ -284,7 +284,9 @@ impl SmallFilesystem {
 
 impl Drop for SmallFilesystem {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        // Lazy: the kernel may still hold the files for a moment after the executor's io_uring
+        // is torn down, and a plain umount would then fail with EBUSY and leave the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 
