@@ -13,8 +13,11 @@
 //! any failed fdatasync, poisons the partition and the task ends.
 //! The task holds only a weak reference between writes, so dropping the log ends it. Every
 //! `CHECKPOINT_INTERVAL_BYTES` of the active segment it records a recovery checkpoint (see
-//! `checkpoint`).
+//! `checkpoint`) in a task of its own, one at a time: the checkpoint's fdatasync and file writes
+//! take milliseconds, and waiting for them here stalled the partition's acknowledgements (they
+//! were most of the produce p99 at half the peak rate).
 
+use std::cell::Cell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -47,6 +50,7 @@ pub(super) async fn run(
     mut segment: Rc<Segment>,
 ) {
     let mut next_checkpoint_bytes = segment.written_bytes() + CHECKPOINT_INTERVAL_BYTES;
+    let checkpoint_in_flight = Rc::new(Cell::new(false));
     loop {
         let listener = work.listen();
         let Some(log) = log.upgrade() else {
@@ -62,12 +66,21 @@ pub(super) async fn run(
                 listener.await;
             }
             Next::Write(batches) => {
-                let checkpoint = checkpoint_due(&log, &segment, next_checkpoint_bytes);
+                let checkpoint = checkpoint_due(&log, &segment, next_checkpoint_bytes)
+                    .filter(|_| !checkpoint_in_flight.get());
                 write(&log, &mut appender, &segment, batches).await;
                 if let Some(checkpoint) = checkpoint {
                     next_checkpoint_bytes =
                         checkpoint.marker.active_size_bytes + CHECKPOINT_INTERVAL_BYTES;
-                    record_checkpoint(&log, appender.file(), checkpoint).await;
+                    checkpoint_in_flight.set(true);
+                    let in_flight = Rc::clone(&checkpoint_in_flight);
+                    let file = Rc::clone(appender.file());
+                    let log = Rc::clone(&log);
+                    glommio::spawn_local(async move {
+                        record_checkpoint(&log, &file, checkpoint).await;
+                        in_flight.set(false);
+                    })
+                    .detach();
                 }
             }
             Next::Roll(next) => match roll(&appender, &segment, &next, &log).await {
