@@ -78,6 +78,12 @@ trap 'rm -rf "$work_dir"' EXIT
 results_dir="$repo_dir/perf/results"
 mkdir -p "$results_dir"
 out="$results_dir/$(date -u +%Y-%m-%d)-$target.json"
+# Never overwrite an earlier run's results: a second run the same day gets -2, -3, ...
+run_number=1
+while [ -e "$out" ]; do
+  run_number=$((run_number + 1))
+  out="$results_dir/$(date -u +%Y-%m-%d)-$target-$run_number.json"
+done
 
 if [ "$quick" = 1 ]; then
   sizes=(1024); partition_counts=(16); rate_shares=(25 50 90)
@@ -142,7 +148,9 @@ for size in "${sizes[@]}"; do
   # A 1 MiB record does not fit Kafka's default max.message.bytes (1 MiB + 12): its cells use
   # their own topics with a 4 MiB limit and 2 MiB batches.
   big=()
-  batch=$((256 * 1024))
+  # 1 MiB batches, as benches/produce_rdkafka.rs configures librdkafka (batch.size), so the two
+  # generators are compared on the same batching.
+  batch=$((1024 * 1024))
   suffix=""
   if [ "$size" -ge $((1024 * 1024)) ]; then
     big=(--topic-config max.message.bytes=4194304)
