@@ -74,14 +74,16 @@ pub async fn shard_main(start: ShardStart) {
             return;
         }
     };
-    tracing::debug!(shard = id.0, "prepared; connecting the mesh");
+    // Start-up phases are logged at info: a start that stalls (see the stop watch above) then
+    // shows in the log which phase it stalled in.
+    tracing::info!(shard = id.0, "prepared; connecting the mesh");
     let for_mesh = Rc::clone(&shard);
     let mesh = Mesh::connect(id, mesh, move |_from, request| {
         serve_mesh_request(Rc::clone(&for_mesh), request)
     })
     .await;
     shard.attach_mesh(mesh);
-    tracing::debug!(shard = id.0, "mesh connected; opening partitions");
+    tracing::info!(shard = id.0, "mesh connected; opening partitions");
     if let Err(reason) = open_partitions(&shard, &cluster).await {
         let _ = ready.send(Err(reason));
         return;

@@ -219,13 +219,35 @@ impl Broker {
     /// is torn down asynchronously).
     fn spawn(&mut self) {
         let started = Instant::now();
+        let mut start_timed_out = false;
         loop {
             let log_position = fs::metadata(&self.log_path).map_or(0, |m| m.len());
             match self.spawn_once() {
-                Ok(listeners) => {
+                Ok(Some(listeners)) => {
                     self.listeners = listeners;
                     return;
                 }
+                Ok(None) if !start_timed_out => {
+                    // A start that never finishes is a rare glommio 0.9 start-up stall (a
+                    // shard waiting on a wake-up that never comes); the thread stacks are in
+                    // broker.log. Killed and started once more, so one stall does not fail the
+                    // test, and a second one does.
+                    start_timed_out = true;
+                    eprintln!(
+                        "harness: broker start {} did not finish within {BROKER_START_TIMEOUT:?} \
+                         (stacks in {}); killing it and starting again once",
+                        self.start_count,
+                        self.log_path.display()
+                    );
+                    if let Some(mut child) = self.child.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                }
+                Ok(None) => panic!(
+                    "broker start {} did not finish within {BROKER_START_TIMEOUT:?} twice",
+                    self.start_count
+                ),
                 Err(status) => {
                     let log_since = log_since(&self.log_path, log_position);
                     let retry = self.port_base.is_some()
@@ -293,7 +315,9 @@ impl Broker {
     }
 
     /// One start attempt: the listeners, or the exit status if the broker exited first.
-    fn spawn_once(&mut self) -> Result<Vec<Listener>, ExitStatus> {
+    /// One start: the listeners, `None` if the broker did not finish starting in time (left
+    /// running, its thread stacks appended to broker.log), or its exit status if it exited.
+    fn spawn_once(&mut self) -> Result<Option<Vec<Listener>>, ExitStatus> {
         assert!(self.child.is_none());
         self.start_count += 1;
         let listeners_path = self.data_dir.join("listeners");
@@ -345,11 +369,14 @@ impl Broker {
         self.wait_for_listeners(&listeners_path)
     }
 
-    fn wait_for_listeners(&mut self, listeners_path: &Path) -> Result<Vec<Listener>, ExitStatus> {
+    fn wait_for_listeners(
+        &mut self,
+        listeners_path: &Path,
+    ) -> Result<Option<Vec<Listener>>, ExitStatus> {
         let started = Instant::now();
         loop {
             match fs::read_to_string(listeners_path) {
-                Ok(text) => return Ok(self.parse_listeners(&text)),
+                Ok(text) => return Ok(Some(self.parse_listeners(&text))),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => panic!("read {}: {error}", listeners_path.display()),
             }
@@ -360,10 +387,7 @@ impl Broker {
             }
             if started.elapsed() > BROKER_START_TIMEOUT {
                 self.log_process_stacks();
-                panic!(
-                    "broker wrote no {} within {BROKER_START_TIMEOUT:?}",
-                    listeners_path.display()
-                );
+                return Ok(None);
             }
             thread::sleep(BROKER_START_POLL_INTERVAL);
         }
