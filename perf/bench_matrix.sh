@@ -25,7 +25,8 @@
 #      the peak rate cell 1 measured for that configuration (latency from intended send times).
 # Every cell deletes and re-creates its topic (--recreate-topic): the broker then holds at most one
 # cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
-# than this machine's disk, and Spate does not enforce retention in the background yet). Needs: cargo, jq. MB/s is 10^6 bytes of record values per second.
+# than this machine's disk, and the default retention keeps data for 7 days). Needs: cargo, jq,
+# bc; iperf3 for the ceiling (skipped without it). MB/s is 10^6 bytes of record values per second.
 # SPATE_BIN=PATH uses that binary instead of building target/release/spate (to measure a build
 # that other work in the tree cannot change mid-run). Run it under `nice -n -20` on a shared
 # machine, and the broker too, so compilers on the same cores take less from the measurement.
