@@ -5,12 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use bytes::Bytes;
-use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::api_versions::ApiVersionsRequest;
 use spate::protocol::messages::create_partitions::{
     CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
@@ -36,9 +31,9 @@ use spate::protocol::messages::list_offsets::{
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
-use spate::protocol::wire::Reader;
-use spate::protocol::{Request, RequestHeader, Response, ResponseHeader};
+use spate::protocol::{Request, Response};
 
+use common::wire::Wire;
 use common::{Broker, BrokerConfig};
 
 const TOPIC: i8 = 2;
@@ -58,48 +53,7 @@ const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const POLICY_VIOLATION: i16 = 44;
 
-/// A raw Kafka connection.
-struct Wire {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
 impl Wire {
-    fn connect(address: &str) -> Wire {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Wire {
-            stream,
-            next_correlation_id: 1,
-        }
-    }
-
-    fn call(&mut self, version: i16, request: Request) -> Response {
-        let api = request.api_key();
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader {
-            api_key: api.code(),
-            api_version: version,
-            correlation_id,
-            client_id: Some("admin-wire-test".into()),
-        };
-        for chunk in encode_request_frame(&header, &request).unwrap() {
-            self.stream.write_all(&chunk).unwrap();
-        }
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).expect("a response");
-        let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).expect("a response body");
-        let mut reader = Reader::new(Bytes::from(body));
-        let header = ResponseHeader::decode(&mut reader, api.response_header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, correlation_id);
-        Response::decode(api, version, reader.rest().clone()).expect("response body")
-    }
-
     fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
         let request = Request::CreateTopics(CreateTopicsRequest {
             topics: vec![CreatableTopic {

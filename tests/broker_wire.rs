@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,82 +22,10 @@ use spate::protocol::messages::list_offsets::{
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
-use spate::protocol::wire::Reader;
-use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
+use spate::protocol::{ApiKey, Request, RequestHeader, Response};
 
+use common::wire::Wire;
 use common::{Broker, BrokerConfig};
-
-/// A raw Kafka connection.
-struct Wire {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-impl Wire {
-    fn connect(address: &str) -> Wire {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Wire {
-            stream,
-            next_correlation_id: 1,
-        }
-    }
-
-    fn send(&mut self, version: i16, request: Request) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader {
-            api_key: request.api_key().code(),
-            api_version: version,
-            correlation_id,
-            client_id: Some("wire-test".into()),
-        };
-        for chunk in encode_request_frame(&header, &request).unwrap() {
-            self.stream.write_all(&chunk).unwrap();
-        }
-        correlation_id
-    }
-
-    /// Reads one frame; `None` when the broker closed the connection.
-    fn read_frame(&mut self) -> Option<Bytes> {
-        let mut prefix = [0u8; 4];
-        if self.stream.read_exact(&mut prefix).is_err() {
-            return None;
-        }
-        let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).ok()?;
-        Some(Bytes::from(body))
-    }
-
-    fn receive(&mut self, api: ApiKey, version: i16, correlation_id: i32) -> Response {
-        let frame = self.read_frame().expect("a response frame");
-        let mut reader = Reader::new(frame);
-        let header = ResponseHeader::decode(&mut reader, api.response_header_version(version))
-            .expect("response header");
-        assert_eq!(
-            header.correlation_id, correlation_id,
-            "responses in request order"
-        );
-        Response::decode(api, version, reader.rest().clone()).expect("response body")
-    }
-
-    fn call(&mut self, version: i16, request: Request) -> Response {
-        let api = request.api_key();
-        let correlation_id = self.send(version, request);
-        self.receive(api, version, correlation_id)
-    }
-
-    /// True when the broker closed the connection (EOF or reset) within the read timeout.
-    fn is_closed(&mut self) -> bool {
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
-    }
-}
 
 fn batch(values: &[&[u8]]) -> Bytes {
     let mut builder = BatchBuilder::new(1_700_000_000_000);
@@ -231,7 +157,7 @@ fn api_versions_advertise_what_is_implemented_and_answer_too_new_versions() {
     let request = Request::ApiVersions(ApiVersionsRequest::default());
     let mut frame = encode_request_frame(&header, &request).unwrap().concat();
     frame[6..8].copy_from_slice(&9i16.to_be_bytes());
-    wire.stream.write_all(&frame).unwrap();
+    wire.write_raw(&frame);
     let correlation_id = 99;
     let Response::ApiVersions(response) = wire.receive(ApiKey::ApiVersions, 0, correlation_id)
     else {
@@ -391,22 +317,22 @@ fn hostile_frames_close_only_their_connection() {
     let broker = Broker::start(&["--max-request-bytes", "4096"]);
     let address = broker.bootstrap();
     let mut oversized = Wire::connect(&address);
-    oversized.stream.write_all(&8192i32.to_be_bytes()).unwrap();
+    oversized.write_raw(&8192i32.to_be_bytes());
     assert!(oversized.is_closed());
     let mut garbage = Wire::connect(&address);
     let mut frame = 20i32.to_be_bytes().to_vec();
     frame.extend_from_slice(&[
         0, 0, 0, 9, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6,
     ]);
-    garbage.stream.write_all(&frame).unwrap();
+    garbage.write_raw(&frame);
     assert!(garbage.is_closed());
     let mut unknown = Wire::connect(&address);
     let mut frame = 10i32.to_be_bytes().to_vec();
     frame.extend_from_slice(&[0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff]);
-    unknown.stream.write_all(&frame).unwrap();
+    unknown.write_raw(&frame);
     assert!(unknown.is_closed());
     let mut tiny = Wire::connect(&address);
-    tiny.stream.write_all(&[0, 0, 0, 2, 0, 18]).unwrap();
+    tiny.write_raw(&[0, 0, 0, 2, 0, 18]);
     assert!(tiny.is_closed());
     let mut healthy = Wire::connect(&address);
     let Response::ApiVersions(response) =

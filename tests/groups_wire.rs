@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::delete_groups::DeleteGroupsRequest;
 use spate::protocol::messages::describe_groups::DescribeGroupsRequest;
 use spate::protocol::messages::heartbeat::HeartbeatRequest;
@@ -30,10 +27,10 @@ use spate::protocol::messages::offset_fetch::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use spate::protocol::messages::sync_group::{SyncGroupRequest, SyncGroupRequestAssignment};
-use spate::protocol::wire::Reader;
-use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
+use spate::protocol::{ApiKey, Request, Response};
 use spate::shard::routing::group_shard;
 
+use common::wire::Wire;
 use common::{Broker, BrokerConfig, create_topic};
 
 const NOT_COORDINATOR: i16 = 16;
@@ -47,58 +44,6 @@ const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 const MEMBER_ID_REQUIRED: i16 = 79;
-
-/// A raw Kafka connection.
-struct Wire {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-impl Wire {
-    fn connect(address: &str) -> Wire {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Wire {
-            stream,
-            next_correlation_id: 1,
-        }
-    }
-
-    fn send(&mut self, version: i16, request: Request) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader {
-            api_key: request.api_key().code(),
-            api_version: version,
-            correlation_id,
-            client_id: Some("groups-wire".into()),
-        };
-        for chunk in encode_request_frame(&header, &request).unwrap() {
-            self.stream.write_all(&chunk).unwrap();
-        }
-        correlation_id
-    }
-
-    fn receive(&mut self, api: ApiKey, version: i16, correlation_id: i32) -> Response {
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).expect("a response");
-        let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).expect("a response body");
-        let mut reader = Reader::new(Bytes::from(body));
-        let header = ResponseHeader::decode(&mut reader, api.response_header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, correlation_id, "responses in order");
-        Response::decode(api, version, reader.rest().clone()).expect("response body")
-    }
-
-    fn call(&mut self, version: i16, request: Request) -> Response {
-        let api = request.api_key();
-        let correlation_id = self.send(version, request);
-        self.receive(api, version, correlation_id)
-    }
-}
 
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// How long the shards may take to load their offset stores after the broker serves.

@@ -18,6 +18,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

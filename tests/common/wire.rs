@@ -1,0 +1,93 @@
+//! `Wire`: a raw Kafka connection for tests that build requests with Spate's own codec and check
+//! the broker's answers byte for byte (error codes, ordering, closed connections).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use spate::protocol::frame::encode_request_frame;
+use spate::protocol::wire::Reader;
+use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
+
+/// How long a test waits for one response before failing.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A raw Kafka connection.
+pub struct Wire {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl Wire {
+    /// Connects to `address` ("host:port").
+    pub fn connect(address: &str) -> Wire {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream.set_read_timeout(Some(RESPONSE_TIMEOUT)).unwrap();
+        Wire {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Sends `request` at `version`; returns its correlation id.
+    pub fn send(&mut self, version: i16, request: Request) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader {
+            api_key: request.api_key().code(),
+            api_version: version,
+            correlation_id,
+            client_id: Some("wire-test".into()),
+        };
+        for chunk in encode_request_frame(&header, &request).unwrap() {
+            self.stream.write_all(&chunk).unwrap();
+        }
+        correlation_id
+    }
+
+    /// Writes `bytes` as they are, for frames the codec would not produce (malformed, oversized).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one frame; `None` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut prefix = [0u8; 4];
+        if self.stream.read_exact(&mut prefix).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// Reads the response to the request sent with `correlation_id`, which must come next.
+    pub fn receive(&mut self, api: ApiKey, version: i16, correlation_id: i32) -> Response {
+        let frame = self.read_frame().expect("a response frame");
+        let mut reader = Reader::new(frame);
+        let header = ResponseHeader::decode(&mut reader, api.response_header_version(version))
+            .expect("response header");
+        assert_eq!(
+            header.correlation_id, correlation_id,
+            "responses in request order"
+        );
+        Response::decode(api, version, reader.rest().clone()).expect("response body")
+    }
+
+    /// Sends `request` and waits for its response.
+    pub fn call(&mut self, version: i16, request: Request) -> Response {
+        let api = request.api_key();
+        let correlation_id = self.send(version, request);
+        self.receive(api, version, correlation_id)
+    }
+
+    /// True when the broker closed the connection (EOF or reset) within 5 s.
+    pub fn is_closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
