@@ -19,7 +19,7 @@ use crate::meta::controller::{
     plan_create_partitions, plan_create_topic, plan_delete_topic,
 };
 use crate::meta::metadata_log::MetadataLogWriter;
-use crate::meta::{MetadataChange, ShardId};
+use crate::meta::{ClusterState, MetadataChange, ShardId};
 
 use super::mesh::{MeshReply, MeshRequest};
 use super::{PartitionRoute, Shard};
@@ -150,42 +150,23 @@ async fn create_topics_here(
     specs: Vec<CreateTopicSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    let controller = shard.controller.as_ref().expect("called on shard 0");
-    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-        return unreachable_controller(specs.len());
-    };
-    let mut results = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let plan = plan_create_topic(
-            &shard.cluster.borrow(),
+    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
+        plan_create_topic(
+            cluster,
             spec,
             &shard.config.topic_defaults,
             shard.config.default_partitions,
             shard.shard_count,
-        );
-        results.push(match plan {
-            Ok(_) if validate_only => Ok(()),
-            Ok(change) => commit(shard, controller, change).await,
-            Err(error) => Err(error),
-        });
-    }
-    results
+        )
+    })
+    .await
 }
 
 async fn delete_topics_here(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
-    let controller = shard.controller.as_ref().expect("called on shard 0");
-    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-        return unreachable_controller(names.len());
-    };
-    let mut results = Vec::with_capacity(names.len());
-    for name in &names {
-        let plan = plan_delete_topic(&shard.cluster.borrow(), name);
-        results.push(match plan {
-            Ok(change) => commit(shard, controller, change).await,
-            Err(error) => Err(error),
-        });
-    }
-    results
+    decide_and_commit(shard, &names, false, |cluster, name| {
+        plan_delete_topic(cluster, name)
+    })
+    .await
 }
 
 async fn alter_configs_here(
@@ -193,20 +174,10 @@ async fn alter_configs_here(
     specs: Vec<AlterConfigsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    let controller = shard.controller.as_ref().expect("called on shard 0");
-    let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-        return unreachable_controller(specs.len());
-    };
-    let mut results = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let plan = plan_alter_configs(&shard.cluster.borrow(), spec, &shard.config.topic_defaults);
-        results.push(match plan {
-            Ok(_) if validate_only => Ok(()),
-            Ok(change) => commit(shard, controller, change).await,
-            Err(error) => Err(error),
-        });
-    }
-    results
+    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
+        plan_alter_configs(cluster, spec, &shard.config.topic_defaults)
+    })
+    .await
 }
 
 async fn create_partitions_here(
@@ -214,14 +185,29 @@ async fn create_partitions_here(
     specs: Vec<CreatePartitionsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
+    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
+        plan_create_partitions(cluster, spec, shard.shard_count)
+    })
+    .await
+}
+
+/// The controller's one loop for every topic change, on shard 0 under its lock: plans each item
+/// against the current metadata (after the previous item's change), and commits the change unless
+/// `validate_only`. One result per item, in order.
+async fn decide_and_commit<T>(
+    shard: &Rc<Shard>,
+    items: &[T],
+    validate_only: bool,
+    plan: impl Fn(&ClusterState, &T) -> Result<MetadataChange, TopicError>,
+) -> Vec<Result<(), TopicError>> {
     let controller = shard.controller.as_ref().expect("called on shard 0");
     let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-        return unreachable_controller(specs.len());
+        return unreachable_controller(items.len());
     };
-    let mut results = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let plan = plan_create_partitions(&shard.cluster.borrow(), spec, shard.shard_count);
-        results.push(match plan {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let planned = plan(&shard.cluster.borrow(), item);
+        results.push(match planned {
             Ok(_) if validate_only => Ok(()),
             Ok(change) => commit(shard, controller, change).await,
             Err(error) => Err(error),
