@@ -6,8 +6,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use glommio::CpuSet;
-
 use super::BenchError;
 use super::args::{BenchModeKind, LoadArgs, Rate};
 use super::payload::XorShift;
@@ -125,14 +123,8 @@ impl RunPlan {
 }
 
 fn online_cpus() -> Result<Vec<usize>, BenchError> {
-    let mut cpus: Vec<usize> = CpuSet::online()
-        .map_err(|error| BenchError::Config(format!("cannot list online CPUs: {error}")))?
-        .into_iter()
-        .map(|location| location.cpu)
-        .collect();
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
+    crate::io::cpus::usable_cpus()
+        .map_err(|error| BenchError::Config(format!("cannot list usable CPUs: {error}")))
 }
 
 /// A run id that differs between runs (time and process id mixed).

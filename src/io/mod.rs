@@ -1,12 +1,14 @@
 //! The thin I/O layer over glommio: direct (O_DIRECT) files, the fault-injection seam below them,
-//! and the iopoll probe.
+//! the iopoll probe, the CPUs shards may pin themselves to, and frame reads that skip zeroing.
 //!
 //! Everything the log needs from glommio's file API goes through here, so glommio stays
 //! replaceable (it is unmaintained; see the architecture anchors). Callers must run the probe
 //! (`probe::probe_iopoll`) on each executor before opening any `DirectFile`.
 
+pub mod cpus;
 pub mod direct_file;
 pub mod faults;
 pub mod probe;
+pub mod socket_reader;
 
 pub use direct_file::{AlignedBuffer, DirectFile, READ_CHUNK_BYTES_MAX, align_down, align_up};

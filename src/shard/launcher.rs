@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
 use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
@@ -223,23 +223,18 @@ fn wait_until_ready(
     Ok(())
 }
 
-/// The CPUs shards are pinned to: the first `cores` online CPUs, or all of them.
+/// The CPUs shards are pinned to: the first `cores` CPUs this process may run on (its affinity
+/// mask, so `taskset` chooses them), or all of them.
 fn shard_cpus(cores: Option<usize>) -> Result<Vec<usize>, LaunchError> {
-    let online: Vec<usize> = CpuSet::online()
-        .map_err(|error| LaunchError::Config(format!("cannot list online CPUs: {error}")))?
-        .into_iter()
-        .map(|location| location.cpu)
-        .collect();
-    let count = cores.unwrap_or(online.len());
-    if count == 0 || count > online.len() {
+    let mut cpus = crate::io::cpus::usable_cpus()
+        .map_err(|error| LaunchError::Config(format!("cannot list usable CPUs: {error}")))?;
+    let count = cores.unwrap_or(cpus.len());
+    if count == 0 || count > cpus.len() {
         return Err(LaunchError::Config(format!(
-            "--cores {count}: this machine has {} online cores",
-            online.len()
+            "--cores {count}: this process may use {} cores ({cpus:?})",
+            cpus.len()
         )));
     }
-    let mut cpus = online;
-    cpus.sort_unstable();
-    cpus.dedup();
     cpus.truncate(count);
     Ok(cpus)
 }
