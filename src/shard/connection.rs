@@ -11,14 +11,16 @@
 //! than ApiVersions, which gets its special answer) closes this connection; nothing else is
 //! affected.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
 use crate::api::{self, Pending};
+use crate::io::socket_reader::SocketReader;
 use crate::protocol::api_versions::unsupported_version_frame;
 use crate::protocol::frame::{FRAME_SIZE_PREFIX_BYTES, encode_response_frame, frame_size};
 use crate::protocol::wire::Reader;
@@ -56,7 +58,9 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     // Responses are written whole; Nagle would only delay the last partial packet.
     let _ = stream.set_nodelay(true);
-    let (mut read_half, mut write_half) = futures_lite::io::split(stream);
+    let fd = stream.as_raw_fd();
+    let (read_half, mut write_half) = futures_lite::io::split(stream);
+    let mut reader = SocketReader::new(fd, read_half);
     let (queue, queued) =
         local_channel::new_bounded(shard.config.inflight_requests_per_connection_max);
     let writer = glommio::spawn_local(async move {
@@ -89,7 +93,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let _ = write_half.close().await;
     });
     loop {
-        match read_request(&shard, &mut read_half).await {
+        match read_request(&shard, &mut reader).await {
             Ok(Some(outgoing)) => {
                 if queue.send(outgoing).await.is_err() {
                     break;
@@ -109,19 +113,18 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
 /// Reads and dispatches one request; `None` when the client closed the connection.
 async fn read_request(
     shard: &Rc<Shard>,
-    read_half: &mut (impl futures_lite::AsyncRead + Unpin),
+    reader: &mut SocketReader<impl futures_lite::AsyncRead + Unpin>,
 ) -> Result<Option<Outgoing>, ConnectionError> {
     let mut prefix = [0u8; FRAME_SIZE_PREFIX_BYTES];
-    match read_half.read_exact(&mut prefix).await {
+    match reader.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(error.into()),
     }
     let size = frame_size(prefix, shard.config.max_request_bytes)?;
     // One allocation per request: the frame becomes `Bytes` whose record slices may live on in
-    // the partition cache after the request is answered.
-    let mut frame = vec![0u8; size];
-    read_half.read_exact(&mut frame).await?;
+    // the partition cache after the request is answered. Never zeroed: the socket fills it.
+    let frame = reader.read_vec(size).await?;
     let mut reader = Reader::new(Bytes::from(frame));
     let header = RequestHeader::decode(&mut reader)?;
     let api = ApiKey::from_code(header.api_key)
