@@ -28,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod group;
 pub mod io;
+pub mod le_cursor;
 pub mod log;
 pub mod meta;
 pub mod protocol;

@@ -24,6 +24,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 
 use crate::config::BLOCK_BYTES;
 use crate::io::{DirectFile, align_down, align_up};
+use crate::le_cursor::LeCursor;
 use crate::meta::metadata_log::write_file_atomically;
 use crate::protocol::record_batch::crc32c;
 
@@ -419,77 +420,35 @@ fn decode_record(bytes: &[u8], position: usize) -> Option<(OffsetRecord, usize)>
     if crc32c(payload) != crc {
         return None;
     }
-    let mut cursor = Cursor { bytes: payload };
-    let record = cursor.record()?;
-    cursor
-        .bytes
-        .is_empty()
-        .then_some((record, start + payload_bytes))
+    let mut cursor = LeCursor::new(payload);
+    let record = read_record(&mut cursor)?;
+    (cursor.remaining() == 0).then_some((record, start + payload_bytes))
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.bytes.len() < n {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
-
-    fn nullable_string(&mut self) -> Option<Option<String>> {
-        if self.bytes.get(..4)? == u32::MAX.to_le_bytes() {
-            self.take(4)?;
-            return Some(None);
-        }
-        Some(Some(self.string()?))
-    }
-
-    fn record(&mut self) -> Option<OffsetRecord> {
-        let kind = self.take(1)?[0];
-        let group = self.string()?;
-        let topic = self.string()?;
-        let partition = self.i32()?;
-        match kind {
-            KIND_COMMIT => Some(OffsetRecord::Commit {
-                group,
-                topic,
-                partition,
-                value: CommittedOffset {
-                    offset: self.i64()?,
-                    leader_epoch: self.i32()?,
-                    commit_timestamp_ms: self.i64()?,
-                    metadata: self.nullable_string()?,
-                },
-            }),
-            KIND_DELETE => Some(OffsetRecord::Delete {
-                group,
-                topic,
-                partition,
-            }),
-            _ => None,
-        }
+/// One record's fields (after its length and CRC).
+fn read_record(cursor: &mut LeCursor) -> Option<OffsetRecord> {
+    let kind = cursor.u8()?;
+    let group = cursor.string()?;
+    let topic = cursor.string()?;
+    let partition = cursor.i32()?;
+    match kind {
+        KIND_COMMIT => Some(OffsetRecord::Commit {
+            group,
+            topic,
+            partition,
+            value: CommittedOffset {
+                offset: cursor.i64()?,
+                leader_epoch: cursor.i32()?,
+                commit_timestamp_ms: cursor.i64()?,
+                metadata: cursor.nullable_string()?,
+            },
+        }),
+        KIND_DELETE => Some(OffsetRecord::Delete {
+            group,
+            topic,
+            partition,
+        }),
+        _ => None,
     }
 }
 

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{TopicConfig, TopicDefaults};
+use crate::le_cursor::LeCursor;
 use crate::protocol::record_batch::crc32c;
 
 use super::controller::topic_config;
@@ -195,134 +196,111 @@ fn decode_record(
     if crc32c(payload) != crc {
         return None;
     }
-    let mut cursor = Cursor { bytes: payload };
-    let change = cursor.change(defaults)?;
+    let mut cursor = LeCursor::new(payload);
+    let change = read_change(&mut cursor, defaults)?;
     Some((change, start + payload_bytes))
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
+/// A u32 count, then that many shard ids.
+fn read_shards(cursor: &mut LeCursor) -> Option<Vec<ShardId>> {
+    let count = cursor.u32()? as usize;
+    if count > cursor.remaining() / 2 {
+        return None;
+    }
+    (0..count).map(|_| Some(ShardId(cursor.u16()?))).collect()
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.bytes.len() < n {
-            return None;
+/// A whole configuration (the older records' form): name and value pairs.
+fn read_config(cursor: &mut LeCursor, defaults: &TopicDefaults) -> Option<TopicConfig> {
+    let count = cursor.u32()? as usize;
+    let mut config = TopicConfig::from_defaults(defaults);
+    for _ in 0..count.min(cursor.remaining()) {
+        let name = cursor.string()?;
+        let value = cursor.string()?;
+        // A value this version cannot apply keeps the default rather than losing the topic.
+        if let Err(error) = config.set(&name, &value) {
+            tracing::warn!(%error, "ignoring a stored topic config");
         }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
     }
+    Some(config)
+}
 
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+/// A topic's own values, and its configuration with them on the defaults.
+fn read_overrides(
+    cursor: &mut LeCursor,
+    defaults: &TopicDefaults,
+) -> Option<(TopicConfig, BTreeMap<String, String>)> {
+    let count = cursor.u32()? as usize;
+    let mut overrides = BTreeMap::new();
+    for _ in 0..count.min(cursor.remaining()) {
+        let name = cursor.string()?;
+        let value = cursor.string()?;
+        overrides.insert(name, value);
     }
-
-    fn string(&mut self) -> Option<String> {
-        let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
-
-    fn shards(&mut self) -> Option<Vec<ShardId>> {
-        let count = self.u32()? as usize;
-        if count > self.bytes.len() / 2 {
-            return None;
-        }
-        (0..count)
-            .map(|_| Some(ShardId(u16::from_le_bytes(self.take(2)?.try_into().ok()?))))
-            .collect()
-    }
-
-    fn config(&mut self, defaults: &TopicDefaults) -> Option<TopicConfig> {
-        let count = self.u32()? as usize;
-        let mut config = TopicConfig::from_defaults(defaults);
-        for _ in 0..count.min(self.bytes.len()) {
-            let name = self.string()?;
-            let value = self.string()?;
-            // A value this version cannot apply keeps the default rather than losing the topic.
-            if let Err(error) = config.set(&name, &value) {
+    // A value this version cannot apply is dropped (the default applies) rather than losing
+    // the topic.
+    loop {
+        match topic_config(defaults, &overrides) {
+            Ok(config) => return Some((config, overrides)),
+            Err(error) => {
                 tracing::warn!(%error, "ignoring a stored topic config");
-            }
-        }
-        Some(config)
-    }
-
-    /// A topic's own values, and its configuration with them on the defaults.
-    fn overrides(
-        &mut self,
-        defaults: &TopicDefaults,
-    ) -> Option<(TopicConfig, BTreeMap<String, String>)> {
-        let count = self.u32()? as usize;
-        let mut overrides = BTreeMap::new();
-        for _ in 0..count.min(self.bytes.len()) {
-            let name = self.string()?;
-            let value = self.string()?;
-            overrides.insert(name, value);
-        }
-        // A value this version cannot apply is dropped (the default applies) rather than losing
-        // the topic.
-        loop {
-            match topic_config(defaults, &overrides) {
-                Ok(config) => return Some((config, overrides)),
-                Err(error) => {
-                    tracing::warn!(%error, "ignoring a stored topic config");
-                    overrides.remove(&error.name)?;
-                }
+                overrides.remove(&error.name)?;
             }
         }
     }
+}
 
-    fn change(&mut self, defaults: &TopicDefaults) -> Option<MetadataChange> {
-        let kind = self.take(1)?[0];
-        Some(match kind {
-            KIND_TOPIC_CREATED | KIND_TOPIC_CREATED_WHOLE_CONFIG => {
-                let name = self.string()?;
-                let topic_id = self.take(16)?.try_into().ok()?;
-                let partitions = self.shards()?;
-                let (config, overrides) = if kind == KIND_TOPIC_CREATED {
-                    self.overrides(defaults)?
-                } else {
-                    let config = self.config(defaults)?;
-                    let overrides = overrides_of(&config, defaults);
-                    (config, overrides)
-                };
-                MetadataChange::TopicCreated(TopicMeta {
-                    name,
-                    topic_id,
-                    partitions,
-                    config,
-                    overrides,
-                })
-            }
-            KIND_TOPIC_DELETED => MetadataChange::TopicDeleted {
-                name: self.string()?,
-            },
-            KIND_PARTITIONS_ADDED => MetadataChange::PartitionsAdded {
-                name: self.string()?,
-                added: self.shards()?,
-            },
-            KIND_CONFIG_CHANGED => {
-                let name = self.string()?;
-                let (config, overrides) = self.overrides(defaults)?;
-                MetadataChange::ConfigChanged {
-                    name,
-                    config,
-                    overrides,
-                }
-            }
-            KIND_CONFIG_CHANGED_WHOLE_CONFIG => {
-                let name = self.string()?;
-                let config = self.config(defaults)?;
+/// One record's change (after its length and CRC).
+fn read_change(cursor: &mut LeCursor, defaults: &TopicDefaults) -> Option<MetadataChange> {
+    let kind = cursor.u8()?;
+    Some(match kind {
+        KIND_TOPIC_CREATED | KIND_TOPIC_CREATED_WHOLE_CONFIG => {
+            let name = cursor.string()?;
+            let topic_id = cursor.take(16)?.try_into().ok()?;
+            let partitions = read_shards(cursor)?;
+            let (config, overrides) = if kind == KIND_TOPIC_CREATED {
+                read_overrides(cursor, defaults)?
+            } else {
+                let config = read_config(cursor, defaults)?;
                 let overrides = overrides_of(&config, defaults);
-                MetadataChange::ConfigChanged {
-                    name,
-                    config,
-                    overrides,
-                }
+                (config, overrides)
+            };
+            MetadataChange::TopicCreated(TopicMeta {
+                name,
+                topic_id,
+                partitions,
+                config,
+                overrides,
+            })
+        }
+        KIND_TOPIC_DELETED => MetadataChange::TopicDeleted {
+            name: cursor.string()?,
+        },
+        KIND_PARTITIONS_ADDED => MetadataChange::PartitionsAdded {
+            name: cursor.string()?,
+            added: read_shards(cursor)?,
+        },
+        KIND_CONFIG_CHANGED => {
+            let name = cursor.string()?;
+            let (config, overrides) = read_overrides(cursor, defaults)?;
+            MetadataChange::ConfigChanged {
+                name,
+                config,
+                overrides,
             }
-            _ => return None,
-        })
-    }
+        }
+        KIND_CONFIG_CHANGED_WHOLE_CONFIG => {
+            let name = cursor.string()?;
+            let config = read_config(cursor, defaults)?;
+            let overrides = overrides_of(&config, defaults);
+            MetadataChange::ConfigChanged {
+                name,
+                config,
+                overrides,
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// The controller's handle for appending to the log (shard 0 only).
