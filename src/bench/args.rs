@@ -148,7 +148,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]
     pub compressibility: f64,
 
-    /// Generator cores (one pinned shard each, the last online cores). Default: half the cores.
+    /// Generator cores (one pinned shard each, the last of the CPUs this process may use). Default: half of them.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub cores: Option<u32>,
 

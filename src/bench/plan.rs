@@ -43,23 +43,23 @@ pub struct RunPlan {
 impl RunPlan {
     /// Checks the flags together and resolves defaults against this machine.
     pub fn new(mode: BenchModeKind, args: LoadArgs) -> Result<Self, BenchError> {
-        let online = online_cpus()?;
+        let usable = usable_cpus()?;
         let embedded = args.embedded || args.bootstrap.is_none();
         let generator_cores = match args.cores {
             Some(cores) => cores as usize,
-            None => (online.len() / 2).max(1),
+            None => (usable.len() / 2).max(1),
         };
-        if generator_cores > online.len() {
+        if generator_cores > usable.len() {
             return Err(BenchError::Config(format!(
-                "--cores {generator_cores}: this machine has {} online cores",
-                online.len()
+                "--cores {generator_cores}: this process may use {} cores",
+                usable.len()
             )));
         }
-        let broker_cores = embedded.then(|| online.len() - generator_cores);
+        let broker_cores = embedded.then(|| usable.len() - generator_cores);
         if broker_cores == Some(0) {
             return Err(BenchError::Config(format!(
                 "--embedded needs a core for the broker: give --cores at most {}",
-                online.len() - 1
+                usable.len() - 1
             )));
         }
         if mode == BenchModeKind::Consume && embedded {
@@ -77,7 +77,7 @@ impl RunPlan {
         }
         // The generator takes the last cores, so an embedded broker (or one started with
         // `spate serve --cores N`, which takes the first N) does not share them.
-        let generator_cpus = online[online.len() - generator_cores..].to_vec();
+        let generator_cpus = usable[usable.len() - generator_cores..].to_vec();
         let duration = match (args.records, args.duration) {
             (Some(_), _) => None,
             (None, Some(duration)) => Some(duration),
@@ -122,7 +122,7 @@ impl RunPlan {
     }
 }
 
-fn online_cpus() -> Result<Vec<usize>, BenchError> {
+fn usable_cpus() -> Result<Vec<usize>, BenchError> {
     crate::io::cpus::usable_cpus()
         .map_err(|error| BenchError::Config(format!("cannot list usable CPUs: {error}")))
 }
