@@ -6,15 +6,20 @@
 # then perf/report.py regenerates the matrix section of perf/RESULTS.md and the plots
 # perf/results/<date>-<target>-*.svg from the results file.
 #
-# Usage: perf/bench_matrix.sh BOOTSTRAP TARGET [--duration 10s] [--cores 1] [--quick]
-#                             [--broker-pid PID] [--no-rdkafka]
+# Usage: perf/bench_matrix.sh BOOTSTRAP TARGET [--duration 10s] [--quick] [--broker-pid PID]
+#                             [--broker-cpu N] [--generator-cpu M] [--disk-dir DIR] [--no-rdkafka]
 #   BOOTSTRAP  host:port of the broker to load (Spate, Kafka, Redpanda, ...), started beforehand;
-#              for Spate on this 2-core machine: `taskset -c 0 spate serve --cores 1 --data-dir D`.
+#              for Spate on this 2-core machine: `taskset -c 1 spate serve --cores 1 --data-dir D`.
 #   TARGET     a name for the broker in the results file name (e.g. spate-1core, kafka).
-#   --duration each cell's length (default 10s); --cores the generator's cores (default 1: the
-#              generator takes the last cores, so with 2 cores it runs on CPU 1);
+#   --duration each cell's length (default 10s);
 #   --quick    only 1 KiB records, 16 partitions, acks 1 and all, and a 3-step rate sweep;
 #   --broker-pid the broker's pid: each cell then records the broker's CPU (percent of a core);
+#   --broker-cpu, --generator-cpu  where the broker runs (iperf3's server goes there) and where
+#              every generator (spate bench, librdkafka, iperf3's client) is pinned; defaults 0
+#              and the last CPU. Put the broker on the CPU that takes the disk's interrupts
+#              (/proc/interrupts), or the generator pays for the broker's I/O completions;
+#   --disk-dir a directory on the broker's disk: fio measures the disk's write ceiling there in
+#              the same run (16 sequential O_DIRECT writers, as 16 partitions write);
 #   --no-rdkafka skips the librdkafka cells.
 #
 # Cells, in this order:
@@ -26,14 +31,14 @@
 # Every cell deletes and re-creates its topic (--recreate-topic): the broker then holds at most one
 # cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
 # than this machine's disk, and the default retention keeps data for 7 days). Needs: cargo, jq,
-# bc; iperf3 for the ceiling (skipped without it). MB/s is 10^6 bytes of record values per second.
+# bc; iperf3 and fio for the ceilings (each skipped without it). MB/s is 10^6 bytes of record values per second.
 # SPATE_BIN=PATH uses that binary instead of building target/release/spate (to measure a build
 # that other work in the tree cannot change mid-run). Run it under `nice -n -20` on a shared
 # machine, and the broker too, so compilers on the same cores take less from the measurement.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-  sed -n '2,20p' "$0" >&2
+  sed -n '2,26p' "$0" >&2
   exit 2
 fi
 command_line="perf/bench_matrix.sh $*"
@@ -41,16 +46,20 @@ bootstrap="$1"
 target="$2"
 shift 2
 duration=10s
-cores=1
 quick=0
 broker_pid=""
+broker_cpu=0
+client_cpu=$(( $(nproc --all) - 1 ))
+disk_dir=""
 rdkafka=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
-    --cores) cores="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --broker-pid) broker_pid="$2"; shift 2 ;;
+    --broker-cpu) broker_cpu="$2"; shift 2 ;;
+    --generator-cpu) client_cpu="$2"; shift 2 ;;
+    --disk-dir) disk_dir="$2"; shift 2 ;;
     --no-rdkafka) rdkafka=0; shift ;;
     *) echo "bench_matrix: unknown flag $1" >&2; exit 2 ;;
   esac
@@ -65,7 +74,6 @@ else
   cargo build --release --bin spate
   spate="$repo_dir/target/release/spate"
 fi
-client_cpu=$(( $(nproc) - 1 ))
 rdkafka_bench=""
 if [ "$rdkafka" = 1 ]; then
   # The librdkafka bench binary (builds librdkafka from source the first time).
@@ -98,16 +106,28 @@ broker_ticks() {
 }
 ticks_per_second="$(getconf CLK_TCK)"
 
-# Loopback TCP ceiling, one stream, server on CPU 0 and client on the generator's CPU.
+# Loopback TCP ceiling, one stream, server on the broker's CPU and client on the generator's.
 iperf_mb_s=null
 if command -v iperf3 > /dev/null; then
-  taskset -c 0 iperf3 --server --one-off --port 5299 > /dev/null 2>&1 &
+  taskset -c "$broker_cpu" iperf3 --server --one-off --port 5299 > /dev/null 2>&1 &
   iperf_server=$!
   sleep 0.5
   iperf_mb_s="$(taskset -c "$client_cpu" iperf3 --client 127.0.0.1 --port 5299 --time 5 --json \
     | jq '.end.sum_received.bits_per_second / 8e6 | floor')"
   wait "$iperf_server" || true
   echo "bench_matrix: iperf3 loopback $iperf_mb_s MB/s" >&2
+fi
+
+# The disk's write ceiling, shaped like 16 partitions' appends: 16 sequential O_DIRECT writers of
+# 256 KiB, one write in flight each, into fallocated files (as segments are).
+fio_mb_s=null
+if [ -n "$disk_dir" ] && command -v fio > /dev/null; then
+  fio_dir="$(mktemp -d "$disk_dir/bench-matrix-fio.XXXXXX")"
+  fio_mb_s="$(fio --name=ceiling --directory="$fio_dir" --ioengine=io_uring --direct=1 --rw=write \
+    --bs=256k --iodepth=1 --numjobs=16 --size=512m --fallocate=native --group_reporting \
+    --output-format=json 2> /dev/null | jq '.jobs[0].write.bw_bytes / 1e6 | floor')"
+  rm -rf "$fio_dir"
+  echo "bench_matrix: fio O_DIRECT write $fio_mb_s MB/s" >&2
 fi
 
 cell=0
@@ -120,7 +140,7 @@ run_cell() {
   local ticks_before seconds_before
   ticks_before="$(broker_ticks)"
   seconds_before="$(date +%s.%N)"
-  "$spate" bench produce --bootstrap "$bootstrap" --duration "$duration" --cores "$cores" \
+  taskset -c "$client_cpu" "$spate" bench produce --bootstrap "$bootstrap" --duration "$duration" --cores 1 \
     --recreate-topic --json "$json" "$@" > "$work_dir/$cell.log" 2>&1 \
     || { cat "$work_dir/$cell.log" >&2; echo "bench_matrix: cell $cell failed" >&2; return; }
   tail -n 3 "$work_dir/$cell.log" >&2
@@ -186,10 +206,12 @@ touch "$work_dir/rdkafka.jsonl"
 jq -s --arg target "$target" --arg bootstrap "$bootstrap" \
   --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg commit "$(git rev-parse --short HEAD)" \
   --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson iperf "$iperf_mb_s" \
+  --argjson fio "$fio_mb_s" --argjson broker_cpu "$broker_cpu" --argjson generator_cpu "$client_cpu" \
   --arg command "$command_line" \
   --slurpfile rdkafka "$work_dir/rdkafka.jsonl" \
   '{target: $target, bootstrap: $bootstrap, date: $date, commit: $commit, command: $command,
-    load_average_at_end: $load, iperf3_loopback_mb_per_s: $iperf, cells: .,
+    load_average_at_end: $load, iperf3_loopback_mb_per_s: $iperf, fio_write_mb_per_s: $fio,
+    broker_cpu: $broker_cpu, generator_cpu: $generator_cpu, cells: .,
     rdkafka_cells: $rdkafka}' "$work_dir"/[0-9][0-9][0-9].json > "$out"
 
 echo "bench_matrix: wrote $out" >&2

@@ -136,6 +136,16 @@ def svg_chart(title, x_label, y_label, series, log_x=False, log_y=False, x_ticks
     return "\n".join(out) + "\n"
 
 
+def per_cpu_ratio(cell, other):
+    """spate bench's records per CPU-second of its generator over librdkafka's, when both are known."""
+    ours = cell.get("generator_cpu_pct")
+    theirs = other and other.get("client_cpu_pct")
+    other_rate = other and other.get("records_per_s")
+    if not ours or not theirs or not other_rate:
+        return None
+    return (cell["produced"]["records_per_s"] / ours) / (other_rate / theirs)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -148,6 +158,7 @@ def main():
     stem = results_path.with_suffix("")
     name = stem.name
     iperf = results.get("iperf3_loopback_mb_per_s")
+    fio = results.get("fio_write_mb_per_s")
 
     lines = [
         f"### Load-generator matrix: {results['target']}, {results['date']} (commit {results['commit']})",
@@ -155,12 +166,14 @@ def main():
         f"Command: `{results.get('command', 'perf/bench_matrix.sh')}`, then `python3 perf/report.py {results_path.as_posix()}`.",
         f"Load average at the end: {results.get('load_average_at_end', '?')}. "
         f"Loopback TCP ceiling (iperf3, one stream, same run): {fmt(iperf, 0)} MB/s. "
+        f"Disk write ceiling (fio, 16 sequential O_DIRECT writers of 256 KiB, same run): {fmt(fio, 0)} MB/s. "
+        f"Broker on CPU {results.get('broker_cpu', '?')}, generators on CPU {results.get('generator_cpu', '?')}. "
         "MB/s is 10^6 bytes of record values per second.",
         "",
         "Throughput at `--rate max`, `spate bench` and librdkafka's producer on the same broker, one after the other:",
         "",
-        "| record | acks | partitions | spate bench rec/s | MB/s | p99 ms | broker CPU % | librdkafka rec/s | MB/s | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| record | acks | partitions | spate bench rec/s | MB/s | p99 ms | generator CPU % | broker CPU % | librdkafka rec/s | MB/s | librdkafka CPU % | ratio | ratio per CPU-second |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(spate):
         size, acks, partitions = key
@@ -170,12 +183,14 @@ def main():
         ratio = None
         if other and other.get("records_per_s"):
             ratio = produced["records_per_s"] / other["records_per_s"]
+        cpu_ratio = per_cpu_ratio(cell, other)
         lines.append(
             f"| {size_name(size)} | {acks} | {partitions} | {fmt(produced['records_per_s'], 0)} | "
             f"{fmt(produced['mb_per_s'])} | {fmt(produced['latency'].get('p99_ms'))} | "
-            f"{fmt(cell.get('broker_cpu_pct'), 0)} | "
+            f"{fmt(cell.get('generator_cpu_pct'), 0)} | {fmt(cell.get('broker_cpu_pct'), 0)} | "
             f"{fmt(other and other.get('records_per_s'), 0)} | {fmt(other and other.get('mb_per_s'))} | "
-            f"{fmt(ratio, 2) + 'x' if ratio else '-'} |"
+            f"{fmt(other and other.get('client_cpu_pct'), 0)} | "
+            f"{fmt(ratio, 2) + 'x' if ratio else '-'} | {fmt(cpu_ratio, 2) + 'x' if cpu_ratio else '-'} |"
         )
     lines += ["", "Open-loop rate sweep (1 KiB records, acks=1; latency from each record's intended send time):", ""]
     lines += [
@@ -197,7 +212,10 @@ def main():
     peak_key = (1024, "1", 16)
     if peak_key in spate and iperf:
         mb = spate[peak_key]["produced"]["mb_per_s"]
-        targets.append(f"- 1 KiB, acks=1, 16 partitions: {mb:,.0f} MB/s = {100 * mb / iperf:.0f}% of iperf3 (target 60%).")
+        of_disk = f"; {100 * mb / fio:.0f}% of the disk's fio ceiling" if fio else ""
+        targets.append(
+            f"- 1 KiB, acks=1, 16 partitions: {mb:,.0f} MB/s = {100 * mb / iperf:.0f}% of iperf3 (target 60%){of_disk}."
+        )
         all_key = (1024, "all", 16)
         if all_key in spate:
             mb_all = spate[all_key]["produced"]["mb_per_s"]
@@ -211,6 +229,13 @@ def main():
         targets.append(
             f"- spate bench / librdkafka records/s over {len(ratios)} cells: min {min(ratios):.2f}x, "
             f"max {max(ratios):.2f}x (target at least 1.5x)."
+        )
+    cpu_ratios = [r for r in (per_cpu_ratio(spate[k], rdkafka.get(k)) for k in spate) if r]
+    if cpu_ratios:
+        targets.append(
+            f"- records per generator CPU-second, spate bench / librdkafka, over {len(cpu_ratios)} cells: "
+            f"min {min(cpu_ratios):.2f}x, max {max(cpu_ratios):.2f}x (where the broker is the limit, "
+            "both generators reach the same records/s, so this ratio shows which one has room)."
         )
     if sweep and peak_key in spate:
         peak = spate[peak_key]["produced"]["records_per_s"]

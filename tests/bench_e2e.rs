@@ -51,6 +51,12 @@ fn bench_e2e_embedded_two_seconds() {
     assert!(consumed["mb_per_s"].as_f64().unwrap() > 0.0, "{text}");
     assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
     assert_eq!(report["drained"].as_bool(), Some(true), "{text}");
+    // Producing and consuming for 2 s takes some CPU, and never more than the generator's cores.
+    let generator_cpu_pct = report["generator_cpu_pct"].as_f64().unwrap();
+    assert!(
+        generator_cpu_pct > 0.0 && generator_cpu_pct <= 100.5,
+        "{text}"
+    );
     for direction in [produced, consumed] {
         let latency = &direction["latency"];
         let p50 = latency["p50_ms"].as_f64().unwrap();

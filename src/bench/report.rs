@@ -188,6 +188,9 @@ pub struct Summary {
     pub errors: u64,
     /// The first distinct error messages.
     pub error_messages: Vec<String>,
+    /// How busy the generator shards were, in percent of their cores (100: the generator may
+    /// have been the limit). Counts each shard from its start to its end, set-up included.
+    pub generator_cpu_pct: f64,
 }
 
 impl Summary {
@@ -219,6 +222,7 @@ impl Summary {
             drained,
             errors: sum.produced.errors + sum.consumed.errors,
             error_messages: sum.error_messages.clone(),
+            generator_cpu_pct: 100.0 * sum.cpu_ns as f64 / sum.wall_ns.max(1) as f64,
         }
     }
 
@@ -250,6 +254,11 @@ impl Summary {
                 None => out.push_str("(no latency measured)\n"),
             }
         }
+        out.push_str(&format!(
+            "generator shards: {:.0}% busy ({} core(s))\n",
+            self.generator_cpu_pct,
+            self.config.generator_cpus.len()
+        ));
         if self.consumed.is_some() && self.produced.is_some() {
             out.push_str("consume latency is end to end: intended send time to consumption\n");
         }

@@ -57,6 +57,10 @@ pub struct ShardSample {
     pub produce_end_ns: Option<u64>,
     /// When the shard's consumers finished, ns since the epoch; set once.
     pub consume_end_ns: Option<u64>,
+    /// CPU time the shard's thread used from its start to its end (set in its last sample).
+    pub cpu_ns: u64,
+    /// Wall time from the shard's start to its end (set in its last sample).
+    pub wall_ns: u64,
     /// The shard's last sample: it has stopped.
     pub last: bool,
 }
@@ -77,6 +81,8 @@ impl ShardSample {
         }
         self.produce_end_ns = self.produce_end_ns.max(other.produce_end_ns);
         self.consume_end_ns = self.consume_end_ns.max(other.consume_end_ns);
+        self.cpu_ns += other.cpu_ns;
+        self.wall_ns += other.wall_ns;
         self.last |= other.last;
     }
 

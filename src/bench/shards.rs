@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::client::Cluster;
+use crate::io::cpus::thread_cpu_time;
 
 use super::BenchError;
 use super::plan::RunPlan;
@@ -141,6 +142,7 @@ pub fn spawn(
 
 /// A shard from start to its last sample; the last sample is sent whatever happened.
 async fn shard_main(context: ShardContext, sender: SampleSender) -> Result<(), ShardFailure> {
+    let (cpu_start, wall_start) = (thread_cpu_time(), Instant::now());
     let context = Rc::new(context);
     let stats: Stats = Rc::default();
     let stop_sampling = Rc::new(Cell::new(false));
@@ -164,7 +166,9 @@ async fn shard_main(context: ShardContext, sender: SampleSender) -> Result<(), S
     }
     stop_sampling.set(true);
     let sender = sampler.await;
-    let last = std::mem::take(&mut *stats.borrow_mut());
+    let mut last = std::mem::take(&mut *stats.borrow_mut());
+    last.cpu_ns = (thread_cpu_time() - cpu_start).as_nanos() as u64;
+    last.wall_ns = wall_start.elapsed().as_nanos() as u64;
     sender.finish(last);
     outcome
 }

@@ -1,9 +1,11 @@
-//! The CPUs this process may run on: the online CPUs its affinity mask allows.
+//! The CPUs this process may run on (the online CPUs its affinity mask allows), and the CPU time a
+//! thread has used.
 //!
 //! Shards pin themselves to CPUs, so they must pick from the ones the operator left them:
 //! `taskset -c 1 spate serve --cores 1` puts the shard on CPU 1, as it does any other program.
 
 use std::io;
+use std::time::Duration;
 
 use glommio::CpuSet;
 
@@ -24,6 +26,22 @@ pub fn usable_cpus() -> io::Result<Vec<usize>> {
     Ok(cpus)
 }
 
+/// CPU time the calling thread has used (user and system).
+#[allow(unsafe_code)]
+pub fn thread_cpu_time() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if result != 0 {
+        // Every Linux since 2.6.12 has this clock; without it the figure is simply zero.
+        return Duration::ZERO;
+    }
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
 #[allow(unsafe_code)]
 fn affinity() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain bits, valid when zeroed; sched_getaffinity writes at most
@@ -42,6 +60,24 @@ fn affinity() -> io::Result<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_cpu_time_counts_this_threads_work_only() {
+        let before = thread_cpu_time();
+        let idle_started = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let after_sleep = thread_cpu_time();
+        assert!(
+            after_sleep - before < idle_started.elapsed() / 2,
+            "sleeping is not CPU time"
+        );
+        let mut x = 0u64;
+        let busy_started = std::time::Instant::now();
+        while busy_started.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(thread_cpu_time() - after_sleep >= Duration::from_millis(20));
+    }
 
     #[test]
     #[allow(unsafe_code)]
