@@ -30,7 +30,8 @@
 //! loads an already running broker instead of starting one (any Kafka-compatible broker; this is
 //! how `perf/bench_matrix.sh` runs librdkafka beside `spate bench` on the same broker), with
 //! `--broker-pid PID` for its CPU and disk figures (null without). Each run deletes and
-//! re-creates its topic `bench-p<partitions>-acks<acks>`.
+//! re-creates its topic, `bench-p<partitions>-acks<acks>` or the one `--topic NAME` gives (the
+//! matrix passes its cell's topic, so a broker holds one cell's data at a time).
 //! Environment: `SPATE_BIN` (default `<crate>/target/release/spate`), `SPATE_BENCH_DIR` (default
 //! `<crate>/target/produce_bench`; must be on the disk under test, not tmpfs), and
 //! `SPATE_BENCH_PERF_DIR`: when set, each run is also recorded with `perf record -g -p <broker>`
@@ -90,6 +91,8 @@ struct Options {
     broker_pid: Option<u32>,
     /// Topic configs for the topics this bench creates (`--topic-config NAME=VALUE`, repeatable).
     topic_configs: Vec<(String, String)>,
+    /// The topic every run deletes, re-creates and loads (`--topic NAME`).
+    topic: Option<String>,
 }
 
 impl Options {
@@ -105,6 +108,7 @@ impl Options {
             bootstrap: None,
             broker_pid: None,
             topic_configs: Vec::new(),
+            topic: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -129,6 +133,7 @@ impl Options {
                 "--broker-cpu" => options.broker_cpu = parse_number(&flag, &value),
                 "--client-cpu" => options.client_cpu = parse_number(&flag, &value),
                 "--bootstrap" => options.bootstrap = Some(value),
+                "--topic" => options.topic = Some(value),
                 "--broker-pid" => options.broker_pid = Some(parse_number(&flag, &value)),
                 "--topic-config" => {
                     let Some((name, setting)) = value.split_once('=') else {
@@ -160,7 +165,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "produce_rdkafka: {problem}\nusage: cargo bench --bench produce_rdkafka -- [--records N] \
          [--seconds S] [--acks 1,all] [--partitions 16,1] [--record-bytes B] [--broker-cpu C] \
-         [--client-cpu C] [--bootstrap HOST:PORT [--broker-pid PID]] [--topic-config NAME=VALUE]"
+         [--client-cpu C] [--bootstrap HOST:PORT [--broker-pid PID]] [--topic-config NAME=VALUE] [--topic NAME]"
     );
     std::process::exit(2);
 }
@@ -606,10 +611,12 @@ struct Target {
 }
 
 fn produce_run(target: &Target, options: &Options, partitions: i32, acks: &str) -> RunResult {
-    let topic = format!(
-        "bench-p{partitions}-acks{}",
-        if acks == "-1" { "all" } else { acks }
-    );
+    let topic = options.topic.clone().unwrap_or_else(|| {
+        format!(
+            "bench-p{partitions}-acks{}",
+            if acks == "-1" { "all" } else { acks }
+        )
+    });
     create_topic(
         &target.bootstrap,
         &topic,

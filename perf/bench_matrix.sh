@@ -28,8 +28,8 @@
 #      max.message.bytes=4194304, since Kafka's default limit is 1 MiB + 12 bytes);
 #   2. latency: 1 KiB records, acks=1, 16 partitions, open loop at 10%, 25%, 50%, 75% and 90% of
 #      the peak rate cell 1 measured for that configuration (latency from intended send times).
-# Every cell deletes and re-creates its topic (--recreate-topic): the broker then holds at most one
-# cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
+# Every cell deletes and re-creates its topic (--recreate-topic; the librdkafka cell reuses the
+# spate cell's topic, and re-creates it too): the broker then holds at most one cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
 # than this machine's disk, and the default retention keeps data for 7 days). Needs: cargo, jq,
 # bc; iperf3 and fio for the ceilings (each skipped without it). MB/s is 10^6 bytes of record values per second.
 # SPATE_BIN=PATH uses that binary instead of building target/release/spate (to measure a build
@@ -143,7 +143,7 @@ run_cell() {
   taskset -c "$client_cpu" "$spate" bench produce --bootstrap "$bootstrap" --duration "$duration" --cores 1 \
     --recreate-topic --json "$json" "$@" > "$work_dir/$cell.log" 2>&1 \
     || { cat "$work_dir/$cell.log" >&2; echo "bench_matrix: cell $cell failed" >&2; return; }
-  tail -n 3 "$work_dir/$cell.log" >&2
+  tail -n 4 "$work_dir/$cell.log" >&2
   if [ -n "$broker_pid" ]; then
     local cpu
     cpu="$(echo "($(broker_ticks) - $ticks_before) * 100 / $ticks_per_second / ($(date +%s.%N) - $seconds_before)" | bc -l)"
@@ -153,14 +153,14 @@ run_cell() {
 
 # Runs librdkafka's producer for one throughput cell; its JSON line goes to $work_dir/rdkafka.jsonl.
 run_rdkafka_cell() {
-  local size="$1" acks="$2" partitions="$3"
-  shift 3
+  local size="$1" acks="$2" partitions="$3" topic="$4"
+  shift 4
   echo "bench_matrix: librdkafka: $size B, acks=$acks, $partitions partitions" >&2
   local pid_flag=()
   [ -n "$broker_pid" ] && pid_flag=(--broker-pid "$broker_pid")
   "$rdkafka_bench" --bootstrap "$bootstrap" "${pid_flag[@]}" --client-cpu "$client_cpu" \
     --seconds "${duration%s}" --records 100000000 --acks "$acks" --partitions "$partitions" \
-    --record-bytes "$size" "$@" 2> "$work_dir/rdkafka.log" >> "$work_dir/rdkafka.jsonl" \
+    --record-bytes "$size" --topic "$topic" "$@" 2> "$work_dir/rdkafka.log" >> "$work_dir/rdkafka.jsonl" \
     || { tail -n 20 "$work_dir/rdkafka.log" >&2; echo "bench_matrix: librdkafka cell failed" >&2; }
   grep -E '^  p[0-9]+ acks' "$work_dir/rdkafka.log" >&2 || true
 }
@@ -183,7 +183,7 @@ for size in "${sizes[@]}"; do
       run_cell --topic "bench-p$partitions$suffix" --partitions "$partitions" \
         --record-size "$size" --acks "$acks" --batch-bytes "$batch" "${big[@]}"
       if [ "$rdkafka" = 1 ]; then
-        run_rdkafka_cell "$size" "$acks" "$partitions" "${big[@]}"
+        run_rdkafka_cell "$size" "$acks" "$partitions" "bench-p$partitions$suffix" "${big[@]}"
       fi
     done
   done
