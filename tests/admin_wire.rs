@@ -54,30 +54,6 @@ const INVALID_REQUEST: i16 = 42;
 const POLICY_VIOLATION: i16 = 44;
 
 impl Wire {
-    fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-        let request = Request::CreateTopics(CreateTopicsRequest {
-            topics: vec![CreatableTopic {
-                name: name.into(),
-                num_partitions: partitions,
-                replication_factor: -1,
-                assignments: vec![],
-                configs: configs
-                    .iter()
-                    .map(|(name, value)| CreatableTopicConfig {
-                        name: (*name).into(),
-                        value: Some((*value).into()),
-                    })
-                    .collect(),
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        });
-        let Response::CreateTopics(response) = self.call(7, request) else {
-            panic!("not a CreateTopics response");
-        };
-        response.topics[0].error_code
-    }
-
     fn describe(
         &mut self,
         version: i16,

@@ -10,9 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::api_versions::ApiVersionsRequest;
-use spate::protocol::messages::create_topics::{
-    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
-};
 use spate::protocol::messages::delete_topics::DeleteTopicsRequest;
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use spate::protocol::messages::find_coordinator::FindCoordinatorRequest;
@@ -79,30 +76,6 @@ fn fetch(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Request 
         }],
         ..FetchRequest::default()
     })
-}
-
-fn create_topic(wire: &mut Wire, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let request = Request::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: -1,
-            assignments: vec![],
-            configs: configs
-                .iter()
-                .map(|(name, value)| CreatableTopicConfig {
-                    name: (*name).into(),
-                    value: Some((*value).into()),
-                })
-                .collect(),
-        }],
-        timeout_ms: 10_000,
-        validate_only: false,
-    });
-    let Response::CreateTopics(response) = wire.call(7, request) else {
-        panic!("not a CreateTopics response");
-    };
-    response.topics[0].error_code
 }
 
 /// The address of the shard leading `topic`/`partition`, from Metadata.
@@ -178,7 +151,7 @@ fn every_produce_and_fetch_version_round_trips() {
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(create_topic(&mut wire, "versions", 1, &[]), 0);
+    assert_eq!(wire.create_topic("versions", 1, &[]), 0);
     let mut sent = Vec::new();
     for version in 3..=11 {
         let records = batch(&[format!("v{version}").as_bytes(), b"second"]);
@@ -219,7 +192,7 @@ fn pipelined_requests_are_answered_in_order() {
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(create_topic(&mut wire, "pipelined", 1, &[]), 0);
+    assert_eq!(wire.create_topic("pipelined", 1, &[]), 0);
     let ids: Vec<i32> = (0..5)
         .map(|i| {
             wire.send(
@@ -245,7 +218,7 @@ fn bad_batches_get_their_kafka_error_codes() {
     });
     let mut wire = Wire::connect(&broker.bootstrap());
     assert_eq!(
-        create_topic(&mut wire, "strict", 1, &[("max.message.bytes", "2000")]),
+        wire.create_topic("strict", 1, &[("max.message.bytes", "2000")]),
         0
     );
     let good = batch(&[b"fine"]);
@@ -290,7 +263,7 @@ fn misrouted_and_unknown_partitions_are_refused() {
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(create_topic(&mut wire, "routed", 2, &[]), 0);
+    assert_eq!(wire.create_topic("routed", 2, &[]), 0);
     let mut errors = Vec::new();
     for partition in 0..2 {
         let leader = leader_address(&mut wire, &broker, "routed", partition);
@@ -353,12 +326,12 @@ fn topics_are_validated_listed_and_deleted_with_their_files() {
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(create_topic(&mut wire, "bad/name", 1, &[]), 17);
-    assert_eq!(create_topic(&mut wire, "zero", 0, &[]), 37);
-    assert_eq!(create_topic(&mut wire, "kept", 2, &[]), 0);
-    assert_eq!(create_topic(&mut wire, "kept", 2, &[]), 36);
+    assert_eq!(wire.create_topic("bad/name", 1, &[]), 17);
+    assert_eq!(wire.create_topic("zero", 0, &[]), 37);
+    assert_eq!(wire.create_topic("kept", 2, &[]), 0);
+    assert_eq!(wire.create_topic("kept", 2, &[]), 36);
     assert_eq!(
-        create_topic(&mut wire, "configured", 1, &[("retention.ms", "soon")]),
+        wire.create_topic("configured", 1, &[("retention.ms", "soon")]),
         40
     );
     for _ in 0..3 {
@@ -536,7 +509,7 @@ fn a_corrupt_partition_is_offline_with_kafka_storage_error_while_others_serve() 
         ..BrokerConfig::default()
     });
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(create_topic(&mut wire, "rot", 2, &[]), 0);
+    assert_eq!(wire.create_topic("rot", 2, &[]), 0);
     let value = vec![7u8; 100_000];
     for _ in 0..30 {
         let response = wire.call(9, produce("rot", 0, batch(&[&value]), -1));
@@ -609,7 +582,7 @@ fn retention_moves_the_log_start_so_fetch_below_it_is_out_of_range() {
     });
     let mut wire = Wire::connect(&broker.bootstrap());
     let configs = [("segment.bytes", "16384"), ("retention.bytes", "40000")];
-    assert_eq!(create_topic(&mut wire, "aging", 1, &configs), 0);
+    assert_eq!(wire.create_topic("aging", 1, &configs), 0);
     let value = vec![3u8; 1000];
     for _ in 0..200 {
         let response = wire.call(9, produce("aging", 0, batch(&[&value]), 1));

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use spate::protocol::frame::encode_request_frame;
+use spate::protocol::messages::create_topics::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
 use spate::protocol::wire::Reader;
 use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
 
@@ -89,5 +92,32 @@ impl Wire {
             .unwrap();
         let mut byte = [0u8; 1];
         matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+impl Wire {
+    /// Creates `name` with CreateTopics v7 (`configs` as name and value pairs); its error code.
+    pub fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+        let request = Request::CreateTopics(CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: name.into(),
+                num_partitions: partitions,
+                replication_factor: -1,
+                assignments: vec![],
+                configs: configs
+                    .iter()
+                    .map(|(name, value)| CreatableTopicConfig {
+                        name: (*name).into(),
+                        value: Some((*value).into()),
+                    })
+                    .collect(),
+            }],
+            timeout_ms: 10_000,
+            validate_only: false,
+        });
+        let Response::CreateTopics(response) = self.call(7, request) else {
+            panic!("not a CreateTopics response");
+        };
+        response.topics[0].error_code
     }
 }
