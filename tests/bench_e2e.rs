@@ -85,3 +85,24 @@ fn bench_rejects_bad_flags() {
     assert!(stderr.contains("--rate"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// Proves the generator and the embedded broker respect the CPUs `taskset` leaves the process:
+// with one CPU there is none for the broker, which is a readable error, not a broker sharing the
+// generator's core.
+#[test]
+fn an_embedded_run_confined_to_one_cpu_says_it_needs_another() {
+    if Command::new("taskset").arg("--version").output().is_err() {
+        eprintln!("skipped: taskset is not installed");
+        return;
+    }
+    let output = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_spate"), "bench", "e2e"])
+        .args(["--duration", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("only [0]"), "{stderr}");
+    assert!(stderr.contains("--bootstrap"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -57,6 +57,12 @@ impl RunPlan {
         }
         let broker_cores = embedded.then(|| usable.len() - generator_cores);
         if broker_cores == Some(0) {
+            if usable.len() < 2 {
+                return Err(BenchError::Config(format!(
+                    "the embedded broker needs a core of its own, and this process may use only \
+                     {usable:?} (see taskset): give --bootstrap to load a broker started elsewhere"
+                )));
+            }
             return Err(BenchError::Config(format!(
                 "--embedded needs a core for the broker: give --cores at most {}",
                 usable.len() - 1
