@@ -29,16 +29,18 @@
 #   2. latency: 1 KiB records, acks=1, 16 partitions, open loop at 10%, 25%, 50%, 75% and 90% of
 #      the peak rate cell 1 measured for that configuration (latency from intended send times).
 # Every cell deletes and re-creates its topic (--recreate-topic; the librdkafka cell reuses the
-# spate cell's topic, and re-creates it too): the broker then holds at most one cell's data (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more
-# than this machine's disk, and the default retention keeps data for 7 days). Needs: cargo, jq,
-# bc; iperf3 and fio for the ceilings (each skipped without it). MB/s is 10^6 bytes of record values per second.
+# spate cell's topic, and re-creates it too): the broker then holds at most one cell's data per
+# topic name (a 10 s cell at 500 MB/s writes 5 GB; the whole matrix would write ~100 GB, more than
+# this machine's disk, and the default retention keeps data for 7 days). Needs: cargo, jq, bc;
+# iperf3 and fio for the ceilings (each skipped without it). MB/s is 10^6 bytes of record values
+# per second.
 # SPATE_BIN=PATH uses that binary instead of building target/release/spate (to measure a build
 # that other work in the tree cannot change mid-run). Run it under `nice -n -20` on a shared
 # machine, and the broker too, so compilers on the same cores take less from the measurement.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-  sed -n '2,26p' "$0" >&2
+  sed -n '2,25p' "$0" >&2
   exit 2
 fi
 command_line="perf/bench_matrix.sh $*"
