@@ -15,8 +15,7 @@
 //! means a full scan. Trade-off: like a closed segment, the prefix is trusted at start-up, so bit
 //! rot inside it is found when it is read (CRC checks on fetch), not by recovery.
 
-use crate::protocol::record_batch::crc32c;
-
+use super::crc_sealed;
 use super::index::{OffsetIndex, TimeIndex};
 use super::shutdown_marker::ShutdownMarker;
 
@@ -26,8 +25,6 @@ pub const CHECKPOINT_FILE_NAME: &str = ".recovery-checkpoint";
 /// Bytes of the active segment between checkpoints: bounds the scan after an unclean stop to about
 /// this much per partition, for one fdatasync and one small file write per interval.
 pub const CHECKPOINT_INTERVAL_BYTES: u64 = 64 * 1024 * 1024;
-
-const CRC_BYTES: usize = 4;
 
 /// A durable prefix of the active segment and the state recovery needs to resume after it.
 #[derive(Debug)]
@@ -53,17 +50,12 @@ impl Checkpoint {
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(&part);
         }
-        let crc = crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        crc_sealed::seal(out)
     }
 
     /// Parses a checkpoint; `None` unless it is intact.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (mut body, crc) = bytes.split_last_chunk::<CRC_BYTES>()?;
-        if crc32c(body) != u32::from_le_bytes(*crc) {
-            return None;
-        }
+        let mut body = crc_sealed::unseal(bytes)?;
         let mut parts = Vec::with_capacity(3);
         for _ in 0..3 {
             let (len, rest) = body.split_first_chunk::<4>()?;

@@ -8,6 +8,7 @@
 //! recent-batch cache), `recovery` (finding the end of the data at open),
 //! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
+//! `crc_sealed` (the CRC-32C trailer of those small files),
 //! `signal` (wake-ups), `error` (`LogError`).
 //!
 //! Everything here is `!Send` and belongs to one shard. Callers must run
@@ -16,6 +17,7 @@
 pub mod appender;
 pub mod cache;
 pub mod checkpoint;
+pub mod crc_sealed;
 pub mod error;
 pub mod index;
 pub mod partition;

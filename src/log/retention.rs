@@ -13,8 +13,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::protocol::record_batch::crc32c;
-
+use super::crc_sealed;
 use super::segment::write_file_atomically;
 
 /// The file holding a log start offset set by DeleteRecords.
@@ -68,18 +67,15 @@ pub fn expired_segment_count(
 /// Writes the log start offset set by DeleteRecords (i64 LE, then CRC-32C u32 LE). Blocking:
 /// run it off the executor.
 pub fn write_log_start_offset(dir: &Path, log_start_offset: i64) -> io::Result<()> {
-    let mut bytes = log_start_offset.to_le_bytes().to_vec();
-    let crc = crc32c(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
+    let bytes = crc_sealed::seal(log_start_offset.to_le_bytes().to_vec());
     write_file_atomically(&dir.join(LOG_START_FILE_NAME), &bytes)
 }
 
 /// Reads the log start offset set by DeleteRecords, if an intact one is there. Blocking.
 pub fn read_log_start_offset(dir: &Path) -> Option<i64> {
     let bytes = std::fs::read(dir.join(LOG_START_FILE_NAME)).ok()?;
-    let (offset, crc) = bytes.split_first_chunk::<8>()?;
-    let crc: [u8; 4] = crc.try_into().ok()?;
-    (crc32c(offset) == u32::from_le_bytes(crc)).then(|| i64::from_le_bytes(*offset))
+    let offset: [u8; 8] = crc_sealed::unseal(&bytes)?.try_into().ok()?;
+    Some(i64::from_le_bytes(offset))
 }
 
 #[cfg(test)]

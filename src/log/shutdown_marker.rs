@@ -11,7 +11,7 @@
 //! fdatasync and the index files are complete, and must remove it (durably) at open before any
 //! new append, so a crash after the open is never mistaken for a clean shutdown.
 
-use crate::protocol::record_batch::crc32c;
+use super::crc_sealed::{self, CRC_BYTES};
 
 use super::producer_state::ProducerState;
 
@@ -21,7 +21,6 @@ pub const SHUTDOWN_MARKER_FILE_NAME: &str = ".clean-shutdown";
 const VERSION: u32 = 1;
 /// Bytes before the producer snapshot: version, log end, active base offset, active size.
 const FIXED_BYTES: usize = 4 + 8 + 8 + 8;
-const CRC_BYTES: usize = 4;
 
 /// What a clean close recorded.
 #[derive(Debug)]
@@ -46,15 +45,13 @@ impl ShutdownMarker {
         out.extend_from_slice(&self.active_base_offset.to_le_bytes());
         out.extend_from_slice(&self.active_size_bytes.to_le_bytes());
         out.extend_from_slice(&snapshot);
-        let crc = crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        crc_sealed::seal(out)
     }
 
     /// Parses a marker; `None` unless it is intact and of this version.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (body, crc) = bytes.split_last_chunk::<CRC_BYTES>()?;
-        if crc32c(body) != u32::from_le_bytes(*crc) || body.len() < FIXED_BYTES {
+        let body = crc_sealed::unseal(bytes)?;
+        if body.len() < FIXED_BYTES {
             return None;
         }
         let field = |at: usize| -> [u8; 8] { body[at..at + 8].try_into().expect("in bounds") };
