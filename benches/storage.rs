@@ -10,7 +10,7 @@
 //!   with no I/O. `memcpy` (into a warm Vec) is measured in the same run for comparison.
 //! - `appender_append`: whole `Appender::append` calls (allocate, copy, pad, one O_DIRECT write,
 //!   awaited) of 1 KiB and 64 KiB batches to a file under `target/bench-data/`, removed at exit.
-//!   No fdatasync: that is the durability cost, measured elsewhere (limits.md).
+//!   No fdatasync: that is the durability cost, measured elsewhere (`perf/recovery_retention.sh`, `spate bench --acks all`).
 //!
 //! One glommio `LocalExecutor` is made on the bench thread and reused; each timed `append` is
 //! one `LocalExecutor::run` call, so that row includes the (small) cost of entering the executor.

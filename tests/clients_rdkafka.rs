@@ -77,7 +77,7 @@ fn codec_headers_want(codec: &str, index: usize) -> Vec<(String, Option<Vec<u8>>
 /// Produces 100k keyed records with headers over 8 partitions with `codec`, reads them back and
 /// checks every byte and the order in each partition; then checks the stored batches really carry
 /// `codec_id`, since librdkafka silently stops compressing when it thinks the broker cannot
-/// decompress (kafka-compat.md addendum 13).
+/// decompress (it reads that from the advertised API versions, see src/protocol/api_versions.rs).
 fn roundtrip_codec(codec: &str, codec_id: i16) {
     let broker = Broker::start(&[]);
     let topic = format!("codec-{codec}");

@@ -61,7 +61,7 @@ pub struct BrokerConfig {
     /// `--cores N`: shards, each its own Kafka node.
     pub cores: usize,
     /// When true, the harness picks consecutive free ports once and passes `--port P` on every
-    /// start, so clients keep working across restarts (DESIGN.md: shard i listens on P+i).
+    /// start, so clients keep working across restarts (docs/architecture.md: shard i listens on P+i).
     /// When false, every start passes `--port 0`.
     pub ports_fixed: bool,
     /// Further `spate serve` arguments, e.g. `["--default-partitions", "8"]`.
