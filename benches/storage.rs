@@ -25,7 +25,7 @@ use divan::{Bencher, black_box};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use spate::io::DirectFile;
 use spate::io::probe::{probe_iopoll, write_probe_file};
-use spate::log::appender::Appender;
+use spate::log::appender::{Appender, PREALLOCATE_STEP_BYTES_MIN};
 use spate::log::cache::{CachedBatch, ShardCache};
 use spate::log::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use spate::log::stored_batch::StoredBatch;
@@ -129,7 +129,9 @@ mod appender {
         with_executor(|executor| {
             let mut appender = executor.run(async {
                 let file = Rc::new(DirectFile::open_or_create(&path).await.unwrap());
-                Appender::open(file, 0, 1 << 30).await.unwrap()
+                Appender::open(file, 0, 1 << 30, PREALLOCATE_STEP_BYTES_MIN)
+                    .await
+                    .unwrap()
             });
             bencher.counter(BytesCount::new(len_bytes)).bench_local(|| {
                 executor.run(appender.append(black_box(&chunks))).unwrap();

@@ -1,7 +1,8 @@
 //! Retention with real clients: a topic created with a small `segment.bytes` and `retention.ms`
 //! (CreateTopics configs) loses its old segments while a producer and a consumer run, and both
 //! keep working: the log start offset advances, the consumer only ever moves forward, and what
-//! remains is contiguous up to the high watermark.
+//! remains is contiguous up to the high watermark. The deleted segments give their disk space
+//! back whatever acks the producers use (no file stays open once deleted).
 
 mod common;
 
@@ -178,5 +179,89 @@ fn old_segments_expire_while_producers_and_consumers_run() {
     }
     drop(consumer);
     drop(fresh);
+    broker.stop();
+}
+
+/// The broker's open file descriptors that point at a deleted segment file (deleted but open:
+/// their disk space is not given back).
+fn deleted_open_segment_files(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the broker's fd directory")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.ends_with(".log (deleted)"))
+        .collect()
+}
+
+#[test]
+fn expired_segments_give_their_space_back_under_acks_1() {
+    // Proves retention releases deleted segments under acks=1 traffic (no fdatasync ever asked
+    // for): once retention has deleted old segments, the broker holds none of them open
+    // (/proc/PID/fd shows no deleted segment file), so their disk space is free. Before the fix
+    // every rolled segment stayed open until an acks=all produce, a topic delete or a restart.
+    let broker = Broker::start_with(BrokerConfig {
+        args: vec!["--log-retention-check-interval-ms".into(), "100".into()],
+        ..BrokerConfig::default()
+    });
+    let bootstrap = broker.bootstrap();
+    let topic = "expiring-acks-1";
+    create_topic(
+        &bootstrap,
+        topic,
+        PARTITIONS,
+        &[("segment.bytes", "16384"), ("retention.ms", "500")],
+    );
+    let producer = producer(&bootstrap, &[("acks", "1"), ("linger.ms", "2")]);
+    let value = [b'q'; 200];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(2) {
+        for _ in 0..20 {
+            let partition = (sent % PARTITIONS as usize) as i32;
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, sent)
+                    .partition(partition)
+                    .payload(&value[..]),
+            );
+            sent += 1;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    flush_all_delivered(&producer, sent);
+    let pid = broker.pid().expect("the broker runs");
+    let data_dir = broker.data_dir().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Only the active segments stay, and nothing deleted is held open.
+        let segment_files: usize = (0..PARTITIONS)
+            .map(|p| {
+                std::fs::read_dir(data_dir.join(format!("{topic}-{p}")))
+                    .unwrap()
+                    .filter(|entry| {
+                        let name = entry.as_ref().unwrap().file_name();
+                        name.to_string_lossy().ends_with(".log")
+                    })
+                    .count()
+            })
+            .sum();
+        let held = deleted_open_segment_files(pid);
+        if segment_files == PARTITIONS as usize && held.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{segment_files} segment files, {} deleted but open: {:?}",
+            held.len(),
+            &held[..held.len().min(5)]
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let consumer = consumer(&bootstrap, &[]);
+    let (low, high) = watermarks(&consumer, topic, 0);
+    assert!(low > 0, "retention moved the log start offset");
+    assert!(high > low);
+    drop(consumer);
+    drop(producer);
     broker.stop();
 }

@@ -92,10 +92,9 @@ async fn answer(acks: i16, partition: Sequenced) -> PartitionProduceResponse {
             };
         }
     };
-    let end_offset = outcome.last_offset + 1;
     let waited = match acks {
-        -1 => log.wait_durable(end_offset).await,
-        0 | 1 => log.wait_written(end_offset).await,
+        -1 => log.wait_durable(&outcome).await,
+        0 | 1 => log.wait_written(&outcome).await,
         _ => unreachable!("acks checked before sequencing"),
     };
     let error_code = match waited {

@@ -78,6 +78,11 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
+    /// Keeps the first `len` entries (entries of batches dropped before they were written go).
+    pub fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
     /// The on-disk form: each entry as relative offset u32 LE, file position u32 LE.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * OFFSET_INDEX_ENTRY_BYTES);
@@ -155,6 +160,21 @@ impl TimeIndex {
     /// The last entry.
     pub fn last(&self) -> Option<TimeEntry> {
         self.entries.last().copied()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keeps the first `len` entries (entries of batches dropped before they were written go).
+    pub fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
     }
 
     /// The on-disk form: each entry as timestamp i64 LE, relative offset u32 LE.

@@ -4,7 +4,8 @@
 //! or durable, read whole batches for fetch, find offsets by time, close, delete. Beneath it,
 //! one noun per file: `segment` (a file and its naming), `index` (sparse offset and time indexes),
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
-//! `stored_batch` (a batch as kept: patched head, client's body), `cache` (the per-shard
+//! `stored_batch` (a batch as kept: patched head, client's body), `tail_generation` (which
+//! batches a dropped unwritten tail took), `cache` (the per-shard
 //! recent-batch cache), `recovery` (finding the end of the data at open),
 //! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
@@ -29,6 +30,7 @@ pub mod segment;
 pub mod shutdown_marker;
 pub mod signal;
 pub mod stored_batch;
+pub mod tail_generation;
 mod writer;
 
 pub use cache::ShardCache;

@@ -10,8 +10,10 @@
 //! Guarantees: the high watermark is the end of the last completed write; `read` never returns a
 //! batch at or beyond it, so a consumer never sees a record a crash can take back. A failed
 //! fdatasync (or a failed write other than ENOSPC) poisons the partition: every later call answers
-//! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC fails the
-//! waiters but the write is retried until space returns. A log whose recovery finds corruption
+//! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC drops
+//! every batch not yet written (the log end goes back to the high watermark; see `writer`) and
+//! fails their waiters, so a batch answered with an error never reaches the disk later, and a
+//! client's retry is appended once. A log whose recovery finds corruption
 //! (damage followed by valid data) opens offline: untouched on disk, every call answering
 //! `LogError::Offline`. Segments roll at `segment.bytes` or `segment.ms`; `enforce_retention`
 //! (called periodically by the shard) deletes whole sealed segments.
@@ -31,16 +33,17 @@ use crate::config::{TimestampType, TopicConfig};
 use crate::io::DirectFile;
 use crate::protocol::record_batch::{self, BatchError};
 
-use super::appender::Appender;
+use super::appender::{Appender, PREALLOCATE_STEP_BYTES_MIN};
 use super::cache::{CacheKey, CachedBatch, ShardCache};
 use super::error::LogError;
 use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
 use super::recovery;
 use super::retention::{self, SegmentInfo};
-use super::segment::{self, Segment};
+use super::segment::{self, Segment, SegmentMark};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 use super::signal::{Listener, Signal};
 use super::stored_batch::StoredBatch;
+use super::tail_generation::TailGeneration;
 use super::{reader, writer};
 
 /// Most bytes of batches one write takes (more stay pending for the next write; a single batch
@@ -55,8 +58,8 @@ pub struct LogConfig {
     pub topic: TopicConfig,
 }
 
-/// The answer to one `append_batch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The answer to one `append_batch`; `wait_written` / `wait_durable` take it.
+#[derive(Debug, Clone)]
 pub struct AppendOutcome {
     /// Offset of the batch's first record.
     pub base_offset: i64,
@@ -69,10 +72,12 @@ pub struct AppendOutcome {
     /// True when the batch was a retry of one already appended: nothing was appended and the
     /// offsets are the original ones.
     pub duplicate: bool,
+    /// The generation the batch was sequenced in: tells its waiter whether it was dropped.
+    generation: Rc<TailGeneration>,
 }
 
 impl AppendOutcome {
-    /// One past the batch's last offset: what to pass to `wait_written` / `wait_durable`.
+    /// One past the batch's last offset.
     pub fn end_offset(&self) -> i64 {
         self.last_offset + 1
     }
@@ -93,8 +98,12 @@ pub struct LogStats {
 #[derive(Debug)]
 pub(super) struct PendingBatch {
     pub(super) segment: Rc<Segment>,
+    /// `segment`'s state before this batch: where it goes back to if the batch is dropped.
+    pub(super) mark: SegmentMark,
     pub(super) batch: StoredBatch,
     pub(super) end_offset: i64,
+    /// The idempotent producer's batch, recorded in the written state once it is written.
+    pub(super) identity: Option<ProducerBatch>,
 }
 
 /// One partition's log.
@@ -109,6 +118,11 @@ pub struct PartitionLog {
     /// In base-offset order; the last one receives new batches.
     pub(super) segments: RefCell<Vec<Rc<Segment>>>,
     pub(super) producers: RefCell<ProducerState>,
+    /// The producer state of the written batches only: what `producers` goes back to when the
+    /// unwritten ones are dropped.
+    pub(super) producers_written: RefCell<ProducerState>,
+    /// The generation new batches are sequenced in (replaced when the unwritten tail is dropped).
+    pub(super) tail_generation: RefCell<Rc<TailGeneration>>,
     pub(super) pending: RefCell<VecDeque<PendingBatch>>,
     /// Bytes in `pending`.
     pub(super) pending_bytes: Cell<usize>,
@@ -124,9 +138,6 @@ pub struct PartitionLog {
     pub(super) active_since_ms: Cell<Option<i64>>,
     /// Set when recovery found corruption: why the log is offline.
     pub(super) offline: RefCell<Option<String>>,
-    /// Count of failed write attempts (ENOSPC), and the latest error: waiters fail on a change.
-    pub(super) write_failures: Cell<u64>,
-    pub(super) last_write_error: RefCell<Option<LogError>>,
     pub(super) closing: Cell<bool>,
     pub(super) writer_done: Cell<bool>,
     /// Wakes the writer: batches are pending, or the log is closing.
@@ -192,6 +203,8 @@ impl PartitionLog {
             cache,
             cache_key,
             producers: RefCell::new(ProducerState::default()),
+            producers_written: RefCell::new(ProducerState::default()),
+            tail_generation: RefCell::new(Rc::default()),
             pending: RefCell::new(VecDeque::new()),
             pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(0),
@@ -203,8 +216,6 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(Some(reason)),
-            write_failures: Cell::new(0),
-            last_write_error: RefCell::new(None),
             closing: Cell::new(false),
             writer_done: Cell::new(true),
             work: Signal::new(),
@@ -229,8 +240,13 @@ impl PartitionLog {
             .expect("recovery yields a segment")
             .clone();
         let file = active.file().expect("recovery opens the active file");
-        let appender =
-            Appender::open(file, active.written_bytes(), config.topic.segment_bytes).await?;
+        let appender = Appender::open(
+            file,
+            active.written_bytes(),
+            config.topic.segment_bytes,
+            PREALLOCATE_STEP_BYTES_MIN,
+        )
+        .await?;
         let log_end_offset = active.next_offset();
         let log_dir = dir.clone();
         let deleted_up_to = glommio::executor()
@@ -246,7 +262,9 @@ impl PartitionLog {
             cache,
             cache_key,
             segments: RefCell::new(recovered.segments),
+            producers_written: RefCell::new(recovered.producers.clone()),
             producers: RefCell::new(recovered.producers),
+            tail_generation: RefCell::new(Rc::default()),
             pending: RefCell::new(VecDeque::new()),
             pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(log_start_offset),
@@ -259,8 +277,6 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(None),
-            write_failures: Cell::new(0),
-            last_write_error: RefCell::new(None),
             closing: Cell::new(false),
             writer_done: Cell::new(false),
             work: Signal::new(),
@@ -330,12 +346,15 @@ impl PartitionLog {
                 last_offset,
             } = check
             {
+                // The original is written, or pending in the current generation (a drop rolls
+                // the producer state back, so a dropped batch is never a duplicate).
                 return Ok(AppendOutcome {
                     base_offset,
                     last_offset,
                     log_append_time_ms,
                     log_start_offset: self.log_start_offset.get(),
                     duplicate: true,
+                    generation: self.tail_generation.borrow().clone(),
                 });
             }
         }
@@ -348,7 +367,7 @@ impl PartitionLog {
         let last_offset = base_offset + i64::from(last_offset_delta);
         assert!(last_offset >= base_offset, "offsets must increase");
         let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
-        self.enqueue(stored, last_offset, max_timestamp_ms, now_ms);
+        self.enqueue(stored, last_offset, max_timestamp_ms, now_ms, identity);
         if let Some(identity) = &identity {
             self.producers.borrow_mut().record(identity, base_offset);
         }
@@ -358,15 +377,24 @@ impl PartitionLog {
             log_append_time_ms,
             log_start_offset: self.log_start_offset.get(),
             duplicate: false,
+            generation: self.tail_generation.borrow().clone(),
         })
     }
 
     /// Places a patched batch at the log end: segment (rolling if needed), cache, pending
     /// writes; wakes the writer.
-    fn enqueue(&self, batch: StoredBatch, last_offset: i64, max_timestamp_ms: i64, now_ms: i64) {
+    fn enqueue(
+        &self,
+        batch: StoredBatch,
+        last_offset: i64,
+        max_timestamp_ms: i64,
+        now_ms: i64,
+        identity: Option<ProducerBatch>,
+    ) {
         let base_offset = self.log_end_offset.get();
         let len_bytes = batch.len() as u64;
         let segment = self.segment_for_append(base_offset, last_offset, len_bytes, now_ms);
+        let mark = segment.mark();
         segment.on_sequenced(base_offset, last_offset, max_timestamp_ms, len_bytes);
         self.cache.insert(
             self.cache_key,
@@ -380,8 +408,10 @@ impl PartitionLog {
             .set(self.pending_bytes.get() + batch.len());
         self.pending.borrow_mut().push_back(PendingBatch {
             segment,
+            mark,
             batch,
             end_offset: last_offset + 1,
+            identity,
         });
         self.log_end_offset.set(last_offset + 1);
         self.work.notify();
@@ -422,20 +452,22 @@ impl PartitionLog {
         rolled
     }
 
-    /// Waits until the write holding offsets below `end_offset` has completed (acks=1).
-    pub async fn wait_written(&self, end_offset: i64) -> Result<(), LogError> {
-        let failures_at_start = self.write_failures.get();
+    /// Waits until the write holding the appended batch has completed (acks=1). Fails if the
+    /// batch was dropped unwritten (ENOSPC; it never reaches the disk, so a retry appends it
+    /// once).
+    pub async fn wait_written(&self, outcome: &AppendOutcome) -> Result<(), LogError> {
+        let end_offset = outcome.end_offset();
         loop {
             let listener = self.watermark.listen();
             if let Some(error) = self.failure() {
                 return Err(error);
             }
+            // Before the high watermark: after a drop, later batches reuse the offsets.
+            if let Some(error) = outcome.generation.dropped(end_offset) {
+                return Err(error);
+            }
             if self.high_watermark.get() >= end_offset {
                 return Ok(());
-            }
-            if self.write_failures.get() != failures_at_start {
-                let error = self.last_write_error.borrow().clone();
-                return Err(error.unwrap_or(LogError::Closed));
             }
             if self.writer_done.get() {
                 return Err(LogError::Closed);
@@ -444,10 +476,11 @@ impl PartitionLog {
         }
     }
 
-    /// Waits until offsets below `end_offset` are written and fdatasync'ed (acks=all). Waiters
-    /// share fdatasyncs: one sync covers everything written before it started.
-    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), LogError> {
-        self.wait_written(end_offset).await?;
+    /// Waits until the appended batch is written and fdatasync'ed (acks=all). Waiters share
+    /// fdatasyncs: one sync covers everything written before it started.
+    pub async fn wait_durable(&self, outcome: &AppendOutcome) -> Result<(), LogError> {
+        self.wait_written(outcome).await?;
+        let end_offset = outcome.end_offset();
         loop {
             let listener = self.durable.listen();
             if let Some(error) = self.failure() {
@@ -587,7 +620,20 @@ impl PartitionLog {
         if let Some(batches) = cached.filter(|batches| !batches.is_empty()) {
             return Ok(batches);
         }
-        reader::read_from_disk(self, offset, high_watermark, max_bytes).await
+        let read = reader::read_from_disk(self, offset, high_watermark, max_bytes).await;
+        let log_start = self.log_start_offset.get();
+        let found = matches!(&read, Ok(batches) if !batches.is_empty());
+        if offset < log_start && !found {
+            // Retention deleted the segment while the read was under way (a read that had its
+            // file open finishes with the bytes it held; one that came too late finds no file or
+            // no segment): the offset is gone, as if the read had started after the deletion.
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark,
+            });
+        }
+        read
     }
 
     /// ListOffsets by time: the first offset whose timestamp is ≥ `timestamp_ms` (for an
@@ -922,7 +968,7 @@ mod tests {
             value += records;
             last = Some(outcome);
         }
-        log.wait_written(last.unwrap().end_offset()).await.unwrap();
+        log.wait_written(&last.unwrap()).await.unwrap();
         value
     }
 
@@ -1007,7 +1053,7 @@ mod tests {
                         let outcome = log.append_batch(batch(value, records), 0).unwrap();
                         value += records;
                         if i % 7 == 0 {
-                            log.wait_written(outcome.end_offset()).await.unwrap();
+                            log.wait_written(&outcome).await.unwrap();
                         }
                     }
                     value
@@ -1056,17 +1102,19 @@ mod tests {
                 );
             }
             let mut ends = vec![0u64; logs.len()];
+            let mut lasts = vec![None; logs.len()];
             for round in 0..300u64 {
                 for (partition, log) in logs.iter().enumerate() {
                     // Partition p's values start at p * 1_000_000 so mixing would show.
                     let first = partition as u64 * 1_000_000 + ends[partition];
                     let records = round % 3 + 1;
-                    log.append_batch(batch(first, records), 0).unwrap();
+                    lasts[partition] = Some(log.append_batch(batch(first, records), 0).unwrap());
                     ends[partition] += records;
                 }
             }
             for (partition, log) in logs.iter().enumerate() {
-                log.wait_written(ends[partition] as i64).await.unwrap();
+                let last = lasts[partition].as_ref().unwrap();
+                log.wait_written(last).await.unwrap();
                 assert!(cache.used_bytes() <= 32 * 1024);
                 let base = partition as u64 * 1_000_000;
                 let expected = numbered(base..base + ends[partition]);
@@ -1133,7 +1181,7 @@ mod tests {
             let log = open(&path, config.clone(), 0).await;
             let before = append_numbered(&log, 300).await;
             let torn = log.append_batch(batch(before, 50), 0).unwrap();
-            log.wait_written(torn.end_offset()).await.unwrap();
+            log.wait_written(&torn).await.unwrap();
             let segment = log.segments.borrow()[0].clone();
             let torn_start = segment.written_bytes() - batch(before, 50).len() as u64;
             drop(segment);
@@ -1242,7 +1290,7 @@ mod tests {
                 log.append_batch(idempotent_batch(0, 7, 1), 0),
                 Err(LogError::OutOfOrderSequence { expected: 5, .. })
             ));
-            log.wait_written(5).await.unwrap();
+            log.wait_written(&second).await.unwrap();
             drop(log);
             let log = open(&path, config.clone(), 1 << 20).await;
             let retry = log.append_batch(idempotent_batch(0, 3, 2), 0).unwrap();
@@ -1283,7 +1331,7 @@ mod tests {
                 let now_ms = 1_900_000_000_000;
                 let outcome = log.append_batch(batch(0, 3), now_ms).unwrap();
                 assert_eq!(outcome.log_append_time_ms, now_ms);
-                log.wait_written(outcome.end_offset()).await.unwrap();
+                log.wait_written(&outcome).await.unwrap();
                 let batches = whole_batches(log.read(0, 1 << 20).await.unwrap());
                 let header = record_batch::validate(&batches[0]).unwrap();
                 assert_eq!(header.max_timestamp.get(), now_ms);
@@ -1311,7 +1359,7 @@ mod tests {
                 let outcome = log.append_batch(batch(i, 1), 0).unwrap();
                 let log = log.clone();
                 waiters.push(glommio::spawn_local(async move {
-                    log.wait_durable(outcome.end_offset()).await.unwrap();
+                    log.wait_durable(&outcome).await.unwrap();
                     assert!(log.high_watermark() >= outcome.end_offset());
                     assert!(log.durable_offset.get() >= outcome.end_offset());
                 }));
@@ -1382,11 +1430,13 @@ mod tests {
             let config = topic(1 << 30, TimestampType::CreateTime);
             let log = open(&path, config.clone(), 1 << 20).await;
             let total = append_numbered(&log, 10).await as i64;
+            // Poisoned before the writer runs again: this batch is never written.
+            let outcome = log.append_batch(batch(total as u64, 1), 0).unwrap();
             let waiter = {
                 let log = log.clone();
-                glommio::spawn_local(async move { log.wait_durable(total + 1).await })
+                let outcome = outcome.clone();
+                glommio::spawn_local(async move { log.wait_durable(&outcome).await })
             };
-            glommio::yield_if_needed().await;
             log.poison_with("injected fdatasync failure".to_owned());
             assert!(matches!(waiter.await, Err(LogError::Poisoned(_))));
             assert!(matches!(
@@ -1395,7 +1445,7 @@ mod tests {
             ));
             assert!(matches!(log.read(0, 100).await, Err(LogError::Poisoned(_))));
             assert!(matches!(
-                log.wait_written(1).await,
+                log.wait_written(&outcome).await,
                 Err(LogError::Poisoned(_))
             ));
             assert!(matches!(log.close().await, Err(LogError::Poisoned(_))));
@@ -1531,7 +1581,7 @@ mod tests {
             for (now_ms, segments_after) in [(0, 1), (500, 1), (999, 1), (1000, 2), (1999, 2)] {
                 let outcome = log.append_batch(batch(value, 1), now_ms).unwrap();
                 value += 1;
-                log.wait_written(outcome.end_offset()).await.unwrap();
+                log.wait_written(&outcome).await.unwrap();
                 assert_eq!(
                     log.segments.borrow().len(),
                     segments_after,
@@ -1539,7 +1589,7 @@ mod tests {
                 );
             }
             let outcome = log.append_batch(batch(value, 1), 2000).unwrap();
-            log.wait_written(outcome.end_offset()).await.unwrap();
+            log.wait_written(&outcome).await.unwrap();
             assert_eq!(log.segments.borrow().len(), 3);
             assert_eq!(log.segments.borrow()[1].base_offset(), 3);
             assert_eq!(log.segments.borrow()[2].base_offset(), 5);

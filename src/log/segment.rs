@@ -41,6 +41,18 @@ pub fn parse_log_file_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// A segment's sequencing state before one batch was placed in it: what `rewind` goes back to
+/// when that batch (and everything after it) is dropped unwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMark {
+    sequenced_bytes: u64,
+    next_offset: i64,
+    max_timestamp_ms: i64,
+    bytes_since_index_entry: u64,
+    index_len: usize,
+    time_index_len: usize,
+}
+
 /// One segment of a partition log.
 #[derive(Debug)]
 pub struct Segment {
@@ -206,6 +218,37 @@ impl Segment {
         self.next_offset.set(last_offset + 1);
     }
 
+    /// The sequencing state now, before the next batch is placed (see `rewind`).
+    pub fn mark(&self) -> SegmentMark {
+        SegmentMark {
+            sequenced_bytes: self.sequenced_bytes.get(),
+            next_offset: self.next_offset.get(),
+            max_timestamp_ms: self.max_timestamp_ms.get(),
+            bytes_since_index_entry: self.bytes_since_index_entry.get(),
+            index_len: self.index.borrow().len(),
+            time_index_len: self.time_index.borrow().len(),
+        }
+    }
+
+    /// Forgets every batch sequenced after `mark` was taken: they were dropped before being
+    /// written (a write failed with ENOSPC), so the segment ends again where it ended then,
+    /// indexes and max timestamp included.
+    pub fn rewind(&self, mark: &SegmentMark) {
+        assert!(!self.sealed.get(), "a sealed segment has nothing unwritten");
+        assert!(
+            mark.sequenced_bytes >= self.written_bytes.get(),
+            "only unwritten batches are dropped"
+        );
+        assert!(mark.sequenced_bytes <= self.sequenced_bytes.get());
+        self.sequenced_bytes.set(mark.sequenced_bytes);
+        self.next_offset.set(mark.next_offset);
+        self.max_timestamp_ms.set(mark.max_timestamp_ms);
+        self.bytes_since_index_entry
+            .set(mark.bytes_since_index_entry);
+        self.index.borrow_mut().truncate(mark.index_len);
+        self.time_index.borrow_mut().truncate(mark.time_index_len);
+    }
+
     /// Adopts the state of a segment whose indexes were loaded from disk: its data is
     /// `size_bytes` long (a closed segment's file size, trimmed at roll; the active segment's size
     /// from the clean-shutdown marker) and its offsets end at `next_offset`.
@@ -350,5 +393,34 @@ mod tests {
         assert_eq!(segment.next_offset(), 120);
         assert_eq!(segment.sequenced_bytes(), 30_000);
         assert_eq!(segment.max_timestamp_ms(), 1009);
+    }
+
+    #[test]
+    fn rewind_forgets_what_was_sequenced_after_the_mark() {
+        // Proves a rewind restores the sequenced end, next offset, max timestamp and both
+        // indexes exactly as they were at the mark, so sequencing again after it builds the same
+        // state as if the dropped batches had never come.
+        let segment = Segment::new(Path::new("/nonexistent"), 0);
+        for i in 0..3 {
+            segment.on_sequenced(i, i, 1000 + i, 3000);
+        }
+        segment.set_written_bytes(9000);
+        let mark = segment.mark();
+        let before = (segment.index().clone(), segment.time_index().clone());
+        for i in 3..10 {
+            segment.on_sequenced(i, i, 5000 + i, 3000);
+        }
+        assert!(segment.index().len() > before.0.len());
+        segment.rewind(&mark);
+        assert_eq!(segment.mark(), mark);
+        assert_eq!(segment.sequenced_bytes(), 9000);
+        assert_eq!(segment.next_offset(), 3);
+        assert_eq!(segment.max_timestamp_ms(), 1002);
+        assert_eq!(
+            (segment.index().clone(), segment.time_index().clone()),
+            before
+        );
+        segment.on_sequenced(3, 3, 1003, 3000);
+        assert_eq!(segment.next_offset(), 4);
     }
 }

@@ -105,6 +105,8 @@ pub struct Broker {
     child: Option<Child>,
     listeners: Vec<Listener>,
     start_count: u32,
+    /// Whether `data_dir` is a tmpfs this harness mounted (unmounted on drop).
+    tmpfs_mounted: bool,
 }
 
 impl Broker {
@@ -117,6 +119,46 @@ impl Broker {
     }
 
     pub fn start_with(config: BrokerConfig) -> Broker {
+        let mut broker = Broker::unstarted(config);
+        broker.spawn();
+        broker
+    }
+
+    /// Starts a broker whose data directory is a tmpfs of `size_bytes` (a disk that fills up for
+    /// real), or says why it cannot: mounting needs root, and O_DIRECT on tmpfs Linux 6.6+.
+    pub fn start_on_tmpfs(config: BrokerConfig, size_bytes: u64) -> Result<Broker, String> {
+        let mut broker = Broker::unstarted(config);
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_bytes}"), "tmpfs"])
+            .arg(&broker.data_dir)
+            .output()
+            .map_err(|error| format!("running mount: {error}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        }
+        broker.tmpfs_mounted = true;
+        let probe = broker.data_dir.join("direct-probe");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&probe)
+                .map_err(|error| format!("no O_DIRECT on tmpfs here: {error}"))?;
+        }
+        fs::remove_file(&probe).map_err(|error| error.to_string())?;
+        broker.spawn();
+        Ok(broker)
+    }
+
+    /// The broker process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A broker in its own temporary directory, not started yet.
+    fn unstarted(config: BrokerConfig) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("spate-test-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -127,7 +169,7 @@ impl Broker {
         let port_base = config
             .ports_fixed
             .then(|| ports_consecutive_free(config.cores));
-        let mut broker = Broker {
+        Broker {
             config,
             dir: Some(dir),
             data_dir,
@@ -136,9 +178,8 @@ impl Broker {
             child: None,
             listeners: Vec::new(),
             start_count: 0,
-        };
-        broker.spawn();
-        broker
+            tmpfs_mounted: false,
+        }
     }
 
     /// "127.0.0.1:PORT" of node 0, the bootstrap address.
@@ -448,6 +489,14 @@ impl Drop for Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.tmpfs_mounted {
+            // Lazy: the dead broker's io_uring may hold its files a moment longer, and a plain
+            // umount would then fail with EBUSY and leave the mount behind.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.data_dir)
+                .status();
         }
         if thread::panicking() {
             eprintln!(

@@ -29,7 +29,7 @@ fn torn_tails_cut_at_every_position_recover_to_the_last_whole_batch() {
         for i in 0..12u64 {
             let count = i % 3 + 1;
             let outcome = log.append_batch(batch(records, count), 0).unwrap();
-            log.wait_written(outcome.end_offset()).await.unwrap();
+            log.wait_written(&outcome).await.unwrap();
             records += count;
             ends.push((log.segments.borrow()[0].written_bytes(), records));
         }
@@ -76,7 +76,7 @@ fn torn_tails_cut_at_every_position_recover_to_the_last_whole_batch() {
 /// Appends `count` batches of one 10 kB record each and waits until they are written. Returns
 /// the bytes of one batch on disk.
 async fn append_large(log: &PartitionLog, count: usize) -> u64 {
-    let mut end = 0;
+    let mut last = None;
     for _ in 0..count {
         let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
         builder.push(&Record {
@@ -85,9 +85,9 @@ async fn append_large(log: &PartitionLog, count: usize) -> u64 {
             value: Some(&[7u8; 10_000]),
             headers: &[],
         });
-        end = log.append_batch(builder.finish(), 0).unwrap().end_offset();
+        last = Some(log.append_batch(builder.finish(), 0).unwrap());
     }
-    log.wait_written(end).await.unwrap();
+    log.wait_written(&last.unwrap()).await.unwrap();
     log.segments.borrow()[0].written_bytes() / count as u64
 }
 
@@ -190,7 +190,7 @@ fn an_offline_partition_does_not_stop_its_neighbours() {
         assert!(!healthy.is_offline());
         assert_eq!(healthy.high_watermark(), 250);
         let outcome = healthy.append_batch(batch(0, 2), 0).unwrap();
-        healthy.wait_durable(outcome.end_offset()).await.unwrap();
+        healthy.wait_durable(&outcome).await.unwrap();
         assert_eq!(healthy.read(249, 1 << 20).await.unwrap().len(), 2);
         corrupt.close().await.unwrap();
         healthy.close().await.unwrap();
@@ -222,7 +222,7 @@ fn an_unclean_stop_scans_only_after_the_recovery_checkpoint() {
                 headers: &[],
             });
             let outcome = log.append_batch(builder.finish(), 0).unwrap();
-            log.wait_written(outcome.end_offset()).await.unwrap();
+            log.wait_written(&outcome).await.unwrap();
         }
         let log_dir = path.join("topic-0");
         // The checkpoint is recorded by a task of its own, after the write that reached it.
@@ -236,7 +236,7 @@ fn an_unclean_stop_scans_only_after_the_recovery_checkpoint() {
         let checkpointed = log.log_end_offset();
         let after = log.append_batch(idempotent_batch(0, 2, 3), 0).unwrap();
         let last = log.append_batch(batch(0, 4), 0).unwrap();
-        log.wait_written(last.end_offset()).await.unwrap();
+        log.wait_written(&last).await.unwrap();
         let end = log.segments.borrow()[0].written_bytes() as usize;
         drop(log);
 
@@ -255,7 +255,7 @@ fn an_unclean_stop_scans_only_after_the_recovery_checkpoint() {
         assert_eq!(retry.base_offset, after.base_offset);
         let next = log.append_batch(idempotent_batch(0, 5, 1), 0).unwrap();
         assert_eq!(next.base_offset, after.end_offset());
-        log.wait_written(next.end_offset()).await.unwrap();
+        log.wait_written(&next).await.unwrap();
         let tail = log.read(after.base_offset, 1 << 20).await.unwrap();
         assert_eq!(tail.len(), 2);
         log.close().await.unwrap();
