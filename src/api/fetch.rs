@@ -55,6 +55,7 @@ async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
     loop {
         let now = Instant::now();
         if state.total_bytes >= min_bytes
+            || state.budget_limited
             || state.failed
             || now >= deadline
             || state.subscribed == 0
@@ -84,6 +85,9 @@ struct FetchState<'a> {
     subscribed: usize,
     total_bytes: usize,
     failed: bool,
+    /// A read got less room than the request allowed because the shard's request budget was
+    /// short: answer with what fits now rather than park holding it.
+    budget_limited: bool,
     max_bytes: usize,
 }
 
@@ -106,6 +110,7 @@ impl<'a> FetchState<'a> {
             subscribed: 0,
             total_bytes: 0,
             failed: false,
+            budget_limited: false,
             max_bytes: (request.max_bytes.max(0) as usize).min(shard.config.fetch_max_bytes),
         }
     }
@@ -132,11 +137,9 @@ impl<'a> FetchState<'a> {
         let (topic, partition) = self.partition(key);
         let size_before = self.data.get(key).map_or(0, record_bytes);
         let others_bytes = self.total_bytes - size_before;
-        let room = self
-            .max_bytes
-            .saturating_sub(others_bytes)
-            .min(shard.request_budget.available_bytes());
-        let limit = (partition.partition_max_bytes.max(0) as usize).min(room);
+        let request_room = (partition.partition_max_bytes.max(0) as usize)
+            .min(self.max_bytes.saturating_sub(others_bytes));
+        let limit = request_room.min(shard.request_budget.available_bytes());
         // Once the response is full, later partitions report their watermarks only; the
         // first partition with data always gets at least one whole batch (KIP-74).
         let limit = if others_bytes == 0 {
@@ -146,6 +149,7 @@ impl<'a> FetchState<'a> {
         };
         let data = read_partition(shard, topic, partition, limit, self.request).await;
         self.failed |= data.error_code != 0;
+        self.budget_limited |= limit < request_room && data.high_watermark > partition.fetch_offset;
         self.total_bytes = others_bytes + record_bytes(&data);
         if key == self.data.len() {
             self.data.push(data);
