@@ -136,10 +136,10 @@ impl Future for Listener {
         match self.slot {
             Some(slot) => {
                 let mut slots = self.signal.slots.borrow_mut();
-                if let Some(Subscriber::Task(waker)) = &mut slots[slot] {
-                    if !waker.will_wake(context.waker()) {
-                        *waker = context.waker().clone();
-                    }
+                if let Some(Subscriber::Task(waker)) = &mut slots[slot]
+                    && !waker.will_wake(context.waker())
+                {
+                    *waker = context.waker().clone();
                 }
             }
             None => {
