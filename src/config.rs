@@ -58,6 +58,31 @@ pub struct BrokerConfig {
     )]
     pub inflight_requests_per_connection_max: usize,
 
+    /// Bytes of requests read but not yet answered, per shard (queued.max.request.bytes). A
+    /// connection reserves a frame's size before reading its body and holds it until the response
+    /// is written; fetch responses are charged too. When the budget is spent the shard stops
+    /// reading request bodies (those sockets wait in the kernel) until responses go out; a frame
+    /// larger than the budget waits until the whole budget is free and then takes it.
+    #[arg(
+        long,
+        default_value_t = 256 * 1024 * 1024,
+        env = "SPATE_QUEUED_MAX_REQUEST_BYTES"
+    )]
+    pub queued_max_request_bytes: usize,
+
+    /// Largest fetch response, in record bytes, whatever the client asks (fetch.max.bytes). A
+    /// fetch reads no more than this (except one whole batch, KIP-74, so a consumer progresses).
+    #[arg(long, default_value_t = 55 * 1024 * 1024, env = "SPATE_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: usize,
+
+    /// A connection that makes no progress for this long is closed (connections.max.idle.ms).
+    /// Progress is a whole request received or a response written; time the broker itself spends
+    /// (a parked fetch, a produce awaiting its write, waiting for request budget) does not count.
+    /// So it also closes a client that stops reading its responses, and one that trickles a frame
+    /// without finishing it.
+    #[arg(long, default_value_t = 600_000, env = "SPATE_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: u64,
+
     /// Connections one shard serves at once; further connections wait in the accept queue.
     #[arg(
         long,

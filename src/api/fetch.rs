@@ -1,20 +1,26 @@
 //! Fetch: whole batches from each partition's log or cache, with long polling.
 //!
-//! A fetch answers at once when it has `min_bytes` of data or an error; otherwise it waits until
-//! a requested partition's high watermark moves or `max_wait_ms` passes, then reads again. The
-//! listeners are registered before reading, so a write landing between the read and the wait
-//! still wakes it. Record bytes go out as the `Bytes` the log holds (see `RecordSet`), never
-//! joined or copied here. Fetch sessions are declined (session id 0), so every fetch is full.
+//! A fetch answers at once when it has `min_bytes` of data (so `min_bytes` 0 never waits) or an
+//! error; otherwise it parks until `max_wait_ms` passes or enough data arrives. While parked it is
+//! subscribed to each requested partition's high-watermark signal with the partition's place in
+//! the request as key, and on waking it re-reads only the partitions whose watermark moved: a
+//! watermark move costs O(fetches waiting on that partition), never O(fetches x partitions).
+//! Subscriptions are taken before reading, so a write landing between a read and the wait still
+//! wakes it. Record bytes go out as the `Bytes` the log holds (see `RecordSet`), never joined or
+//! copied here. Fetch sessions are declined (session id 0), so every fetch is full.
+//!
+//! A response holds at most `min(max_bytes, fetch.max.bytes)` record bytes, and never much more
+//! than the shard's request budget has free when it reads (at least one batch, KIP-74, so a
+//! consumer always progresses); the connection charges the response to that budget until it
+//! is written.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::log::signal::{Subscription, WakeSet};
 use crate::protocol::field::RecordSet;
 use crate::protocol::messages::fetch::{
-    FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData,
+    FetchPartition, FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use crate::protocol::{ErrorCode, Response};
 use crate::shard::{PartitionRoute, Shard};
@@ -39,90 +45,145 @@ async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let mut state = FetchState::new(shard, request);
+    let wake = WakeSet::new();
+    for key in 0..state.targets.len() {
+        state.subscribe(shard, &wake, key);
+        state.read(shard, key).await;
+        glommio::yield_if_needed().await;
+    }
     loop {
-        let listeners = listen(shard, request);
-        let (response, bytes, failed) = read_all(shard, request).await;
         let now = Instant::now();
-        if bytes >= min_bytes.max(1) || failed || now >= deadline || listeners.is_empty() {
-            return response;
+        if state.total_bytes >= min_bytes
+            || state.budget_limited
+            || state.failed
+            || now >= deadline
+            || state.subscribed == 0
+        {
+            return state.into_response();
         }
-        let timer = glommio::timer::sleep(deadline - now);
-        futures_lite::future::or(AnyOf(listeners), timer).await;
+        let timer = async {
+            glommio::timer::sleep(deadline - now).await;
+            Vec::new()
+        };
+        let fired = futures_lite::future::or(wake.fired(), timer).await;
+        for key in fired {
+            state.subscribe(shard, &wake, key);
+            state.read(shard, key).await;
+            glommio::yield_if_needed().await;
+        }
     }
 }
 
-/// A future that resolves when any of its futures does.
-struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()>>>>);
+/// One fetch's partitions in request order, with what was last read from each.
+struct FetchState<'a> {
+    request: &'a FetchRequest,
+    /// (topic index, partition index in that topic) for each key.
+    targets: Vec<(usize, usize)>,
+    data: Vec<PartitionData>,
+    subscriptions: Vec<Option<Subscription>>,
+    subscribed: usize,
+    total_bytes: usize,
+    failed: bool,
+    /// A read got less room than the request allowed because the shard's request budget was
+    /// short: answer with what fits now rather than park holding it.
+    budget_limited: bool,
+    max_bytes: usize,
+}
 
-impl Future for AnyOf {
-    type Output = ();
+impl<'a> FetchState<'a> {
+    fn new(shard: &Shard, request: &'a FetchRequest) -> Self {
+        let targets: Vec<(usize, usize)> = request
+            .topics
+            .iter()
+            .enumerate()
+            .flat_map(|(topic, fetch_topic)| {
+                (0..fetch_topic.partitions.len()).map(move |partition| (topic, partition))
+            })
+            .collect();
+        let count = targets.len();
+        Self {
+            request,
+            targets,
+            data: Vec::with_capacity(count),
+            subscriptions: (0..count).map(|_| None).collect(),
+            subscribed: 0,
+            total_bytes: 0,
+            failed: false,
+            budget_limited: false,
+            max_bytes: (request.max_bytes.max(0) as usize).min(shard.config.fetch_max_bytes),
+        }
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        for future in self.0.iter_mut() {
-            if future.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
+    fn partition(&self, key: usize) -> (&'a str, &'a FetchPartition) {
+        let (topic, partition) = self.targets[key];
+        let topic = &self.request.topics[topic];
+        (&topic.topic, &topic.partitions[partition])
+    }
+
+    /// Subscribes `key` to its partition's next watermark move (again, after it fired).
+    fn subscribe(&mut self, shard: &Shard, wake: &Rc<WakeSet>, key: usize) {
+        let (topic, partition) = self.partition(key);
+        if let PartitionRoute::Here(log) = shard.route(topic, partition.partition) {
+            let subscription = log.changed().subscribe(wake, key);
+            if self.subscriptions[key].replace(subscription).is_none() {
+                self.subscribed += 1;
             }
         }
-        Poll::Pending
+    }
+
+    /// Reads partition `key` (again), within what the response and the budget have room for.
+    async fn read(&mut self, shard: &Shard, key: usize) {
+        let (topic, partition) = self.partition(key);
+        let size_before = self.data.get(key).map_or(0, record_bytes);
+        let others_bytes = self.total_bytes - size_before;
+        let request_room = (partition.partition_max_bytes.max(0) as usize)
+            .min(self.max_bytes.saturating_sub(others_bytes));
+        let limit = request_room.min(shard.request_budget.available_bytes());
+        // Once the response is full, later partitions report their watermarks only; the
+        // first partition with data always gets at least one whole batch (KIP-74).
+        let limit = if others_bytes == 0 {
+            limit.max(1)
+        } else {
+            limit
+        };
+        let data = read_partition(shard, topic, partition, limit, self.request).await;
+        self.failed |= data.error_code != 0;
+        self.budget_limited |= limit < request_room && data.high_watermark > partition.fetch_offset;
+        self.total_bytes = others_bytes + record_bytes(&data);
+        if key == self.data.len() {
+            self.data.push(data);
+        } else {
+            self.data[key] = data;
+        }
+    }
+
+    fn into_response(self) -> FetchResponse {
+        let mut data = self.data.into_iter();
+        let responses = self
+            .request
+            .topics
+            .iter()
+            .map(|topic| FetchableTopicResponse {
+                topic: topic.topic.clone(),
+                partitions: data.by_ref().take(topic.partitions.len()).collect(),
+            })
+            .collect();
+        FetchResponse {
+            responses,
+            ..FetchResponse::default()
+        }
     }
 }
 
-fn listen(shard: &Shard, request: &FetchRequest) -> Vec<Pin<Box<dyn Future<Output = ()>>>> {
-    let mut listeners = Vec::new();
-    for topic in &request.topics {
-        for partition in &topic.partitions {
-            if let PartitionRoute::Here(log) = shard.route(&topic.topic, partition.partition) {
-                let changed = log.changed();
-                listeners.push(Box::pin(async move {
-                    changed.await;
-                }) as Pin<Box<dyn Future<Output = ()>>>);
-            }
-        }
-    }
-    listeners
-}
-
-/// Reads every requested partition once: the response, its record bytes, and whether any
-/// partition failed (a failure is answered at once, as Kafka does).
-async fn read_all(shard: &Shard, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut bytes_remaining = request.max_bytes.max(0) as usize;
-    let mut total_bytes = 0;
-    let mut failed = false;
-    let mut responses = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for partition in &topic.partitions {
-            let limit = (partition.partition_max_bytes.max(0) as usize).min(bytes_remaining);
-            // Once the response is full, later partitions report their watermarks only; the
-            // first partition with data always gets at least one whole batch (KIP-74).
-            let limit = if total_bytes == 0 {
-                limit.max(1)
-            } else {
-                limit
-            };
-            let data = read_partition(shard, &topic.topic, partition, limit, request).await;
-            let size = data.records.as_ref().map_or(0, RecordSet::len);
-            failed |= data.error_code != 0;
-            total_bytes += size;
-            bytes_remaining = bytes_remaining.saturating_sub(size);
-            partitions.push(data);
-        }
-        responses.push(FetchableTopicResponse {
-            topic: topic.topic.clone(),
-            partitions,
-        });
-    }
-    let response = FetchResponse {
-        responses,
-        ..FetchResponse::default()
-    };
-    (response, total_bytes, failed)
+fn record_bytes(data: &PartitionData) -> usize {
+    data.records.as_ref().map_or(0, RecordSet::len)
 }
 
 async fn read_partition(
     shard: &Shard,
     topic: &str,
-    partition: &crate::protocol::messages::fetch::FetchPartition,
+    partition: &FetchPartition,
     limit: usize,
     request: &FetchRequest,
 ) -> PartitionData {

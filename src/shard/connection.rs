@@ -7,15 +7,24 @@
 //! sends their responses, so responses leave in request order while several requests are in
 //! flight. A full queue stops the reader: that is the per-connection in-flight limit.
 //!
+//! Memory: before a frame's body is read, the reader takes its size from the shard's
+//! `RequestBudget` (queued.max.request.bytes) and the permit travels with the request until its
+//! response is written; the writer charges each response frame to the budget while writing it.
+//! Responses are computed one at a time by the writer, so a client that does not read holds at
+//! most one response plus the in-flight queue of requests; `close_when_idle`
+//! (connections.max.idle.ms) closes it once it makes no progress.
+//!
 //! A frame that is too large, malformed, for an unknown API or an unsupported version (other
 //! than ApiVersions, which gets its special answer) closes this connection; nothing else is
 //! affected.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
+use futures_lite::io::WriteHalf;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
@@ -27,6 +36,8 @@ use crate::protocol::wire::Reader;
 use crate::protocol::{ApiKey, CodecError, Request, RequestHeader};
 
 use super::Shard;
+use super::idle_watch::{ConnectionProgress, close_when_idle, shut_down};
+use super::request_budget::BudgetPermit;
 
 /// What the writer half sends next, in request order.
 enum Outgoing {
@@ -38,6 +49,12 @@ enum Outgoing {
     },
     /// An already encoded frame.
     Frame(Vec<Bytes>),
+}
+
+/// A request read and its share of the shard's request budget, held until it is answered.
+struct Queued {
+    outgoing: Outgoing,
+    _permit: BudgetPermit,
 }
 
 /// Why the reader stops.
@@ -53,49 +70,30 @@ enum ConnectionError {
     UnsupportedVersion { api: ApiKey, version: i16 },
 }
 
-/// Serves one connection until the client closes it or misbehaves.
+/// Serves one connection until the client closes it, misbehaves or idles.
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     // Responses are written whole; Nagle would only delay the last partial packet.
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let (read_half, mut write_half) = futures_lite::io::split(stream);
+    let (read_half, write_half) = futures_lite::io::split(stream);
     let mut reader = SocketReader::new(fd, read_half);
+    let progress = ConnectionProgress::new();
+    let idle_max = Duration::from_millis(shard.config.connections_max_idle_ms);
+    let watch = glommio::spawn_local(close_when_idle(Rc::clone(&progress), fd, idle_max));
     let (queue, queued) =
         local_channel::new_bounded(shard.config.inflight_requests_per_connection_max);
-    let writer = glommio::spawn_local(async move {
-        while let Some(outgoing) = queued.recv().await {
-            let frame = match outgoing {
-                Outgoing::Frame(frame) => frame,
-                Outgoing::Response {
-                    correlation_id,
-                    api_version,
-                    pending,
-                } => match pending.await {
-                    None => continue,
-                    Some(response) => {
-                        match encode_response_frame(correlation_id, api_version, &response) {
-                            Ok(frame) => frame,
-                            Err(error) => {
-                                tracing::error!(%error, "cannot encode a response; closing");
-                                return;
-                            }
-                        }
-                    }
-                },
-            };
-            for chunk in &frame {
-                if write_half.write_all(chunk).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = write_half.close().await;
-    });
+    let writer = glommio::spawn_local(write_responses(
+        Rc::clone(&shard),
+        queued,
+        write_half,
+        Rc::clone(&progress),
+        fd,
+    ));
     loop {
-        match read_request(&shard, &mut reader).await {
-            Ok(Some(outgoing)) => {
-                if queue.send(outgoing).await.is_err() {
+        match read_request(&shard, &mut reader, &progress).await {
+            Ok(Some(request)) => {
+                if queue.send(request).await.is_err() {
                     break;
                 }
             }
@@ -108,13 +106,64 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     }
     drop(queue);
     writer.await;
+    // Stopped while the read half still keeps the descriptor open.
+    drop(watch);
+}
+
+/// The writer half: awaits each queued request's response in order and writes it.
+async fn write_responses(
+    shard: Rc<Shard>,
+    queued: local_channel::LocalReceiver<Queued>,
+    mut write_half: WriteHalf<TcpStream>,
+    progress: Rc<ConnectionProgress>,
+    fd: RawFd,
+) {
+    while let Some(Queued { outgoing, _permit }) = queued.recv().await {
+        let frame = match outgoing {
+            Outgoing::Frame(frame) => frame,
+            Outgoing::Response {
+                correlation_id,
+                api_version,
+                pending,
+            } => {
+                let response = {
+                    let _busy = progress.busy();
+                    pending.await
+                };
+                match response {
+                    None => continue,
+                    Some(response) => {
+                        match encode_response_frame(correlation_id, api_version, &response) {
+                            Ok(frame) => frame,
+                            Err(error) => {
+                                tracing::error!(%error, "cannot encode a response; closing");
+                                shut_down(fd);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let frame_bytes = frame.iter().map(Bytes::len).sum();
+        let _response_permit = shard.request_budget.charge(frame_bytes);
+        for chunk in &frame {
+            if write_half.write_all(chunk).await.is_err() {
+                shut_down(fd);
+                return;
+            }
+            progress.advanced();
+        }
+    }
+    let _ = write_half.close().await;
 }
 
 /// Reads and dispatches one request; `None` when the client closed the connection.
 async fn read_request(
     shard: &Rc<Shard>,
     reader: &mut SocketReader<impl futures_lite::AsyncRead + Unpin>,
-) -> Result<Option<Outgoing>, ConnectionError> {
+    progress: &Rc<ConnectionProgress>,
+) -> Result<Option<Queued>, ConnectionError> {
     let mut prefix = [0u8; FRAME_SIZE_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -122,9 +171,14 @@ async fn read_request(
         Err(error) => return Err(error.into()),
     }
     let size = frame_size(prefix, shard.config.max_request_bytes)?;
+    let permit = {
+        let _busy = progress.busy();
+        shard.request_budget.acquire(size).await
+    };
     // One allocation per request: the frame becomes `Bytes` whose record slices may live on in
     // the partition cache after the request is answered. Never zeroed: the socket fills it.
     let frame = reader.read_vec(size).await?;
+    progress.advanced();
     let mut reader = Reader::new(Bytes::from(frame));
     let header = RequestHeader::decode(&mut reader)?;
     let api = ApiKey::from_code(header.api_key)
@@ -132,9 +186,10 @@ async fn read_request(
         .ok_or(ConnectionError::UnknownApi(header.api_key))?;
     if !api.versions().contains(header.api_version) {
         if api == ApiKey::ApiVersions {
-            return Ok(Some(Outgoing::Frame(unsupported_version_frame(
-                header.correlation_id,
-            )?)));
+            return Ok(Some(Queued {
+                outgoing: Outgoing::Frame(unsupported_version_frame(header.correlation_id)?),
+                _permit: permit,
+            }));
         }
         return Err(ConnectionError::UnsupportedVersion {
             api,
@@ -143,9 +198,12 @@ async fn read_request(
     }
     let request = Request::decode(api, header.api_version, reader.rest().clone())?;
     let pending = api::dispatch(shard, &header, request).await;
-    Ok(Some(Outgoing::Response {
-        correlation_id: header.correlation_id,
-        api_version: header.api_version,
-        pending,
+    Ok(Some(Queued {
+        outgoing: Outgoing::Response {
+            correlation_id: header.correlation_id,
+            api_version: header.api_version,
+            pending,
+        },
+        _permit: permit,
     }))
 }

@@ -8,10 +8,12 @@
 
 pub mod connection;
 pub mod control;
+pub mod idle_watch;
 pub mod launcher;
 pub mod listener;
 pub mod mesh;
 pub mod producer_ids;
+pub mod request_budget;
 pub mod retention;
 pub mod routing;
 pub mod shard_main;
@@ -29,6 +31,7 @@ use crate::meta::{ClusterState, ShardId};
 
 use self::mesh::Mesh;
 use self::producer_ids::ProducerIdAllocator;
+use self::request_budget::RequestBudget;
 
 /// Where a partition lives, from this shard's point of view.
 pub enum PartitionRoute {
@@ -58,6 +61,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<String, Vec<Option<Rc<PartitionLog>>>>>,
     /// Cache of recent batches shared by this shard's partitions.
     pub cache: Rc<ShardCache>,
+    /// Bytes of requests and responses held by this shard's connections (queued.max.request.bytes).
+    pub request_budget: Rc<RequestBudget>,
     /// The mesh, connected once at start.
     mesh: OnceCell<Rc<Mesh>>,
     /// Shard 0 only: the metadata log and the lock that serialises topic changes.
@@ -86,6 +91,7 @@ impl Shard {
             cluster: RefCell::new(cluster),
             partitions: RefCell::new(HashMap::new()),
             cache,
+            request_budget: RequestBudget::new(config.queued_max_request_bytes),
             mesh: OnceCell::new(),
             controller: metadata_log.map(control::Controller::new),
             producer_ids: ProducerIdAllocator::new(id),

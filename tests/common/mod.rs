@@ -182,6 +182,27 @@ impl Broker {
         }
     }
 
+    /// The broker process's id, for reading its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker runs").id()
+    }
+
+    /// The broker process's resident set (VmRSS in /proc/PID/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the broker's /proc status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .expect("a VmRSS line");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in kB");
+        kib * 1024
+    }
+
     /// "127.0.0.1:PORT" of node 0, the bootstrap address.
     pub fn bootstrap(&self) -> String {
         assert!(!self.listeners.is_empty(), "broker is not running");
