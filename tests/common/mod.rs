@@ -152,11 +152,6 @@ impl Broker {
         Ok(broker)
     }
 
-    /// The broker process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// A broker in its own temporary directory, not started yet.
     fn unstarted(config: BrokerConfig) -> Broker {
         let dir = tempfile::Builder::new()
