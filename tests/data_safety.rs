@@ -493,7 +493,8 @@ fn a_torn_offset_store_tail_starts_with_every_acknowledged_commit() {
 fn only_directories_of_recorded_deletions_are_removed_at_start() {
     // Proves DeleteTopics removes the topic's directory, a leftover directory of that deleted
     // topic (an interrupted deletion) is removed at the next start, and a `<topic>-<n>`
-    // directory no record explains is kept, with its files, and logged.
+    // directory no record explains is kept, with its files, and logged; creating that topic
+    // later moves the kept directory aside rather than wiping it.
     let mut broker = one_shard();
     topics_with_data(&broker, &["gone", "stays"]);
     let mut wire = Wire::connect(&broker.bootstrap());
@@ -530,5 +531,13 @@ fn only_directories_of_recorded_deletions_are_removed_at_start() {
                 && line.contains("stranger-0")),
         "not logged"
     );
+    // Creating a topic over the kept directory moves the directory aside instead of wiping it.
+    let mut wire = Wire::connect(&broker.bootstrap());
+    assert_eq!(wire.create_topic("stranger", 1, &[]), 0);
+    assert_eq!(produce(&mut wire, "stranger", b"new"), (0, 0));
+    let moved = broker
+        .data_dir()
+        .join("stranger-0.kept/00000000000000000000.log");
+    assert_eq!(fs::read(&moved).unwrap(), b"data");
     broker.stop();
 }
