@@ -10,6 +10,7 @@
 
 pub mod classic_group;
 pub mod error;
+mod offset_compaction;
 pub mod offset_store;
 
 use std::cell::{Cell, RefCell};
