@@ -127,6 +127,27 @@ pub struct BrokerConfig {
     )]
     pub unsafe_truncate_corrupt_logs: bool,
 
+    /// Cut the metadata log (DATA_DIR/__meta/metadata.log) at a damaged record that valid ones
+    /// follow, instead of refusing to start. Every topic change from the damage on is lost; no
+    /// partition directory is removed in that start, since none is proven deleted. Apart from
+    /// --unsafe-truncate-corrupt-logs because it loses whole topics, not one partition's tail.
+    #[arg(
+        long,
+        default_value_t = false,
+        env = "SPATE_UNSAFE_TRUNCATE_CORRUPT_METADATA"
+    )]
+    pub unsafe_truncate_corrupt_metadata: bool,
+
+    /// Cut a group offset store (DATA_DIR/__groups/shard-N/offsets.log) at a damaged record that
+    /// valid ones follow, instead of refusing to start. The committed offsets from the damage on
+    /// are lost (consumers restart from an older commit or auto.offset.reset).
+    #[arg(
+        long,
+        default_value_t = false,
+        env = "SPATE_UNSAFE_TRUNCATE_CORRUPT_OFFSETS"
+    )]
+    pub unsafe_truncate_corrupt_offsets: bool,
+
     /// How long the first rebalance of an empty group waits for more members
     /// (group.initial.rebalance.delay.ms), so consumers starting together share one rebalance.
     /// Each member joining during the wait extends it by this much, up to the rebalance timeout.

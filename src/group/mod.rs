@@ -10,6 +10,7 @@
 
 pub mod classic_group;
 pub mod error;
+mod offset_compaction;
 pub mod offset_store;
 
 use std::cell::{Cell, RefCell};
@@ -120,11 +121,12 @@ impl GroupCoordinator {
             .join(format!("shard-{shard_id}"))
     }
 
-    /// Loads the offset store in the background and starts the timer task; both run on the
-    /// current executor for the shard's life.
-    pub fn start(self: &Rc<Self>, dir: PathBuf, live_topics: HashSet<String>) {
+    /// Loads the offset store in the background (dropping the offsets of `deleted_topics`, whose
+    /// deletion the metadata log records) and starts the timer task; both run on the current
+    /// executor for the shard's life.
+    pub fn start(self: &Rc<Self>, dir: PathBuf, deleted_topics: HashSet<String>) {
         let coordinator = Rc::clone(self);
-        glommio::spawn_local(async move { coordinator.load(dir, live_topics).await }).detach();
+        glommio::spawn_local(async move { coordinator.load(dir, deleted_topics).await }).detach();
         let coordinator = Rc::clone(self);
         glommio::spawn_local(async move {
             loop {
@@ -135,8 +137,8 @@ impl GroupCoordinator {
         .detach();
     }
 
-    async fn load(self: Rc<Self>, dir: PathBuf, live_topics: HashSet<String>) {
-        match OffsetStore::open(dir, live_topics).await {
+    async fn load(self: Rc<Self>, dir: PathBuf, deleted_topics: HashSet<String>) {
+        match OffsetStore::open(dir, deleted_topics).await {
             Ok((store, offsets)) => {
                 self.install(offsets);
                 let deleted = match std::mem::replace(

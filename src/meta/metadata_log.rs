@@ -5,11 +5,22 @@
 //! configs are stored as the topic's own values (overrides) only, so a topic follows the broker
 //! defaults of the current start for everything else; the first record kinds stored the whole
 //! configuration and are still read (their values that differ from the defaults become the
-//! overrides). A change is
-//! acknowledged only after its record is written and fdatasync'ed, so a torn or corrupt tail found
-//! at start-up is a change nobody was told about: it is cut off. Only shard 0 (the controller)
-//! appends; loading happens on the main thread before any shard starts, so it may block.
-
+//! overrides). Only shard 0 (the controller) appends; loading happens on the main thread before
+//! any shard starts, so it may block.
+//!
+//! Torn tail or corruption: a change is acknowledged only after its record is written (one
+//! write of exactly that record, at the end of the file, which is never preallocated) and
+//! fdatasync'ed, and the next record is written only after that. So a crash can damage only the
+//! last record, and only within its own bytes: nothing valid can follow it. Replay stops at the
+//! first damaged record (bad header, CRC or content) and then looks for a valid record after
+//! it: from the end the damaged record's header claims, when that end lies within the file
+//! (a torn write of that record reaches no further), else from the next byte. Finding none, the
+//! damage is a torn tail, a change nobody was told about, and it is cut off. Finding one, the
+//! damage is corruption of acknowledged changes: `load` refuses with [`MetaError::Corrupt`]
+//! (naming the file and positions) unless the operator asked to cut
+//! (`--unsafe-truncate-corrupt-metadata`), which drops every change from the damage on and
+//! forgets the recorded deletions (a dropped change may have re-created a deleted topic).
+//! A damaged last record is indistinguishable from a torn one and is cut like it.
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -38,6 +49,15 @@ const KIND_PARTITIONS_ADDED: u8 = 3;
 const KIND_CONFIG_CHANGED_WHOLE_CONFIG: u8 = 4;
 const KIND_TOPIC_CREATED: u8 = 5;
 const KIND_CONFIG_CHANGED: u8 = 6;
+/// Every record kind this version reads.
+const KINDS: [u8; 6] = [
+    KIND_TOPIC_CREATED_WHOLE_CONFIG,
+    KIND_TOPIC_DELETED,
+    KIND_PARTITIONS_ADDED,
+    KIND_CONFIG_CHANGED_WHOLE_CONFIG,
+    KIND_TOPIC_CREATED,
+    KIND_CONFIG_CHANGED,
+];
 
 /// Failures reading or writing the metadata log.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +69,21 @@ pub enum MetaError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// A damaged record is followed by valid ones: acknowledged changes were damaged.
+    #[error(
+        "metadata log {path} is corrupt: damaged record at file position {file_position}, \
+         valid record after it at file position {valid_position}; refusing to start (cutting the \
+         log there would lose every topic change after it). Restore the file, or start with \
+         --unsafe-truncate-corrupt-metadata to cut it at file position {file_position}"
+    )]
+    Corrupt {
+        /// The log file.
+        path: PathBuf,
+        /// Where the first damaged record starts.
+        file_position: u64,
+        /// Where a valid record after it starts.
+        valid_position: u64,
     },
 }
 
@@ -63,11 +98,18 @@ pub struct LoadedMetadata {
     pub end_position: u64,
     /// Intact records replayed.
     pub records: usize,
+    /// Whether valid records after corruption were cut off (only when asked to).
+    pub cut_at_corruption: bool,
 }
 
-/// Loads (creating if missing) the metadata log, cutting off a torn tail. Blocking: call it
-/// before the shards start.
-pub fn load(data_dir: &Path, defaults: &TopicDefaults) -> Result<LoadedMetadata, MetaError> {
+/// Loads (creating if missing) the metadata log, cutting off a torn tail; corruption (a damaged
+/// record followed by valid ones) is refused unless `truncate_corrupt`, which cuts there too.
+/// Blocking: call it before the shards start.
+pub fn load(
+    data_dir: &Path,
+    defaults: &TopicDefaults,
+    truncate_corrupt: bool,
+) -> Result<LoadedMetadata, MetaError> {
     let dir = data_dir.join(META_DIR_NAME);
     let path = dir.join(LOG_FILE_NAME);
     let io = |source| MetaError::Io {
@@ -93,13 +135,32 @@ pub fn load(data_dir: &Path, defaults: &TopicDefaults) -> Result<LoadedMetadata,
         position = next;
         records += 1;
     }
+    let mut cut_at_corruption = false;
     if position < bytes.len() {
-        tracing::warn!(
-            path = %path.display(),
-            kept_bytes = position,
-            cut_bytes = bytes.len() - position,
-            "metadata log has a torn or corrupt tail; cutting it off"
-        );
+        if let Some(valid_position) = valid_record_after_damage(&bytes, position, defaults) {
+            let error = MetaError::Corrupt {
+                path: path.clone(),
+                file_position: position as u64,
+                valid_position: valid_position as u64,
+            };
+            if !truncate_corrupt {
+                return Err(error);
+            }
+            tracing::error!(
+                %error,
+                "cutting the corrupt metadata log as --unsafe-truncate-corrupt-metadata asks; \
+                 no partition directory will be removed"
+            );
+            state.forget_deletions();
+            cut_at_corruption = true;
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                kept_bytes = position,
+                cut_bytes = bytes.len() - position,
+                "metadata log has a torn tail (nothing valid after it); cutting it off"
+            );
+        }
         let file = fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
         file.set_len(position as u64).map_err(io)?;
         file.sync_all().map_err(io)?;
@@ -109,7 +170,26 @@ pub fn load(data_dir: &Path, defaults: &TopicDefaults) -> Result<LoadedMetadata,
         path,
         end_position: position as u64,
         records,
+        cut_at_corruption,
     })
+}
+
+/// Where the first valid record after the damaged one at `damage_position` starts, if any (see
+/// the module doc): searched from the end the damaged header claims if that lies in the file,
+/// else from the next byte, at every byte position.
+fn valid_record_after_damage(
+    bytes: &[u8],
+    damage_position: usize,
+    defaults: &TopicDefaults,
+) -> Option<usize> {
+    let claimed_end = bytes
+        .get(damage_position..damage_position + RECORD_HEADER_BYTES)
+        .map(|header| u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize)
+        .filter(|&payload_bytes| payload_bytes > 0 && payload_bytes <= RECORD_BYTES_MAX)
+        .map(|payload_bytes| damage_position + RECORD_HEADER_BYTES + payload_bytes)
+        .filter(|&end| end <= bytes.len());
+    let from = claimed_end.unwrap_or(damage_position + 1);
+    (from..bytes.len()).find(|&position| decode_record(bytes, position, defaults).is_some())
 }
 
 /// Encodes a change as one log record (header included).
@@ -193,6 +273,10 @@ fn decode_record(
     }
     let start = position + RECORD_HEADER_BYTES;
     let payload = bytes.get(start..start + payload_bytes)?;
+    // Checked before the CRC: the search after damage tries every byte position.
+    if !KINDS.contains(payload.first()?) {
+        return None;
+    }
     if crc32c(payload) != crc {
         return None;
     }
@@ -427,7 +511,7 @@ mod tests {
         // Proves ConfigChanged and PartitionsAdded survive a restart, overrides stay overrides,
         // and values not overridden follow the defaults of the new start.
         let dir = temp_dir("overrides");
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         let overrides = BTreeMap::from([("retention.ms".into(), "1000".into())]);
         let mut bytes = encode_record(&topic("a"));
         bytes.extend(encode_record(&MetadataChange::PartitionsAdded {
@@ -442,7 +526,7 @@ mod tests {
         fs::write(&loaded.path, &bytes).unwrap();
         let mut new_defaults = defaults();
         new_defaults.max_message_bytes = 2000;
-        let loaded = load(&dir, &new_defaults).unwrap();
+        let loaded = load(&dir, &new_defaults, false).unwrap();
         let a = loaded.state.topic("a").unwrap();
         assert_eq!(a.partitions.len(), 4);
         assert_eq!(a.overrides, overrides);
@@ -456,7 +540,7 @@ mod tests {
         // Proves records of the first format (whole configuration) still load, their values
         // that differ from the defaults becoming the topic's overrides.
         let dir = temp_dir("whole");
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         let mut config = TopicConfig::from_defaults(&defaults());
         config.set("segment.bytes", "100000").unwrap();
         let mut bytes = whole_config_record(
@@ -473,7 +557,7 @@ mod tests {
             &config,
         ));
         fs::write(&loaded.path, &bytes).unwrap();
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(loaded.records, 2);
         let old = loaded.state.topic("old").unwrap();
         assert_eq!(old.partitions, vec![ShardId(0), ShardId(1)]);
@@ -494,7 +578,7 @@ mod tests {
         // Proves a fresh data dir gets its metadata log (created, then both directories synced)
         // and an atomic write replaces the file's content and leaves no temp file behind.
         let dir = temp_dir("fresh");
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(fs::metadata(&loaded.path).unwrap().len(), 0);
         let path = dir.join("listeners");
         write_file_atomically(&path, b"one").unwrap();
@@ -508,7 +592,7 @@ mod tests {
     fn records_replay_and_a_torn_tail_is_cut() {
         // Proves replay restores every change, and a half-written last record is dropped.
         let dir = temp_dir("torn");
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(loaded.records, 0);
         let mut bytes = Vec::new();
         bytes.extend(encode_record(&topic("a")));
@@ -520,7 +604,7 @@ mod tests {
         let torn = encode_record(&topic("c"));
         bytes.extend_from_slice(&torn[..torn.len() - 3]);
         fs::write(&loaded.path, &bytes).unwrap();
-        let loaded = load(&dir, &defaults()).unwrap();
+        let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(loaded.records, 3);
         assert_eq!(loaded.end_position, whole as u64);
         assert!(loaded.state.topic("a").is_none());
@@ -528,6 +612,125 @@ mod tests {
         assert_eq!(b.partitions.len(), 3);
         assert_eq!(b.config.max_message_bytes, 6_000_000);
         assert_eq!(fs::metadata(&loaded.path).unwrap().len(), whole as u64);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Three records (topics a, b, c) in a fresh log; returns the dir and each record's start.
+    fn three_topics(name: &str) -> (PathBuf, PathBuf, Vec<usize>) {
+        let dir = temp_dir(name);
+        let loaded = load(&dir, &defaults(), false).unwrap();
+        let mut bytes = Vec::new();
+        let mut starts = Vec::new();
+        for topic_name in ["a", "b", "c"] {
+            starts.push(bytes.len());
+            bytes.extend(encode_record(&topic(topic_name)));
+        }
+        starts.push(bytes.len());
+        fs::write(&loaded.path, &bytes).unwrap();
+        (dir, loaded.path, starts)
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_valid_ones_is_refused_unless_cutting_is_asked() {
+        // Proves a flipped byte in a middle record (payload or length) refuses the load with the
+        // file and both positions, leaves the file untouched, and only the explicit flag cuts
+        // it there, forgetting the recorded deletions.
+        for flipped in [RECORD_HEADER_BYTES + 3, 1] {
+            let (dir, path, starts) = three_topics("corrupt");
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[starts[1] + flipped] ^= 0x40;
+            fs::write(&path, &bytes).unwrap();
+            let error = load(&dir, &defaults(), false).unwrap_err();
+            let MetaError::Corrupt {
+                path: error_path,
+                file_position,
+                valid_position,
+            } = &error
+            else {
+                panic!("not corruption: {error}");
+            };
+            assert_eq!(error_path, &path);
+            assert_eq!(*file_position, starts[1] as u64);
+            assert!(*valid_position > starts[1] as u64, "{error}");
+            assert!(*valid_position <= starts[2] as u64, "{error}");
+            let message = error.to_string();
+            assert!(message.contains("metadata.log"), "{message}");
+            assert!(
+                message.contains(&format!("file position {}", starts[1])),
+                "{message}"
+            );
+            assert!(
+                message.contains("--unsafe-truncate-corrupt-metadata"),
+                "{message}"
+            );
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                bytes,
+                "a refused load changed the file"
+            );
+            let loaded = load(&dir, &defaults(), true).unwrap();
+            assert!(loaded.cut_at_corruption);
+            assert_eq!(loaded.records, 1);
+            assert!(loaded.state.topic("a").is_some());
+            assert!(loaded.state.topic("c").is_none());
+            assert_eq!(fs::metadata(&path).unwrap().len(), starts[1] as u64);
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_whether_its_header_landed_or_not() {
+        // Proves the crash cases start: the last record's payload partly written, its header
+        // zeros (the page never reached the disk) with part of the payload, or a bad last
+        // record; each is cut and the earlier records stay.
+        let torn_cases: [fn(&mut Vec<u8>, usize); 3] = [
+            |bytes, start| bytes.truncate(start + RECORD_HEADER_BYTES + 4),
+            |bytes, start| bytes[start..start + RECORD_HEADER_BYTES].fill(0),
+            |bytes, start| bytes[start + RECORD_HEADER_BYTES + 2] ^= 1,
+        ];
+        for tear in torn_cases {
+            let (dir, path, starts) = three_topics("torn-last");
+            let mut bytes = fs::read(&path).unwrap();
+            tear(&mut bytes, starts[2]);
+            fs::write(&path, &bytes).unwrap();
+            let loaded = load(&dir, &defaults(), false).unwrap();
+            assert!(!loaded.cut_at_corruption);
+            assert_eq!(loaded.records, 2);
+            assert_eq!(loaded.end_position, starts[2] as u64);
+            assert!(loaded.state.topic("b").is_some());
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn deletions_are_recorded_until_a_cut_forgets_them() {
+        // Proves the replayed state remembers which topics the log deleted (the proof a
+        // leftover directory may be removed), also when the name was created again.
+        let dir = temp_dir("deletions");
+        let loaded = load(&dir, &defaults(), false).unwrap();
+        let mut bytes = encode_record(&topic("a"));
+        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+            name: "a".into(),
+        }));
+        bytes.extend(encode_record(&topic("a")));
+        bytes.extend(encode_record(&topic("b")));
+        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+            name: "b".into(),
+        }));
+        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+            name: "x".into(),
+        }));
+        fs::write(&loaded.path, &bytes).unwrap();
+        let mut state = load(&dir, &defaults(), false).unwrap().state;
+        assert!(state.deletion_recorded("a"));
+        assert!(state.deletion_recorded("b"));
+        assert!(
+            !state.deletion_recorded("x"),
+            "deleting an unknown topic proves nothing"
+        );
+        assert_eq!(state.deleted_topics().collect::<Vec<_>>(), vec!["b"]);
+        state.forget_deletions();
+        assert!(!state.deletion_recorded("b"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

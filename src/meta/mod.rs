@@ -9,7 +9,7 @@ pub mod metadata_log;
 pub mod placement;
 pub mod topic_name;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::TopicConfig;
 
@@ -77,6 +77,9 @@ pub enum MetadataChange {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterState {
     topics: BTreeMap<String, TopicMeta>,
+    /// Names whose deletion a change recorded (some may have been created again since): the
+    /// only topics whose leftover partition directories may be removed.
+    deleted_names: BTreeSet<String>,
 }
 
 impl ClusterState {
@@ -88,7 +91,9 @@ impl ClusterState {
                 self.topics.insert(topic.name.clone(), topic.clone());
             }
             MetadataChange::TopicDeleted { name } => {
-                self.topics.remove(name);
+                if self.topics.remove(name).is_some() {
+                    self.deleted_names.insert(name.clone());
+                }
             }
             MetadataChange::PartitionsAdded { name, added } => {
                 if let Some(topic) = self.topics.get_mut(name) {
@@ -111,6 +116,26 @@ impl ClusterState {
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
         self.topics.get(name)
+    }
+
+    /// Whether a change recorded the deletion of a topic called `name`: then a directory of
+    /// that name that no current topic owns is a leftover of the deleted one.
+    pub fn deletion_recorded(&self, name: &str) -> bool {
+        self.deleted_names.contains(name)
+    }
+
+    /// The topics whose deletion a change recorded and that do not exist now.
+    pub fn deleted_topics(&self) -> impl Iterator<Item = &String> {
+        self.deleted_names
+            .iter()
+            .filter(|name| !self.topics.contains_key(*name))
+    }
+
+    /// Forgets the recorded deletions: after changes were lost (a metadata log cut at
+    /// corruption), a lost change may have created any deleted name again, so no deletion
+    /// proves a directory dead any more.
+    pub fn forget_deletions(&mut self) {
+        self.deleted_names.clear();
     }
 
     /// Every topic, by name.

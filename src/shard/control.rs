@@ -321,7 +321,8 @@ async fn open_owned(
         let partition = first_partition + i;
         let dir = shard.partition_dir(topic, partition);
         if fresh {
-            remove_dir_if_present(dir.clone()).await?;
+            let proven_dead = shard.cluster.borrow().deletion_recorded(topic);
+            clear_partition_dir(dir.clone(), proven_dead).await?;
         }
         let log = PartitionLog::open(dir, config.clone(), Rc::clone(&shard.cache))
             .await
@@ -331,15 +332,45 @@ async fn open_owned(
     Ok(())
 }
 
-async fn remove_dir_if_present(dir: std::path::PathBuf) -> Result<(), String> {
-    // Directory removal has no io_uring form in glommio 0.9: run it on the blocking pool so the
-    // executor never waits on the file system.
+/// Makes way for a new partition's directory. A leftover of a deleted topic (`proven_dead`: its
+/// deletion is recorded) is removed; any other directory there was kept at start-up because
+/// nothing proves its data dead, so it is moved aside to `<dir>.kept` (a name no partition has)
+/// rather than removed.
+async fn clear_partition_dir(dir: std::path::PathBuf, proven_dead: bool) -> Result<(), String> {
+    // Directory removal and renames have no io_uring form in glommio 0.9: run them on the
+    // blocking pool so the executor never waits on the file system.
     glommio::executor()
-        .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("removing {}: {error}", dir.display()))
+        .spawn_blocking(move || {
+            if proven_dead {
+                return match std::fs::remove_dir_all(&dir) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        Err(format!("removing {}: {error}", dir.display()))
+                    }
+                    _ => Ok(()),
+                };
             }
-            _ => Ok(()),
+            if !dir.exists() {
+                return Ok(());
+            }
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let kept = (0..)
+                .map(|n| match n {
+                    0 => dir.with_file_name(format!("{name}.kept")),
+                    n => dir.with_file_name(format!("{name}.kept.{n}")),
+                })
+                .find(|candidate| !candidate.exists())
+                .expect("a free name");
+            let moved = std::fs::rename(&dir, &kept).and_then(|()| match dir.parent() {
+                Some(parent) => std::fs::File::open(parent)?.sync_all(),
+                None => Ok(()),
+            });
+            moved.map_err(|error| format!("moving {} aside: {error}", dir.display()))?;
+            tracing::warn!(
+                dir = %dir.display(),
+                kept = %kept.display(),
+                "a new topic's partition directory held data no deletion explains; moved it aside"
+            );
+            Ok(())
         })
         .await
 }

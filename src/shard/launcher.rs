@@ -1,7 +1,9 @@
 //! Start-up and shutdown of the whole broker, on the main thread (which may block).
 //!
-//! In order: create the data dir, replay the metadata log, remove partition directories no topic
-//! owns (left by an interrupted deletion), write the iopoll probe file, bind every shard's port
+//! In order: create the data dir, take its lock (a second broker on it is refused; see
+//! `io::data_dir_lock`), warn if it is on a memory file system, replay the metadata log, check
+//! the group offset stores, remove the partition directories of deleted topics (left by an
+//! interrupted deletion), write the iopoll probe file, bind every shard's port
 //! (so `--port 0` ports are known before any shard starts and every shard can list them all in
 //! Metadata), start one pinned executor per shard, wait until each has opened and recovered its
 //! partitions, then publish `DATA_DIR/listeners`. SIGINT or SIGTERM then stops the shards: each
@@ -18,6 +20,8 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
+use crate::group::offset_store::{self, OffsetStoreError};
+use crate::io::data_dir_lock::{DataDirLock, DataDirLockError};
 use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
 use crate::meta::{ClusterState, ShardId};
 
@@ -38,9 +42,15 @@ pub enum LaunchError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The metadata log could not be read.
+    /// Another broker holds the data dir, or its lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] DataDirLockError),
+    /// The metadata log could not be read, or is corrupt.
     #[error(transparent)]
     Meta(#[from] metadata_log::MetaError),
+    /// A group offset store could not be read, or is corrupt.
+    #[error(transparent)]
+    Offsets(#[from] OffsetStoreError),
     /// A configuration that cannot work.
     #[error("{0}")]
     Config(String),
@@ -78,6 +88,8 @@ pub struct RunningBroker {
     ports: Vec<u16>,
     stop: Arc<AtomicBool>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    /// Held until the broker is dropped, after its shards stopped.
+    _lock: DataDirLock,
 }
 
 impl RunningBroker {
@@ -117,14 +129,21 @@ fn start_until(
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
+    let lock = DataDirLock::acquire(&data_dir)?;
+    warn_if_memory_file_system(&data_dir);
     let _ = std::fs::remove_file(data_dir.join(LISTENERS_FILE_NAME));
-    let loaded = metadata_log::load(&data_dir, &config.topic_defaults)?;
+    let loaded = metadata_log::load(
+        &data_dir,
+        &config.topic_defaults,
+        config.unsafe_truncate_corrupt_metadata,
+    )?;
     tracing::info!(
         topics = loaded.state.topics().count(),
         records = loaded.records,
         "metadata loaded"
     );
-    remove_orphan_partition_dirs(&data_dir, &loaded.state)?;
+    offset_store::check_stores(&data_dir, config.unsafe_truncate_corrupt_offsets)?;
+    remove_deleted_partition_dirs(&data_dir, &loaded.state)?;
     crate::io::probe::write_probe_file(&data_dir)
         .map_err(io_error("writing the iopoll probe file"))?;
     let cpus = shard_cpus(config.cores)?;
@@ -190,6 +209,7 @@ fn start_until(
         ports,
         stop,
         handles,
+        _lock: lock,
     })
 }
 
@@ -305,9 +325,28 @@ fn publish_listeners(config: &BrokerConfig, ports: &[u16]) -> Result<(), LaunchE
     Ok(())
 }
 
-/// Removes `<topic>-<n>` directories of topics that no longer exist (an interrupted deletion),
-/// so a topic re-created under that name starts empty.
-fn remove_orphan_partition_dirs(data_dir: &Path, state: &ClusterState) -> Result<(), LaunchError> {
+/// Warns when the data dir is on tmpfs or ramfs: fdatasync succeeds there, but nothing
+/// survives a power loss or reboot.
+fn warn_if_memory_file_system(data_dir: &Path) {
+    match crate::io::memory_file_system::memory_file_system(data_dir) {
+        Ok(Some(file_system)) => tracing::warn!(
+            data_dir = %data_dir.display(),
+            file_system,
+            "the data dir is on {file_system}, in memory: acknowledged data does not survive a \
+             power loss or reboot"
+        ),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(data_dir = %data_dir.display(), %error, "cannot tell the data dir's file system")
+        }
+    }
+}
+
+/// Removes the `<topic>-<n>` directories that no topic owns and whose topic's deletion the
+/// metadata log records (an interrupted deletion), so a topic re-created under that name starts
+/// empty. Any other unowned directory is kept and logged: without a recorded deletion nothing
+/// proves its data dead (a metadata log cut at corruption forgets every deletion).
+fn remove_deleted_partition_dirs(data_dir: &Path, state: &ClusterState) -> Result<(), LaunchError> {
     let entries =
         std::fs::read_dir(data_dir).map_err(io_error(format!("listing {}", data_dir.display())))?;
     for entry in entries.flatten() {
@@ -324,10 +363,19 @@ fn remove_orphan_partition_dirs(data_dir: &Path, state: &ClusterState) -> Result
         let owned = state
             .topic(topic)
             .is_some_and(|meta| partition < meta.partitions.len());
-        if !owned {
+        if owned {
+            continue;
+        }
+        if state.deletion_recorded(topic) {
             tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted partition");
             std::fs::remove_dir_all(entry.path())
                 .map_err(io_error(format!("removing {}", entry.path().display())))?;
+        } else {
+            tracing::warn!(
+                dir = %entry.path().display(),
+                "keeping a partition directory no topic owns: the metadata log records no \
+                 deletion of its topic; it is not served"
+            );
         }
     }
     Ok(())

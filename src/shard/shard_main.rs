@@ -90,9 +90,11 @@ pub async fn shard_main(start: ShardStart) {
     }
     // Offsets load in the background: group requests get COORDINATOR_LOAD_IN_PROGRESS until
     // then, while the shard already serves its partitions.
-    let live_topics = cluster.topics().map(|topic| topic.name.clone()).collect();
+    // Only the offsets of topics whose deletion is recorded are dropped: a topic missing for
+    // another reason (a metadata log cut at corruption) keeps them.
+    let deleted_topics = cluster.deleted_topics().cloned().collect();
     let store_dir = crate::group::GroupCoordinator::store_dir(&shard.config.data_dir, id.0);
-    shard.groups.start(store_dir, live_topics);
+    shard.groups.start(store_dir, deleted_topics);
     #[allow(unsafe_code)]
     // SAFETY: the descriptor comes from a listening socket this thread now owns alone
     // (`into_raw_fd` gave up the std listener), so the glommio listener is its only owner.
