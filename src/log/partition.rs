@@ -34,8 +34,10 @@ use crate::protocol::record_batch::{self, BatchError};
 use super::appender::Appender;
 use super::cache::{CacheKey, CachedBatch, ShardCache};
 use super::error::LogError;
+use super::producer_snapshot;
 use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
 use super::recovery;
+use super::refusal_warnings::RefusalWarnings;
 use super::retention::{self, SegmentInfo};
 use super::segment::{self, Segment};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
@@ -122,8 +124,10 @@ pub struct PartitionLog {
     pub(super) poison: RefCell<Option<String>>,
     /// When the active segment got its first append in this run (for `segment.ms`).
     pub(super) active_since_ms: Cell<Option<i64>>,
-    /// Set when recovery found corruption: why the log is offline.
+    /// Set when recovery, or a read, found corruption: why the log is offline.
     pub(super) offline: RefCell<Option<String>>,
+    /// Rate-limits the WARN each refused request of an offline log logs.
+    pub(super) refusals: RefusalWarnings,
     /// Count of failed write attempts (ENOSPC), and the latest error: waiters fail on a change.
     pub(super) write_failures: Cell<u64>,
     pub(super) last_write_error: RefCell<Option<LogError>>,
@@ -203,6 +207,7 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(Some(reason)),
+            refusals: RefusalWarnings::default(),
             write_failures: Cell::new(0),
             last_write_error: RefCell::new(None),
             closing: Cell::new(false),
@@ -259,6 +264,7 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(None),
+            refusals: RefusalWarnings::default(),
             write_failures: Cell::new(0),
             last_write_error: RefCell::new(None),
             closing: Cell::new(false),
@@ -350,7 +356,9 @@ impl PartitionLog {
         let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
         self.enqueue(stored, last_offset, max_timestamp_ms, now_ms);
         if let Some(identity) = &identity {
-            self.producers.borrow_mut().record(identity, base_offset);
+            self.producers
+                .borrow_mut()
+                .record(identity, base_offset, max_timestamp_ms);
         }
         Ok(AppendOutcome {
             base_offset,
@@ -418,6 +426,15 @@ impl PartitionLog {
         self.active_since_ms.set(Some(now_ms));
         let rolled = Segment::new(&self.dir, base_offset);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolling segment");
+        // The state before this batch is the state at the new segment's start. One copy per
+        // roll, so recovery after a crash replays only from here.
+        let producers = self.producers.borrow().clone();
+        producer_snapshot::spawn_write(
+            self.dir.clone(),
+            base_offset,
+            producers,
+            active.base_offset(),
+        );
         segments.push(rolled.clone());
         rolled
     }
@@ -512,6 +529,7 @@ impl PartitionLog {
     /// What every call answers once the log is offline or poisoned.
     fn failure(&self) -> Option<LogError> {
         if let Some(reason) = self.offline.borrow().as_ref() {
+            self.refusals.refused(&self.dir, reason);
             return Some(LogError::Offline(reason.clone()));
         }
         let poison = self.poison.borrow();
@@ -587,7 +605,9 @@ impl PartitionLog {
         if let Some(batches) = cached.filter(|batches| !batches.is_empty()) {
             return Ok(batches);
         }
-        reader::read_from_disk(self, offset, high_watermark, max_bytes).await
+        reader::read_from_disk(self, offset, high_watermark, max_bytes)
+            .await
+            .map_err(|error| self.offline_if_corrupt(error))
     }
 
     /// ListOffsets by time: the first offset whose timestamp is ≥ `timestamp_ms` (for an
@@ -600,7 +620,37 @@ impl PartitionLog {
         if let Some(error) = self.failure() {
             return Err(error);
         }
-        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get()).await
+        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get())
+            .await
+            .map_err(|error| self.offline_if_corrupt(error))
+    }
+
+    /// Takes the log offline when a read found a stored batch corrupt (bit rot after it was
+    /// written): from now on every call answers `LogError::Offline`, as for a log found corrupt
+    /// at open. Other errors pass through.
+    fn offline_if_corrupt(&self, error: LogError) -> LogError {
+        let LogError::Corrupt {
+            offset,
+            file_position,
+            ref path,
+            ..
+        } = error
+        else {
+            return error;
+        };
+        let reason = error.to_string();
+        tracing::error!(
+            dir = %self.dir.display(),
+            path = %path,
+            offset,
+            file_position,
+            %error,
+            "partition offline: a stored batch failed its check when read back"
+        );
+        self.offline.borrow_mut().get_or_insert(reason);
+        self.watermark.notify();
+        self.durable.notify();
+        LogError::Offline(self.offline.borrow().clone().unwrap_or_default())
     }
 
     /// Deletes the oldest segments that `retention.ms` / `retention.bytes` expire at `now_ms`
@@ -626,6 +676,16 @@ impl PartitionLog {
         );
         self.remove_oldest_segments(count).await?;
         Ok(count)
+    }
+
+    /// Forgets the idempotent producers whose last batch is `expiration_ms` older than `now_ms`
+    /// (producer.id.expiration.ms). Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        let expired = self.producers.borrow_mut().expire(now_ms, expiration_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.dir.display(), expired, "idle producers expired");
+        }
+        expired
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (at most the high watermark),
