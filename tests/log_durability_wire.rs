@@ -149,7 +149,10 @@ fn idempotent_retries_stay_duplicates_after_sigkill_under_load_across_rolls() {
     // offsets and nothing is appended; the next sequence is accepted at the log end.
     let mut broker = one_shard_broker(&[]);
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(wire.create_topic("idem", 3, &[("segment.bytes", "16384")]), 0);
+    assert_eq!(
+        wire.create_topic("idem", 3, &[("segment.bytes", "16384")]),
+        0
+    );
     let (error, producer_id, epoch) = init_producer_id(&mut wire, -1, -1);
     assert_eq!(error, 0);
     let value = vec![5u8; 600];
@@ -179,10 +182,8 @@ fn idempotent_retries_stay_duplicates_after_sigkill_under_load_across_rolls() {
             let mut sent = 0;
             while !stop.load(Ordering::Relaxed) {
                 let request = produce("idem", 2, batch(&[7u8; 2000], None, 0), 1);
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    wire.call(9, request)
-                }))
-                .is_err()
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wire.call(9, request)))
+                    .is_err()
                 {
                     break; // The broker was killed mid-request.
                 }
@@ -210,9 +211,16 @@ fn idempotent_retries_stay_duplicates_after_sigkill_under_load_across_rolls() {
                 "partition {partition} sequence {sequence}"
             );
         }
-        assert_eq!(log_end(&mut wire, "idem", partition), end, "nothing appended");
+        assert_eq!(
+            log_end(&mut wire, "idem", partition),
+            end,
+            "nothing appended"
+        );
         let records = batch(&value, Some((producer_id, epoch, 40)), now_ms());
-        assert_eq!(produce_call(&mut wire, "idem", partition, records), (0, end));
+        assert_eq!(
+            produce_call(&mut wire, "idem", partition, records),
+            (0, end)
+        );
     }
     broker.stop();
 }
@@ -226,12 +234,21 @@ fn a_batch_rotting_on_disk_while_served_takes_only_its_partition_offline() {
     // the refusals that follow are logged as one rate-limited WARN, not one line per request.
     let broker = one_shard_broker(&["--cache-bytes-per-shard", "65536"]);
     let mut wire = Wire::connect(&broker.bootstrap());
-    assert_eq!(wire.create_topic("rot", 2, &[("segment.bytes", "16384")]), 0);
+    assert_eq!(
+        wire.create_topic("rot", 2, &[("segment.bytes", "16384")]),
+        0
+    );
     let value = vec![3u8; 1000];
     for _ in 0..200 {
-        assert_eq!(produce_call(&mut wire, "rot", 0, batch(&value, None, 0)).0, 0);
+        assert_eq!(
+            produce_call(&mut wire, "rot", 0, batch(&value, None, 0)).0,
+            0
+        );
     }
-    assert_eq!(produce_call(&mut wire, "rot", 1, batch(b"fine", None, 0)), (0, 0));
+    assert_eq!(
+        produce_call(&mut wire, "rot", 1, batch(b"fine", None, 0)),
+        (0, 0)
+    );
     let log_path = broker
         .data_dir()
         .join("rot-0")
@@ -270,9 +287,15 @@ fn a_batch_rotting_on_disk_while_served_takes_only_its_partition_offline() {
     let Response::Metadata(metadata) = wire.call(12, request) else {
         panic!("not a metadata response");
     };
-    assert_eq!(metadata.topics[0].partitions[0].error_code, KAFKA_STORAGE_ERROR);
+    assert_eq!(
+        metadata.topics[0].partitions[0].error_code,
+        KAFKA_STORAGE_ERROR
+    );
     assert_eq!(metadata.topics[0].partitions[1].error_code, 0);
-    assert_eq!(produce_call(&mut wire, "rot", 1, batch(b"ok", None, 0)), (0, 1));
+    assert_eq!(
+        produce_call(&mut wire, "rot", 1, batch(b"ok", None, 0)),
+        (0, 1)
+    );
     assert_eq!(fetch_error(&mut wire, "rot", 1, 0), 0);
 
     let log = broker.log_tail(400);
@@ -350,7 +373,10 @@ fn init_producer_id_never_bumps_a_named_producers_epoch() {
         assert_ne!(producer_id, victim, "a named id is never handed out again");
         assert_eq!(epoch, 0);
     }
-    assert_eq!(init_producer_id(&mut attacker, victim, -1).0, INVALID_REQUEST);
+    assert_eq!(
+        init_producer_id(&mut attacker, victim, -1).0,
+        INVALID_REQUEST
+    );
     assert_eq!(init_producer_id(&mut attacker, -1, 0).0, INVALID_REQUEST);
 
     let records = batch(b"two", Some((victim, 0, 1)), now_ms());
