@@ -13,8 +13,11 @@
 //! `LogError::Poisoned` until the log is reopened, and the sync is never retried. ENOSPC fails the
 //! waiters but the write is retried until space returns. A log whose recovery finds corruption
 //! (damage followed by valid data) opens offline: untouched on disk, every call answering
-//! `LogError::Offline`. Segments roll at `segment.bytes` or `segment.ms`; `enforce_retention`
-//! (called periodically by the shard) deletes whole sealed segments.
+//! `LogError::Offline` (refusals logged at a rate-limited WARN); a read that finds a stored batch
+//! corrupt takes the log offline the same way. Each roll snapshots the idempotent-producer state
+//! (`producer_snapshot`) for recovery after a crash. Segments roll at `segment.bytes` or
+//! `segment.ms`; `enforce_retention` (called periodically by the shard) deletes whole sealed
+//! segments.
 //!
 //! Callers must: validate each batch (`record_batch::validate`) before `append_batch`; use a
 //! `PartitionLog` only on the executor that opened it (`!Send`); `close` it for a clean shutdown
