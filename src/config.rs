@@ -110,6 +110,7 @@ pub struct BrokerConfig {
     #[arg(
         long = "producer-id-expiration-ms",
         default_value_t = 86_400_000,
+        value_parser = clap::value_parser!(i64).range(1..),
         env = "SPATE_PRODUCER_ID_EXPIRATION_MS"
     )]
     pub producer_id_expiration_ms: i64,
