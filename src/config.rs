@@ -148,6 +148,19 @@ pub struct BrokerConfig {
     )]
     pub unsafe_truncate_corrupt_offsets: bool,
 
+    /// How long a partition keeps an idempotent producer's state after that producer's last
+    /// batch, measured by the batch's max timestamp (producer.id.expiration.ms). Each partition
+    /// forgets older producers at every retention check, so the state does not grow without
+    /// bound; a forgotten producer's next batch is accepted at any sequence, so a retry arriving
+    /// later than this may be stored twice.
+    #[arg(
+        long = "producer-id-expiration-ms",
+        default_value_t = 86_400_000,
+        value_parser = clap::value_parser!(i64).range(1..),
+        env = "SPATE_PRODUCER_ID_EXPIRATION_MS"
+    )]
+    pub producer_id_expiration_ms: i64,
+
     /// How long the first rebalance of an empty group waits for more members
     /// (group.initial.rebalance.delay.ms), so consumers starting together share one rebalance.
     /// Each member joining during the wait extends it by this much, up to the rebalance timeout.

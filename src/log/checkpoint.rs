@@ -89,7 +89,7 @@ mod tests {
             base_sequence: 0,
             last_offset_delta: 1,
         };
-        producers.record(&batch, 100);
+        producers.record(&batch, 100, 0);
         let mut index = OffsetIndex::default();
         index.push(OffsetEntry {
             relative_offset: 7,

@@ -30,8 +30,8 @@ pub enum LogError {
     /// recovered. The sync is never retried.
     #[error("partition poisoned by an earlier storage failure: {0}")]
     Poisoned(String),
-    /// Recovery found the log corrupt (see `Corrupt`) and left it untouched: the partition is
-    /// offline until an operator repairs it or restarts with forced truncation.
+    /// Recovery, or a read, found the log corrupt (see `Corrupt`) and left it untouched: the
+    /// partition is offline until an operator repairs it or restarts with forced truncation.
     #[error("partition offline: {0}")]
     Offline(String),
     /// The batch is not a valid RecordBatch v2 (the caller should have validated it).
@@ -58,8 +58,8 @@ pub enum LogError {
         expected: i32,
     },
     /// Stored data failed validation where a torn write cannot explain it. `offset` is the first
-    /// offset not trusted (at recovery), or the segment's base offset (a batch read back for a
-    /// fetch failed its CRC).
+    /// offset not trusted (at recovery), or the damaged batch's base offset (a batch read back for
+    /// a fetch failed its CRC; the segment's base offset if the header itself is damaged).
     #[error("corrupt log at offset {offset} (file position {file_position} of {path}): {reason}")]
     Corrupt {
         offset: i64,

@@ -8,7 +8,9 @@
 //! batches a dropped unwritten tail took), `cache` (the per-shard
 //! recent-batch cache), `recovery` (finding the end of the data at open),
 //! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
-//! `producer_state` (idempotent producers), `shutdown_marker` (what a clean close records),
+//! `producer_state` (idempotent producers), `producer_snapshot` (that state at each roll),
+//! `refusal_warnings` (rate-limited offline warnings), `shutdown_marker` (what a clean close
+//! records),
 //! `crc_sealed` (the CRC-32C trailer of those small files),
 //! `signal` (wake-ups), `error` (`LogError`).
 //!
@@ -22,9 +24,11 @@ pub mod crc_sealed;
 pub mod error;
 pub mod index;
 pub mod partition;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod reader;
 pub mod recovery;
+pub mod refusal_warnings;
 pub mod retention;
 pub mod segment;
 pub mod shutdown_marker;

@@ -15,8 +15,11 @@
 //! fails their waiters, so a batch answered with an error never reaches the disk later, and a
 //! client's retry is appended once. A log whose recovery finds corruption
 //! (damage followed by valid data) opens offline: untouched on disk, every call answering
-//! `LogError::Offline`. Segments roll at `segment.bytes` or `segment.ms`; `enforce_retention`
-//! (called periodically by the shard) deletes whole sealed segments.
+//! `LogError::Offline` (refusals logged at a rate-limited WARN); a read that finds a stored batch
+//! corrupt takes the log offline the same way. Each roll snapshots the idempotent-producer state
+//! (`producer_snapshot`) for recovery after a crash. Segments roll at `segment.bytes` or
+//! `segment.ms`; `enforce_retention` (called periodically by the shard) deletes whole sealed
+//! segments.
 //!
 //! Callers must: validate each batch (`record_batch::validate`) before `append_batch`; use a
 //! `PartitionLog` only on the executor that opened it (`!Send`); `close` it for a clean shutdown
@@ -36,8 +39,10 @@ use crate::protocol::record_batch::{self, BatchError};
 use super::appender::{Appender, PREALLOCATE_STEP_BYTES_MIN};
 use super::cache::{CacheKey, CachedBatch, ShardCache};
 use super::error::LogError;
+use super::producer_snapshot;
 use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
 use super::recovery;
+use super::refusal_warnings::RefusalWarnings;
 use super::retention::{self, SegmentInfo};
 use super::segment::{self, Segment, SegmentMark};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
@@ -102,6 +107,8 @@ pub(super) struct PendingBatch {
     pub(super) mark: SegmentMark,
     pub(super) batch: StoredBatch,
     pub(super) end_offset: i64,
+    /// The batch's max timestamp: an idempotent producer's age in the written state.
+    pub(super) max_timestamp_ms: i64,
     /// The idempotent producer's batch, recorded in the written state once it is written.
     pub(super) identity: Option<ProducerBatch>,
 }
@@ -136,8 +143,10 @@ pub struct PartitionLog {
     pub(super) poison: RefCell<Option<String>>,
     /// When the active segment got its first append in this run (for `segment.ms`).
     pub(super) active_since_ms: Cell<Option<i64>>,
-    /// Set when recovery found corruption: why the log is offline.
+    /// Set when recovery, or a read, found corruption: why the log is offline.
     pub(super) offline: RefCell<Option<String>>,
+    /// Rate-limits the WARN each refused request of an offline log logs.
+    pub(super) refusals: RefusalWarnings,
     pub(super) closing: Cell<bool>,
     pub(super) writer_done: Cell<bool>,
     /// Wakes the writer: batches are pending, or the log is closing.
@@ -216,6 +225,7 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(Some(reason)),
+            refusals: RefusalWarnings::default(),
             closing: Cell::new(false),
             writer_done: Cell::new(true),
             work: Signal::new(),
@@ -277,6 +287,7 @@ impl PartitionLog {
             poison: RefCell::new(None),
             active_since_ms: Cell::new(None),
             offline: RefCell::new(None),
+            refusals: RefusalWarnings::default(),
             closing: Cell::new(false),
             writer_done: Cell::new(false),
             work: Signal::new(),
@@ -369,7 +380,9 @@ impl PartitionLog {
         let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
         self.enqueue(stored, last_offset, max_timestamp_ms, now_ms, identity);
         if let Some(identity) = &identity {
-            self.producers.borrow_mut().record(identity, base_offset);
+            self.producers
+                .borrow_mut()
+                .record(identity, base_offset, max_timestamp_ms);
         }
         Ok(AppendOutcome {
             base_offset,
@@ -411,6 +424,7 @@ impl PartitionLog {
             mark,
             batch,
             end_offset: last_offset + 1,
+            max_timestamp_ms,
             identity,
         });
         self.log_end_offset.set(last_offset + 1);
@@ -448,6 +462,15 @@ impl PartitionLog {
         self.active_since_ms.set(Some(now_ms));
         let rolled = Segment::new(&self.dir, base_offset);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolling segment");
+        // The state before this batch is the state at the new segment's start. One copy per
+        // roll, so recovery after a crash replays only from here.
+        let producers = self.producers.borrow().clone();
+        producer_snapshot::spawn_write(
+            self.dir.clone(),
+            base_offset,
+            producers,
+            active.base_offset(),
+        );
         segments.push(rolled.clone());
         rolled
     }
@@ -545,6 +568,7 @@ impl PartitionLog {
     /// What every call answers once the log is offline or poisoned.
     fn failure(&self) -> Option<LogError> {
         if let Some(reason) = self.offline.borrow().as_ref() {
+            self.refusals.refused(&self.dir, reason);
             return Some(LogError::Offline(reason.clone()));
         }
         let poison = self.poison.borrow();
@@ -633,7 +657,7 @@ impl PartitionLog {
                 high_watermark,
             });
         }
-        read
+        read.map_err(|error| self.offline_if_corrupt(error))
     }
 
     /// ListOffsets by time: the first offset whose timestamp is ≥ `timestamp_ms` (for an
@@ -646,7 +670,37 @@ impl PartitionLog {
         if let Some(error) = self.failure() {
             return Err(error);
         }
-        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get()).await
+        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get())
+            .await
+            .map_err(|error| self.offline_if_corrupt(error))
+    }
+
+    /// Takes the log offline when a read found a stored batch corrupt (bit rot after it was
+    /// written): from now on every call answers `LogError::Offline`, as for a log found corrupt
+    /// at open. Other errors pass through.
+    fn offline_if_corrupt(&self, error: LogError) -> LogError {
+        let LogError::Corrupt {
+            offset,
+            file_position,
+            ref path,
+            ..
+        } = error
+        else {
+            return error;
+        };
+        let reason = error.to_string();
+        tracing::error!(
+            dir = %self.dir.display(),
+            path = %path,
+            offset,
+            file_position,
+            %error,
+            "partition offline: a stored batch failed its check when read back"
+        );
+        self.offline.borrow_mut().get_or_insert(reason);
+        self.watermark.notify();
+        self.durable.notify();
+        LogError::Offline(self.offline.borrow().clone().unwrap_or_default())
     }
 
     /// Deletes the oldest segments that `retention.ms` / `retention.bytes` expire at `now_ms`
@@ -672,6 +726,21 @@ impl PartitionLog {
         );
         self.remove_oldest_segments(count).await?;
         Ok(count)
+    }
+
+    /// Forgets the idempotent producers whose last batch is `expiration_ms` older than `now_ms`
+    /// (producer.id.expiration.ms). Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        let expired = self.producers.borrow_mut().expire(now_ms, expiration_ms);
+        // The written state (what an ENOSPC drop goes back to) forgets them too, or it would
+        // keep every producer forever and bring expired ones back after a drop.
+        self.producers_written
+            .borrow_mut()
+            .expire(now_ms, expiration_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.dir.display(), expired, "idle producers expired");
+        }
+        expired
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (at most the high watermark),

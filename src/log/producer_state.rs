@@ -1,7 +1,7 @@
 //! Idempotent-producer state of one partition, as Kafka's `ProducerStateManager` keeps it.
 //!
-//! For each producer id: its current epoch and the metadata of its last
-//! `PRODUCER_BATCHES_RETAINED` batches. `check` decides whether a batch is appended, is a
+//! For each producer id: its current epoch, the metadata of its last `PRODUCER_BATCHES_RETAINED`
+//! batches, and the max timestamp of its last batch (for `producer.id.expiration.ms`). `check` decides whether a batch is appended, is a
 //! duplicate of one already appended (answered with the original offsets, nothing appended), or
 //! is refused (fenced epoch, out-of-order sequence). Guarantees: `check` does not change state;
 //! `record` must be called, after `check` returned `Append`, with the offsets the batch was given.
@@ -55,6 +55,9 @@ struct BatchMetadata {
 #[derive(Debug, Clone)]
 struct ProducerEntry {
     epoch: i16,
+    /// Max timestamp of the producer's last batch, as Kafka's `lastTimestamp`: what expiry
+    /// measures idleness by, and what a replay of the log can rebuild.
+    last_timestamp_ms: i64,
     batches: VecDeque<BatchMetadata>,
 }
 
@@ -123,8 +126,8 @@ impl ProducerState {
         }
     }
 
-    /// Records an appended batch and the offsets it was given.
-    pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64) {
+    /// Records an appended batch, the offsets it was given and its max timestamp.
+    pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64, max_timestamp_ms: i64) {
         let metadata = BatchMetadata {
             first_sequence: batch.base_sequence,
             last_sequence: batch.last_sequence(),
@@ -136,8 +139,10 @@ impl ProducerState {
             .entry(batch.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: batch.producer_epoch,
+                last_timestamp_ms: max_timestamp_ms,
                 batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
             });
+        entry.last_timestamp_ms = max_timestamp_ms;
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -148,9 +153,20 @@ impl ProducerState {
         entry.batches.push_back(metadata);
     }
 
-    /// The snapshot written into the clean-shutdown marker, fixed-width little-endian: producer
-    /// count u32, then per producer: id i64, epoch i16, batch count u8, and per batch first
-    /// sequence i32, last sequence i32, base offset i64, last offset i64.
+    /// Forgets the producers whose last batch is `expiration_ms` or more older than `now_ms`
+    /// (Kafka's `producer.id.expiration.ms`), so the state does not grow without bound. Returns
+    /// how many were forgotten. A forgotten producer's next batch is accepted at any sequence.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// The snapshot written into the clean-shutdown marker, the recovery checkpoint and the
+    /// producer snapshots, fixed-width little-endian: producer count u32, then per producer: id
+    /// i64, epoch i16, last timestamp i64, batch count u8, and per batch first sequence i32, last
+    /// sequence i32, base offset i64, last offset i64.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + self.producers.len() * SNAPSHOT_PRODUCER_BYTES_MAX);
         let count = u32::try_from(self.producers.len()).expect("producers fit in u32");
@@ -158,6 +174,7 @@ impl ProducerState {
         for (producer_id, entry) in &self.producers {
             out.extend_from_slice(&producer_id.to_le_bytes());
             out.extend_from_slice(&entry.epoch.to_le_bytes());
+            out.extend_from_slice(&entry.last_timestamp_ms.to_le_bytes());
             let batches = u8::try_from(entry.batches.len()).expect("at most 5 batches");
             out.push(batches);
             for batch in &entry.batches {
@@ -178,6 +195,7 @@ impl ProducerState {
         for _ in 0..count {
             let producer_id = i64::from_le_bytes(cursor.take()?);
             let epoch = i16::from_le_bytes(cursor.take()?);
+            let last_timestamp_ms = i64::from_le_bytes(cursor.take()?);
             let [batch_count] = cursor.take::<1>()?;
             if usize::from(batch_count) > PRODUCER_BATCHES_RETAINED {
                 return None;
@@ -191,9 +209,14 @@ impl ProducerState {
                     last_offset: i64::from_le_bytes(cursor.take()?),
                 });
             }
-            state
-                .producers
-                .insert(producer_id, ProducerEntry { epoch, batches });
+            state.producers.insert(
+                producer_id,
+                ProducerEntry {
+                    epoch,
+                    last_timestamp_ms,
+                    batches,
+                },
+            );
         }
         cursor.bytes.is_empty().then_some(state)
     }
@@ -209,8 +232,9 @@ impl ProducerState {
     }
 }
 
-/// Upper bound of one producer's snapshot bytes (id, epoch, count, 5 batches of 24 bytes).
-const SNAPSHOT_PRODUCER_BYTES_MAX: usize = 8 + 2 + 1 + PRODUCER_BATCHES_RETAINED * 24;
+/// Upper bound of one producer's snapshot bytes (id, epoch, timestamp, count, 5 batches of 24
+/// bytes).
+const SNAPSHOT_PRODUCER_BYTES_MAX: usize = 8 + 2 + 8 + 1 + PRODUCER_BATCHES_RETAINED * 24;
 
 /// Reads fixed-width fields from a snapshot.
 struct SnapshotCursor<'a> {
@@ -247,7 +271,7 @@ mod tests {
         for i in 0..6 {
             let b = batch(0, i * 3, 3);
             assert_eq!(state.check(&b), Ok(SequenceCheck::Append));
-            state.record(&b, base_offset);
+            state.record(&b, base_offset, 0);
             base_offset += 3;
         }
         assert_eq!(
@@ -282,7 +306,7 @@ mod tests {
         // state may start anywhere.
         let mut state = ProducerState::default();
         assert_eq!(state.check(&batch(3, 500, 2)), Ok(SequenceCheck::Append));
-        state.record(&batch(3, 500, 2), 0);
+        state.record(&batch(3, 500, 2), 0, 0);
         assert!(matches!(
             state.check(&batch(2, 502, 1)),
             Err(LogError::InvalidProducerEpoch {
@@ -295,7 +319,7 @@ mod tests {
             Err(LogError::OutOfOrderSequence { expected: 0, .. })
         ));
         assert_eq!(state.check(&batch(4, 0, 1)), Ok(SequenceCheck::Append));
-        state.record(&batch(4, 0, 1), 2);
+        state.record(&batch(4, 0, 1), 2, 0);
         assert_eq!(state.check(&batch(4, 1, 1)), Ok(SequenceCheck::Append));
         assert!(state.check(&batch(4, -1, 1)).is_err());
     }
@@ -306,7 +330,7 @@ mod tests {
         // snapshot is refused rather than half-loaded.
         let mut state = ProducerState::default();
         for i in 0..7 {
-            state.record(&batch(2, i * 2, 2), 1000 + i64::from(i) * 2);
+            state.record(&batch(2, i * 2, 2), 1000 + i64::from(i) * 2, 0);
         }
         state.record(
             &ProducerBatch {
@@ -316,6 +340,7 @@ mod tests {
                 last_offset_delta: 0,
             },
             5000,
+            0,
         );
         let bytes = state.encode();
         let restored = ProducerState::decode(&bytes).unwrap();
@@ -340,9 +365,40 @@ mod tests {
         let mut state = ProducerState::default();
         let near_end = batch(0, i32::MAX - 1, 2);
         assert_eq!(near_end.last_sequence(), i32::MAX);
-        state.record(&near_end, 0);
+        state.record(&near_end, 0, 0);
         assert_eq!(state.check(&batch(0, 0, 5)), Ok(SequenceCheck::Append));
         let wrapping = batch(0, i32::MAX, 3);
         assert_eq!(wrapping.last_sequence(), 1);
+    }
+
+    #[test]
+    fn idle_producers_expire_and_a_snapshot_keeps_their_age() {
+        // Proves producer.id.expiration.ms: a producer whose last batch is that old is forgotten
+        // (its next batch is accepted at any sequence), a younger one is kept, and the age
+        // survives a snapshot round trip.
+        let mut state = ProducerState::default();
+        state.record(&batch(0, 0, 1), 0, 1_000);
+        let other = ProducerBatch {
+            producer_id: 8,
+            producer_epoch: 0,
+            base_sequence: 0,
+            last_offset_delta: 0,
+        };
+        state.record(&other, 1, 5_000);
+        let mut restored = ProducerState::decode(&state.encode()).unwrap();
+        assert_eq!(restored.expire(5_999, 5_000), 0);
+        assert_eq!(restored.expire(6_000, 5_000), 1);
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored.check(&batch(0, 77, 1)), Ok(SequenceCheck::Append));
+        assert!(
+            restored
+                .check(&ProducerBatch {
+                    base_sequence: 5,
+                    ..other
+                })
+                .is_err()
+        );
+        assert_eq!(restored.expire(10_000, 5_000), 1);
+        assert!(restored.is_empty());
     }
 }

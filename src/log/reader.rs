@@ -34,6 +34,8 @@ pub const READ_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
 struct BatchScanner {
     /// The segment's base offset, to name it in errors.
     base_offset: i64,
+    /// One past the segment's last offset, to judge the offset a damaged batch claims.
+    next_offset: i64,
     file: Rc<DirectFile>,
     /// File position of `buffer[0]`.
     position: u64,
@@ -48,6 +50,7 @@ impl BatchScanner {
         let file = segment.file().ok_or(LogError::Closed)?;
         Ok(Self {
             base_offset: segment.base_offset(),
+            next_offset: segment.next_offset(),
             file,
             position,
             end_position: segment.written_bytes(),
@@ -57,8 +60,13 @@ impl BatchScanner {
     }
 
     fn corrupt(&self, reason: String) -> LogError {
+        self.corrupt_at(self.base_offset, reason)
+    }
+
+    /// A corruption error naming `offset` (the damaged batch's own, when it is plausible).
+    fn corrupt_at(&self, offset: i64, reason: String) -> LogError {
         LogError::Corrupt {
-            offset: self.base_offset,
+            offset,
             file_position: self.position,
             path: self.file.path().display().to_string(),
             reason,
@@ -72,7 +80,14 @@ impl BatchScanner {
                 Ok(Some(size)) if size <= self.buffer.len() => {
                     let batch = self.buffer.split_to(size);
                     if let Err(error) = record_batch::validate(&batch) {
-                        return Err(self.corrupt(format!("batch read back invalid: {error}")));
+                        // The header may be what is damaged: use its offset only if it fits.
+                        let offset = record_batch::header(&batch)
+                            .map(|header| header.base_offset.get())
+                            .ok()
+                            .filter(|offset| (self.base_offset..self.next_offset).contains(offset))
+                            .unwrap_or(self.base_offset);
+                        let reason = format!("batch read back invalid: {error}");
+                        return Err(self.corrupt_at(offset, reason));
                     }
                     self.position += size as u64;
                     return Ok(Some(batch));

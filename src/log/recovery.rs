@@ -19,7 +19,13 @@
 //! recovery checkpoint for it (`checkpoint`) lets the scan start after its durable prefix. A closed
 //! segment was trimmed to its size, synced, and had its index files written (atomically) when it
 //! rolled, so one with both index files is trusted; one without (a crash during the roll) is
-//! scanned too.
+//! scanned too, and since it was complete, any damage in it is corruption: with forced
+//! truncation it is cut there and every later segment is deleted, so offsets stay contiguous.
+//!
+//! The idempotent-producer state after an unclean stop: the checkpoint's, plus the scan after it;
+//! else the newest producer snapshot (`producer_snapshot`, written at each roll) at a segment
+//! start, plus a replay of every segment from there (usually none but the active one, however
+//! often the log rolled), so retries of batches acknowledged before the stop stay duplicates.
 //! Callers must not use the directory's files while recovery runs.
 
 use std::cell::Cell;
@@ -30,11 +36,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::io::DirectFile;
 use crate::protocol::record_batch::{
-    self, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2, RECORD_BATCH_HEADER_BYTES,
+    self, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2, RECORD_BATCH_HEADER_BYTES, RecordBatchHeader,
 };
 
 use super::checkpoint::{CHECKPOINT_FILE_NAME, Checkpoint};
 use super::error::LogError;
+use super::producer_snapshot;
 use super::producer_state::{ProducerBatch, ProducerState};
 use super::segment::{self, Segment, TEMP_SUFFIX};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
@@ -79,25 +86,31 @@ pub struct Recovered {
 pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogError> {
     let (base_offsets, mut marker, mut checkpoint) = list_segments(dir).await?;
     let clean_shutdown = marker.is_some();
-    let mut producers = ProducerState::default();
-    let mut segments = Vec::with_capacity(base_offsets.len().max(1));
+    let mut producers = None;
+    let mut segments: Vec<Rc<Segment>> = Vec::with_capacity(base_offsets.len().max(1));
     for (i, &base_offset) in base_offsets.iter().enumerate() {
         glommio::yield_if_needed().await;
-        let next_base = base_offsets.get(i + 1).copied();
-        // The marker describes the last segment only.
-        let (marker, checkpoint) = if next_base.is_none() {
-            (marker.take(), checkpoint.take())
-        } else {
-            (None, None)
-        };
         let segment = Segment::new(dir, base_offset);
-        let found = Found { marker, checkpoint };
-        recover_segment(&segment, next_base, found, &mut producers, write_bytes_max).await?;
-        if next_base.is_some() {
-            // Not the last: it was rolled (a segment after it exists), so retention may take it.
-            segment.seal();
-        }
+        let Some(&next_base) = base_offsets.get(i + 1) else {
+            // The marker and the checkpoint describe the last segment only.
+            let found = Found {
+                marker: marker.take(),
+                checkpoint: checkpoint.take(),
+            };
+            producers = Some(recover_active(&segment, found, &segments, write_bytes_max).await?);
+            segments.push(segment);
+            break;
+        };
+        let whole = recover_closed(&segment, next_base, write_bytes_max).await?;
         segments.push(segment);
+        if !whole {
+            // Cut at corruption: the later segments go, so the offsets stay contiguous (as
+            // Kafka deletes the segments after a truncation point). This one is now the last.
+            remove_segments_after_cut(dir, &base_offsets[i + 1..]).await?;
+            break;
+        }
+        // Not the last: it was rolled (a segment after it exists), so retention may take it.
+        segments.last().expect("just pushed").seal();
     }
     if segments.is_empty() {
         let segment = Segment::new(dir, 0);
@@ -106,6 +119,19 @@ pub async fn recover(dir: &Path, write_bytes_max: u64) -> Result<Recovered, LogE
         segment.set_file(Rc::new(file));
         segments.push(segment);
     }
+    let producers = match producers {
+        Some(producers) => producers,
+        None => rebuild_producers(dir, &segments, None).await?,
+    };
+    let log_end_offset = segments.last().expect("a segment").next_offset();
+    let snapshot_dir = dir.to_owned();
+    // Snapshots beyond the end may count batches the crash took back; a segment could start
+    // there again later, and must not be matched with them.
+    glommio::executor()
+        .spawn_blocking(move || {
+            producer_snapshot::remove_outside(&snapshot_dir, i64::MIN, log_end_offset)
+        })
+        .await?;
     tracing::debug!(dir = %dir.display(), segments = segments.len(), clean_shutdown, "log recovered");
     Ok(Recovered {
         segments,
@@ -122,58 +148,230 @@ struct Found {
     checkpoint: Option<Checkpoint>,
 }
 
-/// Opens one segment and finds its data: from the clean-shutdown marker (the last segment after
-/// a clean close), from its index files (a closed segment), or by scanning (the last segment from
-/// its recovery checkpoint if there is one for it, else from the start).
-async fn recover_segment(
+/// Opens a closed segment (`next_base` is where the segment after it starts) and finds its data:
+/// from its index files, or by scanning when they are missing (a crash during its roll). False
+/// when its data ends before `next_base`: it was cut at corruption as
+/// `--unsafe-truncate-corrupt-logs` asks. A closed segment was written whole and synced before
+/// the next one was created, so any damage in it is corruption, never a torn write.
+async fn recover_closed(
     segment: &Segment,
-    next_base: Option<i64>,
-    found: Found,
-    producers: &mut ProducerState,
+    next_base: i64,
     write_bytes_max: u64,
-) -> Result<(), LogError> {
+) -> Result<bool, LogError> {
+    let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
+    segment.set_file(file.clone());
+    let size_bytes = file.file_size().await?;
+    if let Some((index, time_index)) = segment.load_indexes(size_bytes).await {
+        segment.restore(size_bytes, next_base, index, time_index);
+        return Ok(true);
+    }
+    // The producer state is rebuilt from snapshots and replays once the segments are known.
+    let mut scanned_producers = ProducerState::default();
+    let end = scan_segment(segment, &file, &mut scanned_producers, write_bytes_max).await?;
+    let whole = segment.next_offset() == next_base;
+    if !whole {
+        let error = LogError::Corrupt {
+            offset: segment.next_offset(),
+            file_position: end,
+            path: file.path().display().to_string(),
+            reason: format!("a closed segment's data ends before offset {next_base}"),
+        };
+        if !TRUNCATE_CORRUPT.get() {
+            return Err(error);
+        }
+        tracing::error!(
+            %error,
+            "truncating a corrupt log as --unsafe-truncate-corrupt-logs asks; the segments \
+             after it are deleted"
+        );
+    }
+    if end < size_bytes {
+        file.truncate(end).await?;
+    }
+    Ok(whole)
+}
+
+/// Opens the last segment and finds its data and the producer state: from the clean-shutdown
+/// marker and its index files, or by scanning (from its recovery checkpoint if one fits, else
+/// from the start, on top of the state `closed` left).
+async fn recover_active(
+    segment: &Segment,
+    found: Found,
+    closed: &[Rc<Segment>],
+    write_bytes_max: u64,
+) -> Result<ProducerState, LogError> {
     let file = Rc::new(DirectFile::open(&segment.log_path()).await?);
     segment.set_file(file.clone());
     let size_bytes = file.file_size().await?;
     if let Some(marker) = found.marker {
         if restore_active(segment, size_bytes, &marker).await {
-            *producers = marker.producers;
-            return Ok(());
+            return Ok(marker.producers);
         }
         let path = segment.log_path();
         tracing::warn!(path = %path.display(), "clean-shutdown marker does not match; scanning");
     }
-    if let Some(next_offset) = next_base
-        && let Some((index, time_index)) = segment.load_indexes(size_bytes).await
-    {
-        segment.restore(size_bytes, next_offset, index, time_index);
-        return Ok(());
-    }
-    if let Some(checkpoint) = found.checkpoint {
+    let checkpoint = found.checkpoint.filter(|checkpoint| {
         let marker = &checkpoint.marker;
-        let fits = marker.active_base_offset == segment.base_offset()
+        marker.active_base_offset == segment.base_offset()
             && marker.active_size_bytes <= size_bytes
-            && marker.log_end_offset >= segment.base_offset();
-        if fits {
+            && marker.log_end_offset >= segment.base_offset()
+    });
+    let mut producers = match checkpoint {
+        Some(checkpoint) => {
+            let marker = checkpoint.marker;
             segment.restore(
                 marker.active_size_bytes,
                 marker.log_end_offset,
                 checkpoint.index,
                 checkpoint.time_index,
             );
-            *producers = checkpoint.marker.producers;
             tracing::debug!(
                 path = %segment.log_path().display(),
                 file_position = segment.written_bytes(),
                 "scanning from the recovery checkpoint"
             );
+            marker.producers
         }
-    }
-    let end = scan_segment(segment, &file, producers, write_bytes_max).await?;
+        None => rebuild_producers(segment.dir(), closed, Some(segment.base_offset())).await?,
+    };
+    let end = scan_segment(segment, &file, &mut producers, write_bytes_max).await?;
     if end < size_bytes {
         // Cut the torn tail and the stale preallocated bytes: the file ends at the data.
         file.truncate(end).await?;
     }
+    Ok(producers)
+}
+
+/// The producer state after the batches of `segments` (opened, data ends known): the newest
+/// intact producer snapshot taken where one of them (or the segment `next_base` after them)
+/// starts, plus a replay of the segments from there. Without one, all of them are replayed, and
+/// the result is saved as the snapshot at `next_base`, so the next unclean start replays nothing.
+async fn rebuild_producers(
+    dir: &Path,
+    segments: &[Rc<Segment>],
+    next_base: Option<i64>,
+) -> Result<ProducerState, LogError> {
+    let mut candidates: Vec<i64> = segments
+        .iter()
+        .map(|segment| segment.base_offset())
+        .collect();
+    candidates.extend(next_base);
+    let snapshot_dir = dir.to_owned();
+    let snapshot = glommio::executor()
+        .spawn_blocking(move || {
+            candidates.iter().rev().find_map(|&base_offset| {
+                producer_snapshot::read(&snapshot_dir, base_offset)
+                    .map(|state| (base_offset, state))
+            })
+        })
+        .await;
+    let (from_offset, mut producers) = snapshot.unwrap_or((i64::MIN, ProducerState::default()));
+    let mut replayed = 0;
+    for segment in segments
+        .iter()
+        .filter(|segment| segment.base_offset() >= from_offset)
+    {
+        replay_segment(segment, &mut producers).await?;
+        replayed += 1;
+    }
+    if let Some(next_base) = next_base
+        && replayed > 0
+    {
+        tracing::info!(
+            dir = %dir.display(),
+            segments = replayed,
+            "producer state rebuilt from closed segments"
+        );
+        let snapshot_dir = dir.to_owned();
+        let state = producers.clone();
+        let written = glommio::executor()
+            .spawn_blocking(move || producer_snapshot::write(&snapshot_dir, next_base, &state))
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(dir = %dir.display(), %error, "producer snapshot not written");
+        }
+    }
+    Ok(producers)
+}
+
+/// Records the idempotent batches of a segment whose data is known (`written_bytes`) into
+/// `producers`. Stops with a warning at a batch that does not check (the state then misses what
+/// follows; fetches report that damage).
+async fn replay_segment(segment: &Segment, producers: &mut ProducerState) -> Result<(), LogError> {
+    let Some(file) = segment.file() else {
+        return Ok(());
+    };
+    let end = segment.written_bytes();
+    let mut position = 0u64;
+    let mut buffer = BytesMut::new();
+    let mut end_of_file = false;
+    while position < end {
+        glommio::yield_if_needed().await;
+        let size = match record_batch::batch_size(&buffer) {
+            Ok(Some(size)) if size <= buffer.len() => size,
+            Ok(Some(size)) if !end_of_file && size <= SCAN_BATCH_BYTES_MAX => {
+                read_more(&file, position, &mut buffer, &mut end_of_file, size).await?;
+                continue;
+            }
+            Ok(None) if !end_of_file => {
+                read_more(&file, position, &mut buffer, &mut end_of_file, 0).await?;
+                continue;
+            }
+            _ => break,
+        };
+        let batch = buffer.split_to(size);
+        let Ok(header) = record_batch::validate(&batch) else {
+            break;
+        };
+        if let Some(identity) = producer_identity(header) {
+            producers.record(
+                &identity,
+                header.base_offset.get(),
+                header.max_timestamp.get(),
+            );
+        }
+        position += size as u64;
+    }
+    if position < end {
+        tracing::warn!(
+            path = %file.path().display(),
+            file_position = position,
+            "producer state replay stopped at a damaged batch"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the segments starting at `base_offsets` (all after a segment cut at corruption) and
+/// the recovery checkpoint (it describes one of them, and a segment may start at that offset
+/// again), syncing the directory.
+async fn remove_segments_after_cut(dir: &Path, base_offsets: &[i64]) -> Result<(), LogError> {
+    let dir = dir.to_owned();
+    let base_offsets = base_offsets.to_vec();
+    glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<()> {
+            let mut paths = vec![dir.join(CHECKPOINT_FILE_NAME)];
+            for base_offset in base_offsets {
+                let segment = Segment::new(&dir, base_offset);
+                // Index files first: a crash in between leaves a .log without indexes, which
+                // the next open scans (and cuts again).
+                paths.extend([
+                    segment.index_path(),
+                    segment.time_index_path(),
+                    segment.log_path(),
+                ]);
+            }
+            for path in paths {
+                match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(error);
+                    }
+                    _ => {}
+                }
+            }
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await?;
     Ok(())
 }
 
@@ -360,15 +558,8 @@ fn adopt_batch(segment: &Segment, batch: &Bytes, producers: &mut ProducerState) 
         return false;
     }
     let last_offset = base_offset + i64::from(header.last_offset_delta.get());
-    let producer_id = header.producer_id.get();
-    if producer_id >= 0 {
-        let batch_identity = ProducerBatch {
-            producer_id,
-            producer_epoch: header.producer_epoch.get(),
-            base_sequence: header.base_sequence.get(),
-            last_offset_delta: header.last_offset_delta.get(),
-        };
-        producers.record(&batch_identity, base_offset);
+    if let Some(identity) = producer_identity(header) {
+        producers.record(&identity, base_offset, header.max_timestamp.get());
     }
     let max_timestamp_ms = header.max_timestamp.get();
     segment.on_sequenced(
@@ -378,6 +569,17 @@ fn adopt_batch(segment: &Segment, batch: &Bytes, producers: &mut ProducerState) 
         batch.len() as u64,
     );
     true
+}
+
+/// The idempotent-producer identity of a stored batch, if it has one.
+fn producer_identity(header: &RecordBatchHeader) -> Option<ProducerBatch> {
+    let producer_id = header.producer_id.get();
+    (producer_id >= 0).then(|| ProducerBatch {
+        producer_id,
+        producer_epoch: header.producer_epoch.get(),
+        base_sequence: header.base_sequence.get(),
+        last_offset_delta: header.last_offset_delta.get(),
+    })
 }
 
 /// Looks for a valid batch starting beyond the reach of a torn write: the last write before a

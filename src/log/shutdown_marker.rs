@@ -18,7 +18,8 @@ use super::producer_state::ProducerState;
 /// The marker's file name in the partition directory.
 pub const SHUTDOWN_MARKER_FILE_NAME: &str = ".clean-shutdown";
 
-const VERSION: u32 = 1;
+/// 2: the producer snapshot carries each producer's last timestamp.
+const VERSION: u32 = 2;
 /// Bytes before the producer snapshot: version, log end, active base offset, active size.
 const FIXED_BYTES: usize = 4 + 8 + 8 + 8;
 
@@ -83,7 +84,7 @@ mod tests {
             base_sequence: 0,
             last_offset_delta: 4,
         };
-        producers.record(&batch, 10);
+        producers.record(&batch, 10, 0);
         let marker = ShutdownMarker {
             log_end_offset: 15,
             active_base_offset: 8,

@@ -168,7 +168,7 @@ async fn write(
     for pending in batches.iter() {
         if let Some(identity) = &pending.identity {
             let base_offset = pending.end_offset - 1 - i64::from(identity.last_offset_delta);
-            producers_written.record(identity, base_offset);
+            producers_written.record(identity, base_offset, pending.max_timestamp_ms);
         }
     }
     drop(producers_written);

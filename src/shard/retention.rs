@@ -1,5 +1,6 @@
 //! The shard's retention task: every `--log-retention-check-interval-ms` it asks each partition
-//! log it owns to delete the segments `retention.ms` / `retention.bytes` expire.
+//! log it owns to delete the segments `retention.ms` / `retention.bytes` expire, and to forget
+//! the idempotent producers idle longer than `--producer-id-expiration-ms`.
 //!
 //! Guarantees: the task runs in its own low-priority task queue and yields the queue after every
 //! partition, so produce and fetch (in the default queue) always run first; deleting a segment's
@@ -38,6 +39,7 @@ async fn run(shard: Rc<Shard>) {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as i64);
         for log in shard.all_partitions() {
+            log.expire_producers(now_ms, shard.config.producer_id_expiration_ms);
             match log.enforce_retention(now_ms).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(

@@ -7,6 +7,7 @@ use super::tests::{BASE_TIMESTAMP_MS, append_numbered, batch, numbered, open, re
 use super::*;
 use crate::config::TimestampType;
 use crate::io::direct_file::tests::{TestDir, run_in_executor};
+use crate::protocol::record_batch;
 use crate::protocol::records::{BatchBuilder, Record};
 
 /// Batches checked at the tail: the cuts cover every byte of these.
@@ -258,6 +259,256 @@ fn an_unclean_stop_scans_only_after_the_recovery_checkpoint() {
         log.wait_written(&next).await.unwrap();
         let tail = log.read(after.base_offset, 1 << 20).await.unwrap();
         assert_eq!(tail.len(), 2);
+        log.close().await.unwrap();
+    });
+}
+
+/// Appends one plain batch of one `value_bytes` record and returns its outcome.
+fn append_filler(log: &PartitionLog, value_bytes: usize) -> AppendOutcome {
+    let mut builder = BatchBuilder::new(BASE_TIMESTAMP_MS);
+    let value = vec![9u8; value_bytes];
+    builder.push(&Record {
+        timestamp_delta: 0,
+        key: None,
+        value: Some(&value),
+        headers: &[],
+    });
+    log.append_batch(builder.finish(), 0).unwrap()
+}
+
+/// Waits until the snapshot task of every roll so far has written its file.
+async fn wait_for_snapshots(log: &PartitionLog) {
+    let newest = log.segments.borrow().last().unwrap().base_offset();
+    let path = crate::log::producer_snapshot::path(log.dir(), newest);
+    for _ in 0..500 {
+        if path.exists() {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no producer snapshot at {}", path.display());
+}
+
+#[test]
+fn producer_state_survives_an_unclean_stop_after_several_rolls() {
+    // Proves idempotence survives a crash under load: a producer's last batches end in a segment
+    // that several rolls have closed since; after an unclean stop (no marker, no checkpoint) a
+    // retry of an acknowledged batch is still answered as a duplicate with its original offsets
+    // and the next sequence is accepted, both from the producer snapshot written at the rolls
+    // and, with every snapshot deleted, from a replay of all the closed segments.
+    use super::tests::idempotent_batch;
+    let dir = TestDir::new("log-idem-rolls");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(16 * 1024, TimestampType::CreateTime);
+        let log = open(&path, config.clone(), 0).await;
+        let mut acknowledged = Vec::new();
+        for i in 0..20 {
+            acknowledged.push(log.append_batch(idempotent_batch(0, 2 * i, 2), 0).unwrap());
+            append_filler(&log, 3000);
+        }
+        let segments_at_last_batch = log.segments.borrow().len();
+        let mut last = None;
+        for _ in 0..6 {
+            last = Some(append_filler(&log, 10_000));
+        }
+        log.wait_written(last.as_ref().unwrap()).await.unwrap();
+        assert!(log.segments.borrow().len() >= segments_at_last_batch + 4);
+        wait_for_snapshots(&log).await;
+        let log_end = log.log_end_offset();
+        drop(log); // Unclean.
+
+        let log_dir = path.join("topic-0");
+        let log = open(&path, config.clone(), 0).await;
+        assert_eq!(log.log_end_offset(), log_end);
+        for i in [15, 19] {
+            let retry = log.append_batch(idempotent_batch(0, 2 * i, 2), 0).unwrap();
+            assert!(retry.duplicate, "batch {i}");
+            let original = &acknowledged[i as usize];
+            assert_eq!(
+                (retry.base_offset, retry.last_offset),
+                (original.base_offset, original.last_offset)
+            );
+        }
+        assert!(matches!(
+            log.append_batch(idempotent_batch(0, 25, 1), 0),
+            Err(LogError::OutOfOrderSequence { expected: 40, .. })
+        ));
+        let next = log.append_batch(idempotent_batch(0, 40, 1), 0).unwrap();
+        assert!(!next.duplicate);
+        assert_eq!(next.base_offset, log_end);
+        log.wait_written(&next).await.unwrap();
+        drop(log); // Unclean again.
+
+        for entry in std::fs::read_dir(&log_dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name().to_string_lossy().ends_with(".snapshot") {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        let log = open(&path, config, 0).await;
+        let retry = log.append_batch(idempotent_batch(0, 40, 1), 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, log_end);
+        let retry = log.append_batch(idempotent_batch(0, 36, 2), 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, acknowledged[18].base_offset);
+        let next = log.append_batch(idempotent_batch(0, 41, 1), 0).unwrap();
+        assert_eq!(next.base_offset, log_end + 1);
+        log.close().await.unwrap();
+    });
+}
+
+/// (file position, base offset) of each batch in a segment file.
+fn batch_positions(bytes: &[u8]) -> Vec<(usize, i64)> {
+    let mut out = Vec::new();
+    let mut position = 0;
+    while let Ok(Some(size)) = record_batch::batch_size(&bytes[position..]) {
+        let header = record_batch::header(&bytes[position..]).unwrap();
+        out.push((position, header.base_offset.get()));
+        position += size;
+    }
+    out
+}
+
+#[test]
+fn a_forced_cut_in_a_closed_segment_deletes_the_segments_after_it() {
+    // Proves a closed segment with damage is corrupt wherever the damage is (it was complete and
+    // synced before the next segment existed): without forced truncation the partition opens
+    // offline; with it the segment is cut at the damaged batch and every later segment is
+    // deleted, so the log ends there with no gap: reads run 0..cut, the next append gets the cut
+    // offset, and a reopen agrees.
+    let dir = TestDir::new("log-cut-closed");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(16 * 1024, TimestampType::CreateTime);
+        let log = open(&path, config.clone(), 0).await;
+        append_numbered(&log, 900).await;
+        let bases: Vec<i64> = log
+            .segments
+            .borrow()
+            .iter()
+            .map(|s| s.base_offset())
+            .collect();
+        assert!(bases.len() >= 4, "{bases:?}");
+        drop(log);
+        let log_dir = path.join("topic-0");
+        let damaged = Segment::new(&log_dir, bases[1]);
+        // A crash during its roll left it without index files: recovery scans it.
+        std::fs::remove_file(damaged.index_path()).unwrap();
+        std::fs::remove_file(damaged.time_index_path()).unwrap();
+        let mut bytes = std::fs::read(damaged.log_path()).unwrap();
+        let positions = batch_positions(&bytes);
+        let (position, cut) = positions[positions.len() / 2];
+        bytes[position + 70] ^= 0x20;
+        std::fs::write(damaged.log_path(), &bytes).unwrap();
+
+        let log = open(&path, config.clone(), 0).await;
+        assert!(log.is_offline(), "damage in a closed segment is corruption");
+        log.close().await.unwrap();
+        assert_eq!(std::fs::read(damaged.log_path()).unwrap(), bytes);
+
+        recovery::set_truncate_corrupt(true);
+        let log = open(&path, config.clone(), 0).await;
+        recovery::set_truncate_corrupt(false);
+        assert!(!log.is_offline());
+        assert_eq!(log.log_end_offset(), cut);
+        assert_eq!(log.high_watermark(), cut);
+        assert_eq!(log.segments.borrow().len(), 2);
+        for &base in &bases[2..] {
+            assert!(!Segment::new(&log_dir, base).log_path().exists(), "{base}");
+        }
+        assert_eq!(read_all(&log, 0, 1 << 16).await, numbered(0..cut as u64));
+        let next = log.append_batch(batch(cut as u64, 1), 0).unwrap();
+        assert_eq!(next.base_offset, cut);
+        log.wait_written(&next).await.unwrap();
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(&path, config, 0).await;
+        assert_eq!(log.log_end_offset(), cut + 1);
+        assert_eq!(
+            read_all(&log, 0, 1 << 16).await,
+            numbered(0..cut as u64 + 1)
+        );
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_batch_found_corrupt_when_read_takes_the_partition_offline() {
+    // Proves corruption found while serving: a byte flipped on disk in a closed segment's batch
+    // (read from disk: no cache) fails the read with Offline naming the file and the batch's
+    // offset, and from then on every call answers Offline, as for corruption found at open.
+    let dir = TestDir::new("log-rot-served");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        use std::os::unix::fs::FileExt;
+        let config = topic(16 * 1024, TimestampType::CreateTime);
+        let log = open(&path, config, 0).await;
+        append_numbered(&log, 600).await;
+        let segment = log.segments.borrow()[0].clone();
+        let bytes = std::fs::read(segment.log_path()).unwrap();
+        let (position, damaged_offset) = batch_positions(&bytes)[10];
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment.log_path())
+            .unwrap();
+        file.write_at(&[bytes[position + 65] ^ 0x08], (position + 65) as u64)
+            .unwrap();
+        file.sync_all().unwrap();
+        // Batches before the damaged one still read.
+        assert!(!log.read(0, 1).await.unwrap().is_empty());
+        let Err(LogError::Offline(reason)) = log.read(damaged_offset, 100).await else {
+            panic!("a corrupt batch must not be served");
+        };
+        assert!(log.is_offline());
+        assert!(reason.contains("00000000000000000000.log"), "{reason}");
+        assert!(
+            reason.contains(&format!("offset {damaged_offset} ")),
+            "{reason}"
+        );
+        assert!(matches!(log.read(0, 100).await, Err(LogError::Offline(_))));
+        assert!(matches!(
+            log.append_batch(batch(0, 1), 0),
+            Err(LogError::Offline(_))
+        ));
+        assert!(log.health().is_err());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn idle_producers_expire_and_keep_their_age_across_a_restart() {
+    // Proves producer.id.expiration.ms on a log: a producer's state (restored from the
+    // clean-shutdown marker with its last batch's timestamp) is kept until its last batch is that
+    // old, so retries stay duplicates; after that it is forgotten and any sequence is accepted.
+    use super::tests::idempotent_batch;
+    let dir = TestDir::new("log-producer-expiry");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(1 << 30, TimestampType::CreateTime);
+        let log = open(&path, config.clone(), 0).await;
+        let first = log.append_batch(idempotent_batch(0, 0, 3), 0).unwrap();
+        log.wait_written(&first).await.unwrap();
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(&path, config, 0).await;
+        let expiration_ms = 3_600_000;
+        // idempotent_batch stamps its records BASE_TIMESTAMP_MS.
+        let young = BASE_TIMESTAMP_MS + expiration_ms - 1;
+        assert_eq!(log.expire_producers(young, expiration_ms), 0);
+        assert!(
+            log.append_batch(idempotent_batch(0, 0, 3), 0)
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(
+            log.expire_producers(BASE_TIMESTAMP_MS + expiration_ms, expiration_ms),
+            1
+        );
+        let after = log.append_batch(idempotent_batch(0, 0, 3), 0).unwrap();
+        assert!(!after.duplicate, "an expired producer's batch is new");
+        assert_eq!(after.base_offset, 3);
         log.close().await.unwrap();
     });
 }
