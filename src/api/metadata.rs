@@ -20,6 +20,53 @@ use super::errors::topic_error_code;
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// Kafka's AclOperation codes, each a bit of an authorized-operations bitfield.
+const ACL_READ: u8 = 3;
+const ACL_WRITE: u8 = 4;
+const ACL_CREATE: u8 = 5;
+const ACL_DELETE: u8 = 6;
+const ACL_ALTER: u8 = 7;
+const ACL_DESCRIBE: u8 = 8;
+const ACL_CLUSTER_ACTION: u8 = 9;
+const ACL_DESCRIBE_CONFIGS: u8 = 10;
+const ACL_ALTER_CONFIGS: u8 = 11;
+const ACL_IDEMPOTENT_WRITE: u8 = 12;
+
+/// The bitfield of a set of operations (Kafka's `Utils.to32BitField`).
+const fn operations_bitfield(operations: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    while i < operations.len() {
+        bits |= 1 << operations[i];
+        i += 1;
+    }
+    bits
+}
+
+/// A topic's authorized operations: Spate has no authorizer, so every operation a topic supports
+/// (Kafka's `AclEntry.supportedOperations(TOPIC)`), as Kafka answers without an authorizer.
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 = operations_bitfield(&[
+    ACL_READ,
+    ACL_WRITE,
+    ACL_CREATE,
+    ACL_DESCRIBE,
+    ACL_DELETE,
+    ACL_ALTER,
+    ACL_DESCRIBE_CONFIGS,
+    ACL_ALTER_CONFIGS,
+]);
+
+/// The cluster's authorized operations: every operation the cluster resource supports.
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = operations_bitfield(&[
+    ACL_CREATE,
+    ACL_CLUSTER_ACTION,
+    ACL_DESCRIBE_CONFIGS,
+    ACL_ALTER_CONFIGS,
+    ACL_IDEMPOTENT_WRITE,
+    ACL_ALTER,
+    ACL_DESCRIBE,
+]);
+
 /// Answers a Metadata request.
 pub async fn handle_metadata(
     shard: &Rc<Shard>,
@@ -35,6 +82,16 @@ pub async fn handle_metadata(
         .into_iter()
         .filter_map(|topic| topic.name)
         .collect();
+    let topic_operations = if request.include_topic_authorized_operations {
+        TOPIC_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     let mut creation_errors = Vec::new();
     if !all_topics && request.allow_auto_topic_creation && shard.config.auto_create_topics {
         creation_errors = auto_create(shard, &requested).await;
@@ -43,13 +100,13 @@ pub async fn handle_metadata(
     let topics = if all_topics {
         cluster
             .topics()
-            .map(|topic| topic_metadata(shard, topic))
+            .map(|topic| topic_metadata(shard, topic, topic_operations))
             .collect()
     } else {
         requested
             .iter()
             .map(|name| match cluster.topic(name) {
-                Some(topic) => topic_metadata(shard, topic),
+                Some(topic) => topic_metadata(shard, topic, topic_operations),
                 None => MetadataResponseTopic {
                     error_code: creation_errors
                         .iter()
@@ -58,7 +115,7 @@ pub async fn handle_metadata(
                         .unwrap_or(ErrorCode::UnknownTopicOrPartition)
                         .code(),
                     name: Some(name.clone()),
-                    topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+                    topic_authorized_operations: topic_operations,
                     ..MetadataResponseTopic::default()
                 },
             })
@@ -69,6 +126,7 @@ pub async fn handle_metadata(
         cluster_id: Some(cluster_id(shard)),
         controller_id: 0,
         topics,
+        cluster_authorized_operations,
         ..MetadataResponse::default()
     }
 }
@@ -131,9 +189,13 @@ fn cluster_id(shard: &Shard) -> String {
     )
 }
 
-/// A topic's metadata. A partition this shard owns whose log is offline (corrupt at start-up) is
-/// reported with KAFKA_STORAGE_ERROR and its replica listed offline.
-fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
+/// A topic's metadata. A partition whose log is offline (corrupt) is reported with
+/// KAFKA_STORAGE_ERROR and its replica listed offline, by every shard (src/shard/offline.rs).
+fn topic_metadata(
+    shard: &Shard,
+    topic: &TopicMeta,
+    topic_authorized_operations: i32,
+) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
@@ -144,7 +206,12 @@ fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
             .iter()
             .enumerate()
             .map(|(index, owner)| {
-                let offline = *owner == shard.id && shard.partition_is_offline(&topic.name, index);
+                // The owner sees its log; other shards know what the owner reported.
+                let offline = if *owner == shard.id {
+                    shard.partition_is_offline(&topic.name, index)
+                } else {
+                    shard.offline.contains(topic.topic_id, index)
+                };
                 MetadataResponsePartition {
                     error_code: if offline {
                         ErrorCode::KafkaStorageError.code()
@@ -164,6 +231,6 @@ fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
                 }
             })
             .collect(),
-        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        topic_authorized_operations,
     }
 }

@@ -23,6 +23,8 @@ use crate::meta::controller::{
 };
 use crate::meta::{MetadataChange, ShardId};
 
+use super::offline::OfflinePartition;
+
 /// Messages waiting in one direction between two shards. Senders wait when it is full; the
 /// receiving loop drains it continuously, handing each request to its own task.
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -61,6 +63,8 @@ pub enum MeshRequest {
     },
     /// From the controller: apply this durable change (open or delete owned partitions).
     Apply(MetadataChange),
+    /// From a partition's owner: these partitions of its own went offline.
+    PartitionsOffline(Vec<OfflinePartition>),
 }
 
 /// The answer to a [`MeshRequest`].

@@ -11,6 +11,7 @@ pub mod control;
 pub mod launcher;
 pub mod listener;
 pub mod mesh;
+pub mod offline;
 pub mod producer_ids;
 pub mod retention;
 pub mod routing;
@@ -66,6 +67,8 @@ pub struct Shard {
     pub producer_ids: ProducerIdAllocator,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<GroupCoordinator>,
+    /// Partitions known to be offline, this shard's and (reported over the mesh) others'.
+    pub offline: offline::OfflinePartitions,
 }
 
 impl Shard {
@@ -89,6 +92,7 @@ impl Shard {
             mesh: OnceCell::new(),
             controller: metadata_log.map(control::Controller::new),
             producer_ids: ProducerIdAllocator::new(id),
+            offline: offline::OfflinePartitions::default(),
             groups: Rc::new(GroupCoordinator::new(
                 id.0,
                 GroupLimits {
