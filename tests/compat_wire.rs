@@ -14,6 +14,7 @@ use spate::protocol::messages::alter_configs::{
 use spate::protocol::messages::api_versions::ApiVersionsRequest;
 use spate::protocol::messages::create_topics::{CreatableTopic, CreateTopicsRequest};
 use spate::protocol::messages::delete_topics::DeleteTopicsRequest;
+use spate::protocol::messages::describe_cluster::DescribeClusterRequest;
 use spate::protocol::messages::describe_configs::{
     DescribeConfigsRequest, DescribeConfigsResource, DescribeConfigsResult,
 };
@@ -45,6 +46,7 @@ const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const POLICY_VIOLATION: i16 = 44;
 const KAFKA_STORAGE_ERROR: i16 = 56;
+const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -335,6 +337,57 @@ fn metadata_reports_every_operation_when_asked() {
         response.topics[0].topic_authorized_operations,
         TOPIC_OPERATIONS
     );
+    broker.stop();
+}
+
+#[test]
+fn describe_cluster_lists_every_node_and_every_cluster_operation() {
+    // Proves DescribeCluster (key 60) answers the nodes, cluster id and controller Metadata
+    // gives, the full cluster operations bitfield when asked (the marker otherwise), and
+    // refuses a controller endpoint type as Kafka does.
+    let broker = Broker::start_with(BrokerConfig {
+        cores: 2,
+        ..BrokerConfig::default()
+    });
+    let mut wire = Wire::connect(&broker.bootstrap());
+    let from_metadata = metadata(&mut wire, 12, topics_request(&[]));
+    for (version, include) in [(0, true), (1, true), (1, false)] {
+        let request = Request::DescribeCluster(DescribeClusterRequest {
+            include_cluster_authorized_operations: include,
+            endpoint_type: 1,
+        });
+        let Response::DescribeCluster(response) = wire.call(version, request) else {
+            panic!("not a DescribeCluster response");
+        };
+        assert_eq!(response.error_code, 0);
+        assert_eq!(Some(response.cluster_id), from_metadata.cluster_id);
+        assert_eq!(response.controller_id, from_metadata.controller_id);
+        let nodes: Vec<(i32, i32)> = response
+            .brokers
+            .iter()
+            .map(|node| (node.broker_id, node.port))
+            .collect();
+        let expected: Vec<(i32, i32)> = from_metadata
+            .brokers
+            .iter()
+            .map(|node| (node.node_id, node.port))
+            .collect();
+        assert_eq!(nodes, expected);
+        let operations = if include {
+            CLUSTER_OPERATIONS
+        } else {
+            i32::MIN
+        };
+        assert_eq!(response.cluster_authorized_operations, operations);
+    }
+    let request = Request::DescribeCluster(DescribeClusterRequest {
+        include_cluster_authorized_operations: false,
+        endpoint_type: 2,
+    });
+    let Response::DescribeCluster(response) = wire.call(1, request) else {
+        panic!("not a DescribeCluster response");
+    };
+    assert_eq!(response.error_code, MISMATCHED_ENDPOINT_TYPE);
     broker.stop();
 }
 

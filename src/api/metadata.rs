@@ -1,4 +1,4 @@
-//! Metadata: the brokers (one node per shard, each on its own port) and the topics, with each
+//! Metadata and DescribeCluster: the brokers (one node per shard, each on its own port) and the topics, with each
 //! partition led by the shard that owns it. Unknown topics are created when the client allows
 //! it and `--auto-create-topics` is on, as Kafka's `auto.create.topics.enable` does.
 
@@ -8,6 +8,9 @@ use crate::meta::TopicMeta;
 use crate::meta::controller::CreateTopicSpec;
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
+use crate::protocol::messages::describe_cluster::{
+    DescribeClusterBroker, DescribeClusterRequest, DescribeClusterResponse,
+};
 use crate::protocol::messages::metadata::{
     MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition,
     MetadataResponseTopic,
@@ -128,6 +131,65 @@ pub async fn handle_metadata(
         topics,
         cluster_authorized_operations,
         ..MetadataResponse::default()
+    }
+}
+
+/// DescribeCluster's endpoint type of brokers (1); 2 names controllers, which Spate does not
+/// expose as separate endpoints.
+const ENDPOINT_TYPE_BROKER: i8 = 1;
+/// DescribeCluster's endpoint type of controllers.
+const ENDPOINT_TYPE_CONTROLLER: i8 = 2;
+
+/// Answers a DescribeCluster request: the same nodes, cluster id and controller as Metadata.
+pub fn handle_describe_cluster(
+    shard: &Shard,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let refused = |code_v1: ErrorCode, message: String| DescribeClusterResponse {
+        // v0 has no endpoint type errors: Kafka answers INVALID_REQUEST there.
+        error_code: if version == 0 {
+            ErrorCode::InvalidRequest.code()
+        } else {
+            code_v1.code()
+        },
+        error_message: Some(message),
+        ..DescribeClusterResponse::default()
+    };
+    match request.endpoint_type {
+        ENDPOINT_TYPE_BROKER => {}
+        ENDPOINT_TYPE_CONTROLLER => {
+            return refused(
+                ErrorCode::MismatchedEndpointType,
+                "the request was sent to a broker endpoint, but asked for controllers".into(),
+            );
+        }
+        other => {
+            return refused(
+                ErrorCode::UnsupportedEndpointType,
+                format!("unsupported endpoint type {other}"),
+            );
+        }
+    }
+    DescribeClusterResponse {
+        endpoint_type: ENDPOINT_TYPE_BROKER,
+        cluster_id: cluster_id(shard),
+        controller_id: 0,
+        brokers: brokers(shard)
+            .into_iter()
+            .map(|broker| DescribeClusterBroker {
+                broker_id: broker.node_id,
+                host: broker.host,
+                port: broker.port,
+                rack: broker.rack,
+            })
+            .collect(),
+        cluster_authorized_operations: if request.include_cluster_authorized_operations {
+            CLUSTER_AUTHORIZED_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        },
+        ..DescribeClusterResponse::default()
     }
 }
 

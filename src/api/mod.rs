@@ -59,6 +59,7 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::DescribeCluster,
 ];
 
 /// Whether an API has a handler.
@@ -158,9 +159,12 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         ))),
         Request::DeleteGroups(request) => groups::handle_delete_groups(shard, request),
         Request::OffsetDelete(request) => groups::handle_offset_delete(shard, request),
-        // The connection only dispatches advertised APIs; the rest have no handler yet (SASL,
-        // DescribeCluster) and are refused before decoding.
-        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) | Request::DescribeCluster(_) => {
+        Request::DescribeCluster(request) => ready(Response::DescribeCluster(
+            metadata::handle_describe_cluster(shard, request, version),
+        )),
+        // The connection only dispatches advertised APIs; the rest have no handler yet (SASL)
+        // and are refused before decoding.
+        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => {
             unreachable!("the connection refuses APIs that are not advertised")
         }
     }
