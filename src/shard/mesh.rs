@@ -1,11 +1,12 @@
 //! The channel mesh: how shards talk. One bounded glommio shared channel per ordered pair of
 //! shards, built once on the main thread and connected by each shard at start.
 //!
-//! Only control-plane traffic crosses cores (topic changes, metadata broadcasts): partition data
-//! never does, because clients send each partition's requests to the shard that owns it. A call
-//! is a request with an id and a reply carrying the same id. The receive loops run in a
-//! `Latency::Matters` task queue: glommio's shared channels have no cross-thread waker, and a
-//! receiver in an ordinary queue is only noticed on the next poll of the reactor (~100 ms).
+//! Only control-plane traffic crosses cores (topic changes, metadata broadcasts, partitions gone
+//! offline): partition data never does, because clients send each partition's requests to the
+//! shard that owns it. A call is a request with an id and a reply carrying the same id. The
+//! receive loops run in a `Latency::Matters` task queue: glommio's shared channels have no
+//! cross-thread waker, and a receiver in an ordinary queue is only noticed on the next poll of
+//! the reactor (~100 ms).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -134,3 +134,32 @@ fn newly_offline(shard: &Shard) -> Vec<OfflinePartition> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{OfflinePartition, OfflinePartitions};
+
+    #[test]
+    fn reported_partitions_are_known_until_their_topic_is_deleted() {
+        // Proves the per-shard view: a reported partition is offline by topic id and index only,
+        // and deleting its topic forgets it without touching other topics.
+        let offline = OfflinePartitions::default();
+        let (deleted, kept) = ([1; 16], [2; 16]);
+        offline.record(&[
+            OfflinePartition {
+                topic_id: deleted,
+                partition: 3,
+            },
+            OfflinePartition {
+                topic_id: kept,
+                partition: 0,
+            },
+        ]);
+        assert!(offline.contains(deleted, 3));
+        assert!(!offline.contains(deleted, 2));
+        assert!(!offline.contains([9; 16], 3));
+        offline.forget_topic(deleted);
+        assert!(!offline.contains(deleted, 3));
+        assert!(offline.contains(kept, 0));
+    }
+}
