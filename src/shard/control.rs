@@ -1,6 +1,6 @@
 //! The control plane: topic changes made by the controller (shard 0) and applied on every shard.
 //!
-//! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or IncrementalAlterConfigs
+//! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or (Incremental)AlterConfigs
 //! (or auto-create a topic); it forwards the request to shard 0. Shard 0 decides
 //! (src/meta/controller.rs) one request at a time, appends the change to the metadata log and
 //! fdatasyncs it, then has every shard apply it: each opens or deletes the partitions it owns (or
