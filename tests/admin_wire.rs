@@ -287,7 +287,7 @@ fn admin_apis_are_advertised() {
     else {
         panic!("not an ApiVersions response");
     };
-    for (key, min, max) in [(21, 0, 2), (32, 1, 4), (37, 0, 3), (44, 0, 1)] {
+    for (key, min, max) in [(21, 0, 2), (32, 0, 4), (33, 0, 2), (37, 0, 3), (44, 0, 1)] {
         let api = response.api_keys.iter().find(|k| k.api_key == key);
         let api = api.unwrap_or_else(|| panic!("api {key} is not advertised"));
         assert_eq!((api.min_version, api.max_version), (min, max), "api {key}");

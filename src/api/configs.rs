@@ -1,4 +1,5 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics, and DescribeConfigs for brokers.
+//! DescribeConfigs, IncrementalAlterConfigs and the legacy AlterConfigs for topics, and
+//! DescribeConfigs for brokers.
 //!
 //! A topic's values are its own overrides on the broker defaults (flags); each value is reported
 //! with where it comes from, as Kafka does, so admin tools show what was set on the topic. Broker
@@ -13,13 +14,19 @@ use crate::config::{TopicConfig, TopicDefaults};
 use crate::meta::TopicMeta;
 use crate::meta::controller::{AlterConfigsSpec, ConfigAlteration, ConfigOperation};
 use crate::protocol::ErrorCode;
+use crate::protocol::messages::alter_configs::{
+    AlterConfigsRequest as LegacyAlterConfigsRequest,
+    AlterConfigsResource as LegacyAlterConfigsResource,
+    AlterConfigsResourceResponse as LegacyAlterConfigsResourceResponse,
+    AlterConfigsResponse as LegacyAlterConfigsResponse,
+};
 use crate::protocol::messages::describe_configs::{
     DescribeConfigsRequest, DescribeConfigsResource, DescribeConfigsResourceResult,
     DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use crate::protocol::messages::incremental_alter_configs::{
-    AlterConfigsResource, AlterConfigsResourceResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsResource, AlterConfigsResourceResponse, AlterableConfig,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use crate::shard::Shard;
 use crate::shard::control::alter_configs;
@@ -181,6 +188,7 @@ impl Detail {
             name: name.to_owned(),
             value: Some(value),
             read_only,
+            is_default: source == SOURCE_DEFAULT,
             config_source: source,
             is_sensitive: false,
             synonyms: if self.synonyms { synonyms } else { Vec::new() },
@@ -441,5 +449,113 @@ pub async fn handle_incremental_alter_configs(
     IncrementalAlterConfigsResponse {
         throttle_time_ms: 0,
         responses,
+    }
+}
+
+/// Kafka's AlterConfigOp code SET.
+const OPERATION_SET: i8 = 0;
+/// Kafka's AlterConfigOp code DELETE.
+const OPERATION_DELETE: i8 = 1;
+
+/// Answers a legacy AlterConfigs request: each topic's configs are replaced as a whole, as Kafka
+/// does (a config the request leaves out, or sends as null, returns to the broker default).
+///
+/// Each resource becomes an IncrementalAlterConfigs resource (DELETE for every config the
+/// request leaves out or nulls, SET for the others) and takes that API's path, so the refusals
+/// (broker configs, unknown resource types) and the controller's validation are the same. The
+/// whole replacement is planned by the controller against the topic's current overrides, so a
+/// concurrent change is never half kept. A config named twice keeps its last value, as in Kafka;
+/// a resource named twice is refused (INVALID_REQUEST).
+pub async fn handle_alter_configs(
+    shard: &Rc<Shard>,
+    request: LegacyAlterConfigsRequest,
+) -> LegacyAlterConfigsResponse {
+    let known_configs = TopicConfig::from_defaults(&shard.config.topic_defaults).to_entries();
+    let duplicated = |resource: &LegacyAlterConfigsResource| {
+        request
+            .resources
+            .iter()
+            .filter(|other| {
+                other.resource_type == resource.resource_type
+                    && other.resource_name == resource.resource_name
+            })
+            .count()
+            > 1
+    };
+    let (duplicates, unique): (Vec<_>, Vec<_>) = request
+        .resources
+        .iter()
+        .partition(|resource| duplicated(resource));
+    let incremental = IncrementalAlterConfigsRequest {
+        resources: unique
+            .iter()
+            .map(|resource| replacement(resource, &known_configs))
+            .collect(),
+        validate_only: request.validate_only,
+    };
+    let answered = handle_incremental_alter_configs(shard, incremental).await;
+    let refused = duplicates
+        .into_iter()
+        .map(|resource| AlterConfigsResourceResponse {
+            error_code: ErrorCode::InvalidRequest.code(),
+            error_message: Some("the resource is named twice in one request".to_owned()),
+            resource_type: resource.resource_type,
+            resource_name: resource.resource_name.clone(),
+        });
+    LegacyAlterConfigsResponse {
+        throttle_time_ms: 0,
+        responses: answered
+            .responses
+            .into_iter()
+            .chain(refused)
+            .map(|response| LegacyAlterConfigsResourceResponse {
+                error_code: response.error_code,
+                error_message: response.error_message,
+                resource_type: response.resource_type,
+                resource_name: response.resource_name,
+            })
+            .collect(),
+    }
+}
+
+/// The incremental form of a whole replacement: DELETE for each known config not given a value,
+/// then SET for each given one (the last value of a config named twice).
+fn replacement(
+    resource: &LegacyAlterConfigsResource,
+    known_configs: &BTreeMap<&'static str, String>,
+) -> AlterConfigsResource {
+    let mut values: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for config in &resource.configs {
+        values.insert(&config.name, config.value.as_deref());
+    }
+    let deletes = known_configs
+        .keys()
+        .filter(|name| !matches!(values.get(*name), Some(Some(_))))
+        .map(|name| AlterableConfig {
+            name: (*name).to_owned(),
+            config_operation: OPERATION_DELETE,
+            value: None,
+        });
+    let sets = values.iter().filter_map(|(name, value)| {
+        value.map(|value| AlterableConfig {
+            name: (*name).to_owned(),
+            config_operation: OPERATION_SET,
+            value: Some(value.to_owned()),
+        })
+    });
+    // Nulled configs Spate does not know are still named, so the controller refuses them as
+    // unknown, as Kafka refuses an unknown config whatever its value.
+    let unknown_nulls = values
+        .iter()
+        .filter(|(name, value)| value.is_none() && !known_configs.contains_key(*name))
+        .map(|(name, _)| AlterableConfig {
+            name: (*name).to_owned(),
+            config_operation: OPERATION_DELETE,
+            value: None,
+        });
+    AlterConfigsResource {
+        resource_type: resource.resource_type,
+        resource_name: resource.resource_name.clone(),
+        configs: deletes.chain(unknown_nulls).chain(sets).collect(),
     }
 }

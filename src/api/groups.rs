@@ -301,7 +301,11 @@ async fn offset_commit(shard: &Shard, request: OffsetCommitRequest) -> OffsetCom
                         offset: partition.committed_offset,
                         leader_epoch: partition.committed_leader_epoch,
                         metadata: partition.committed_metadata.clone(),
-                        commit_timestamp_ms,
+                        // v1 lets the client set the commit time; -1 (and v2+) means now.
+                        commit_timestamp_ms: match partition.commit_timestamp {
+                            -1 => commit_timestamp_ms,
+                            client_timestamp_ms => client_timestamp_ms,
+                        },
                     },
                 });
             }

@@ -1,4 +1,4 @@
-//! Metadata: the brokers (one node per shard, each on its own port) and the topics, with each
+//! Metadata and DescribeCluster: the brokers (one node per shard, each on its own port) and the topics, with each
 //! partition led by the shard that owns it. Unknown topics are created when the client allows
 //! it and `--auto-create-topics` is on, as Kafka's `auto.create.topics.enable` does.
 
@@ -8,6 +8,9 @@ use crate::meta::TopicMeta;
 use crate::meta::controller::CreateTopicSpec;
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
+use crate::protocol::messages::describe_cluster::{
+    DescribeClusterBroker, DescribeClusterRequest, DescribeClusterResponse,
+};
 use crate::protocol::messages::metadata::{
     MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition,
     MetadataResponseTopic,
@@ -19,6 +22,53 @@ use super::errors::topic_error_code;
 
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Kafka's AclOperation codes, each a bit of an authorized-operations bitfield.
+const ACL_READ: u8 = 3;
+const ACL_WRITE: u8 = 4;
+const ACL_CREATE: u8 = 5;
+const ACL_DELETE: u8 = 6;
+const ACL_ALTER: u8 = 7;
+const ACL_DESCRIBE: u8 = 8;
+const ACL_CLUSTER_ACTION: u8 = 9;
+const ACL_DESCRIBE_CONFIGS: u8 = 10;
+const ACL_ALTER_CONFIGS: u8 = 11;
+const ACL_IDEMPOTENT_WRITE: u8 = 12;
+
+/// The bitfield of a set of operations (Kafka's `Utils.to32BitField`).
+const fn operations_bitfield(operations: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    while i < operations.len() {
+        bits |= 1 << operations[i];
+        i += 1;
+    }
+    bits
+}
+
+/// A topic's authorized operations: Spate has no authorizer, so every operation a topic supports
+/// (Kafka's `AclEntry.supportedOperations(TOPIC)`), as Kafka answers without an authorizer.
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 = operations_bitfield(&[
+    ACL_READ,
+    ACL_WRITE,
+    ACL_CREATE,
+    ACL_DESCRIBE,
+    ACL_DELETE,
+    ACL_ALTER,
+    ACL_DESCRIBE_CONFIGS,
+    ACL_ALTER_CONFIGS,
+]);
+
+/// The cluster's authorized operations: every operation the cluster resource supports.
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = operations_bitfield(&[
+    ACL_CREATE,
+    ACL_CLUSTER_ACTION,
+    ACL_DESCRIBE_CONFIGS,
+    ACL_ALTER_CONFIGS,
+    ACL_IDEMPOTENT_WRITE,
+    ACL_ALTER,
+    ACL_DESCRIBE,
+]);
 
 /// Answers a Metadata request.
 pub async fn handle_metadata(
@@ -35,6 +85,16 @@ pub async fn handle_metadata(
         .into_iter()
         .filter_map(|topic| topic.name)
         .collect();
+    let topic_operations = if request.include_topic_authorized_operations {
+        TOPIC_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     let mut creation_errors = Vec::new();
     if !all_topics && request.allow_auto_topic_creation && shard.config.auto_create_topics {
         creation_errors = auto_create(shard, &requested).await;
@@ -43,13 +103,13 @@ pub async fn handle_metadata(
     let topics = if all_topics {
         cluster
             .topics()
-            .map(|topic| topic_metadata(shard, topic))
+            .map(|topic| topic_metadata(shard, topic, topic_operations))
             .collect()
     } else {
         requested
             .iter()
             .map(|name| match cluster.topic(name) {
-                Some(topic) => topic_metadata(shard, topic),
+                Some(topic) => topic_metadata(shard, topic, topic_operations),
                 None => MetadataResponseTopic {
                     error_code: creation_errors
                         .iter()
@@ -58,7 +118,7 @@ pub async fn handle_metadata(
                         .unwrap_or(ErrorCode::UnknownTopicOrPartition)
                         .code(),
                     name: Some(name.clone()),
-                    topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+                    topic_authorized_operations: topic_operations,
                     ..MetadataResponseTopic::default()
                 },
             })
@@ -69,7 +129,67 @@ pub async fn handle_metadata(
         cluster_id: Some(cluster_id(shard)),
         controller_id: 0,
         topics,
+        cluster_authorized_operations,
         ..MetadataResponse::default()
+    }
+}
+
+/// DescribeCluster's endpoint type of brokers (1); 2 names controllers, which Spate does not
+/// expose as separate endpoints.
+const ENDPOINT_TYPE_BROKER: i8 = 1;
+/// DescribeCluster's endpoint type of controllers.
+const ENDPOINT_TYPE_CONTROLLER: i8 = 2;
+
+/// Answers a DescribeCluster request: the same nodes, cluster id and controller as Metadata.
+pub fn handle_describe_cluster(
+    shard: &Shard,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let refused = |code_v1: ErrorCode, message: String| DescribeClusterResponse {
+        // v0 has no endpoint type errors: Kafka answers INVALID_REQUEST there.
+        error_code: if version == 0 {
+            ErrorCode::InvalidRequest.code()
+        } else {
+            code_v1.code()
+        },
+        error_message: Some(message),
+        ..DescribeClusterResponse::default()
+    };
+    match request.endpoint_type {
+        ENDPOINT_TYPE_BROKER => {}
+        ENDPOINT_TYPE_CONTROLLER => {
+            return refused(
+                ErrorCode::MismatchedEndpointType,
+                "the request was sent to a broker endpoint, but asked for controllers".into(),
+            );
+        }
+        other => {
+            return refused(
+                ErrorCode::UnsupportedEndpointType,
+                format!("unsupported endpoint type {other}"),
+            );
+        }
+    }
+    DescribeClusterResponse {
+        endpoint_type: ENDPOINT_TYPE_BROKER,
+        cluster_id: cluster_id(shard),
+        controller_id: 0,
+        brokers: brokers(shard)
+            .into_iter()
+            .map(|broker| DescribeClusterBroker {
+                broker_id: broker.node_id,
+                host: broker.host,
+                port: broker.port,
+                rack: broker.rack,
+            })
+            .collect(),
+        cluster_authorized_operations: if request.include_cluster_authorized_operations {
+            CLUSTER_AUTHORIZED_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        },
+        ..DescribeClusterResponse::default()
     }
 }
 
@@ -131,9 +251,13 @@ fn cluster_id(shard: &Shard) -> String {
     )
 }
 
-/// A topic's metadata. A partition this shard owns whose log is offline (corrupt at start-up) is
-/// reported with KAFKA_STORAGE_ERROR and its replica listed offline.
-fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
+/// A topic's metadata. A partition whose log is offline (corrupt) is reported with
+/// KAFKA_STORAGE_ERROR and its replica listed offline, by every shard (src/shard/offline.rs).
+fn topic_metadata(
+    shard: &Shard,
+    topic: &TopicMeta,
+    topic_authorized_operations: i32,
+) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
@@ -144,7 +268,12 @@ fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
             .iter()
             .enumerate()
             .map(|(index, owner)| {
-                let offline = *owner == shard.id && shard.partition_is_offline(&topic.name, index);
+                // The owner sees its log; other shards know what the owner reported.
+                let offline = if *owner == shard.id {
+                    shard.partition_is_offline(&topic.name, index)
+                } else {
+                    shard.offline.contains(topic.topic_id, index)
+                };
                 MetadataResponsePartition {
                     error_code: if offline {
                         ErrorCode::KafkaStorageError.code()
@@ -164,6 +293,6 @@ fn topic_metadata(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
                 }
             })
             .collect(),
-        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        topic_authorized_operations,
     }
 }

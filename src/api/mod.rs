@@ -16,12 +16,15 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod refused_versions;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::protocol::api_versions::api_versions_response;
+use crate::protocol::api_versions::{
+    FETCH_VERSION_RECORD_BATCH_MIN, PRODUCE_VERSION_RECORD_BATCH_MIN, api_versions_response,
+};
 use crate::protocol::{ApiKey, Request, RequestHeader, Response};
 use crate::shard::Shard;
 
@@ -45,6 +48,7 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::DescribeConfigs,
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::AlterConfigs,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
@@ -55,6 +59,7 @@ pub const ADVERTISED_APIS: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::DescribeCluster,
 ];
 
 /// Whether an API has a handler.
@@ -77,10 +82,16 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::Metadata(request) => ready(Response::Metadata(
             metadata::handle_metadata(shard, request, version).await,
         )),
+        Request::Produce(request) if version < PRODUCE_VERSION_RECORD_BATCH_MIN => Box::pin(
+            std::future::ready(refused_versions::refuse_produce(request).map(Response::Produce)),
+        ),
         Request::Produce(request) => produce::handle_produce(shard, request).await,
+        Request::Fetch(request) if version < FETCH_VERSION_RECORD_BATCH_MIN => {
+            ready(Response::Fetch(refused_versions::refuse_fetch(request)))
+        }
         Request::Fetch(request) => fetch::handle_fetch(shard, request),
         Request::ListOffsets(request) => ready(Response::ListOffsets(
-            offsets::handle_list_offsets(shard, request).await,
+            offsets::handle_list_offsets(shard, request, version).await,
         )),
         Request::OffsetForLeaderEpoch(request) => ready(Response::OffsetForLeaderEpoch(
             offsets::handle_offset_for_leader_epoch(shard, request),
@@ -99,6 +110,9 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         )),
         Request::IncrementalAlterConfigs(request) => ready(Response::IncrementalAlterConfigs(
             configs::handle_incremental_alter_configs(shard, request).await,
+        )),
+        Request::AlterConfigs(request) => ready(Response::AlterConfigs(
+            configs::handle_alter_configs(shard, request).await,
         )),
         Request::DeleteRecords(request) => ready(Response::DeleteRecords(
             delete_records::handle_delete_records(shard, request).await,
@@ -119,7 +133,21 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::LeaveGroup(request) => ready(Response::LeaveGroup(groups::handle_leave_group(
             shard, request, version,
         ))),
+        Request::OffsetCommit(request)
+            if version <= refused_versions::ZOOKEEPER_OFFSETS_VERSION_MAX =>
+        {
+            ready(Response::OffsetCommit(
+                refused_versions::refuse_offset_commit(shard, request),
+            ))
+        }
         Request::OffsetCommit(request) => groups::handle_offset_commit(shard, request),
+        Request::OffsetFetch(request)
+            if version <= refused_versions::ZOOKEEPER_OFFSETS_VERSION_MAX =>
+        {
+            ready(Response::OffsetFetch(
+                refused_versions::refuse_offset_fetch(request),
+            ))
+        }
         Request::OffsetFetch(request) => ready(Response::OffsetFetch(groups::handle_offset_fetch(
             shard, request, version,
         ))),
@@ -131,9 +159,12 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         ))),
         Request::DeleteGroups(request) => groups::handle_delete_groups(shard, request),
         Request::OffsetDelete(request) => groups::handle_offset_delete(shard, request),
-        // The connection only dispatches advertised APIs; the rest have no handler yet (SASL,
-        // DescribeCluster) and are refused before decoding.
-        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) | Request::DescribeCluster(_) => {
+        Request::DescribeCluster(request) => ready(Response::DescribeCluster(
+            metadata::handle_describe_cluster(shard, request, version),
+        )),
+        // The connection only dispatches advertised APIs; the rest have no handler yet (SASL)
+        // and are refused before decoding.
+        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => {
             unreachable!("the connection refuses APIs that are not advertised")
         }
     }

@@ -1,4 +1,5 @@
-//! ListOffsets (earliest, latest, by timestamp) and OffsetForLeaderEpoch.
+//! ListOffsets (earliest, latest, by timestamp, max timestamp, earliest local; v0's segment
+//! offsets) and OffsetForLeaderEpoch.
 //!
 //! A single node has one leader epoch, 0, for every partition: OffsetForLeaderEpoch answers it
 //! with the log end offset, so clients that validate their position after a metadata change get
@@ -6,6 +7,7 @@
 
 use std::rc::Rc;
 
+use crate::log::{LogError, PartitionLog};
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::list_offsets::{
     ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -17,11 +19,19 @@ use crate::protocol::messages::offset_for_leader_epoch::{
 use crate::shard::{PartitionRoute, Shard};
 
 use super::errors::log_error_code;
+use super::now_ms;
 
 /// ListOffsets timestamp asking for the latest offset (the high watermark).
 const LATEST_TIMESTAMP: i64 = -1;
 /// ListOffsets timestamp asking for the earliest offset (the log start).
 const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets timestamp asking for the record with the largest timestamp (v7+, KIP-734).
+const MAX_TIMESTAMP: i64 = -3;
+/// ListOffsets timestamp asking for the earliest offset on local disk (v8+, KIP-405): without
+/// tiered storage, the log start.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// ListOffsets `replica_id` of a consumer, whose v0 answers stop at the high watermark.
+const CONSUMER_REPLICA_ID: i32 = -1;
 /// The only leader epoch a single node has.
 const LEADER_EPOCH: i32 = 0;
 
@@ -39,7 +49,9 @@ fn route_error(route: &PartitionRoute) -> Option<ErrorCode> {
 pub async fn handle_list_offsets(
     shard: &Rc<Shard>,
     request: ListOffsetsRequest,
+    version: i16,
 ) -> ListOffsetsResponse {
+    let consumer = request.replica_id == CONSUMER_REPLICA_ID;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -51,6 +63,7 @@ pub async fn handle_list_offsets(
                     timestamp,
                     offset,
                     leader_epoch: LEADER_EPOCH,
+                    old_style_offsets: Vec::new(),
                 };
             let route = shard.route(&topic.name, partition.partition_index);
             let log = match route {
@@ -65,15 +78,36 @@ pub async fn handle_list_offsets(
                 partitions.push(answer(log_error_code(&error), -1, -1));
                 continue;
             }
+            if version == 0 {
+                let mut response = answer(ErrorCode::NoError, -1, -1);
+                match legacy_offsets(
+                    &log,
+                    partition.timestamp,
+                    partition.max_num_offsets,
+                    consumer,
+                ) {
+                    Ok(offsets) => response.old_style_offsets = offsets,
+                    Err(code) => response.error_code = code.code(),
+                }
+                partitions.push(response);
+                continue;
+            }
             partitions.push(match partition.timestamp {
                 LATEST_TIMESTAMP => answer(ErrorCode::NoError, -1, log.high_watermark()),
-                EARLIEST_TIMESTAMP => answer(ErrorCode::NoError, -1, log.log_start_offset()),
+                EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+                    answer(ErrorCode::NoError, -1, log.log_start_offset())
+                }
+                MAX_TIMESTAMP => match max_timestamp_offset(&log).await {
+                    Ok(Some((offset, found))) => answer(ErrorCode::NoError, found, offset),
+                    Ok(None) => answer(ErrorCode::NoError, -1, -1),
+                    Err(error) => answer(log_error_code(&error), -1, -1),
+                },
                 timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
                     Ok(Some((offset, found))) => answer(ErrorCode::NoError, found, offset),
                     Ok(None) => answer(ErrorCode::NoError, -1, -1),
                     Err(error) => answer(log_error_code(&error), -1, -1),
                 },
-                // -3 (max timestamp) and the tiered-storage markers are not kept by this log.
+                // -5 (latest tiered, v9+) and other negative markers: nothing here answers them.
                 _ => answer(ErrorCode::InvalidRequest, -1, -1),
             });
         }
@@ -86,6 +120,42 @@ pub async fn handle_list_offsets(
         topics,
         ..ListOffsetsResponse::default()
     }
+}
+
+/// The first record carrying the log's largest timestamp, and that timestamp: Kafka answers
+/// MAX_TIMESTAMP with the earliest record holding it, which is the first record at or after it.
+async fn max_timestamp_offset(log: &PartitionLog) -> Result<Option<(i64, i64)>, LogError> {
+    let max_timestamp_ms = log.max_timestamp_ms();
+    if max_timestamp_ms < 0 {
+        return Ok(None);
+    }
+    log.offset_for_timestamp(max_timestamp_ms).await
+}
+
+/// ListOffsets v0's offsets, newest first; a consumer's are clipped to the high watermark as
+/// Kafka clips them (the watermark replaces every offset above it).
+fn legacy_offsets(
+    log: &PartitionLog,
+    timestamp: i64,
+    max_num_offsets: i32,
+    consumer: bool,
+) -> Result<Vec<i64>, ErrorCode> {
+    // v0 knows only latest and earliest among the negative markers.
+    if timestamp < EARLIEST_TIMESTAMP {
+        return Err(ErrorCode::UnsupportedVersion);
+    }
+    let offsets = log.legacy_offsets_before(timestamp, max_num_offsets, now_ms());
+    let high_watermark = log.high_watermark();
+    if !consumer || offsets.iter().all(|&offset| offset <= high_watermark) {
+        return Ok(offsets);
+    }
+    let mut clipped = vec![high_watermark];
+    clipped.extend(
+        offsets
+            .into_iter()
+            .skip_while(|&offset| offset > high_watermark),
+    );
+    Ok(clipped)
 }
 
 /// Answers an OffsetForLeaderEpoch request.

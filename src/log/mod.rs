@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod crc_sealed;
 pub mod error;
 pub mod index;
+mod offset_listing;
 pub mod partition;
 pub mod producer_snapshot;
 pub mod producer_state;

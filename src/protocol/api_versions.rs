@@ -1,10 +1,12 @@
 //! ApiVersions answers, built from the same API table that dispatch uses.
 //!
-//! Two quirks live here. A request at a version above ours is answered with a **v0** body holding
+//! Three quirks live here. A request at a version above ours is answered with a **v0** body holding
 //! UNSUPPORTED_VERSION and our own ApiVersions range, without parsing the request body (KIP-511):
-//! every client then retries at a version we support. And Produce is advertised from version 0
-//! although only 3+ is decoded, because librdkafka stops compressing when the advertised minimum
-//! is above 0 (KAFKA-18659); requests at 0-2 still get UNSUPPORTED_VERSION.
+//! every client then retries at a version we support. Produce is advertised from version 0
+//! although only 3+ is served, because librdkafka stops compressing when the advertised minimum
+//! is above 0 (KAFKA-18659); requests at 0-2 carry magic 0/1 message sets and are answered with
+//! UNSUPPORTED_VERSION (src/api/refused_versions.rs). Fetch 0-3 are decoded for the same answer
+//! but advertised from 4, as Kafka 4 does: nothing would be served at those versions.
 
 use bytes::Bytes;
 
@@ -14,11 +16,20 @@ use super::error_code::ErrorCode;
 use super::frame::encode_response_frame;
 use super::messages::api_versions::{ApiVersion, ApiVersionsResponse};
 
+/// The lowest Fetch version whose responses hold RecordBatch v2 (magic 2) data.
+pub const FETCH_VERSION_RECORD_BATCH_MIN: i16 = 4;
+
+/// The lowest Produce version whose requests hold RecordBatch v2 (magic 2) data.
+pub const PRODUCE_VERSION_RECORD_BATCH_MIN: i16 = 3;
+
 /// The version range to advertise for an API the codec supports.
 pub fn advertised_versions(api_key: ApiKey) -> Versions {
     let versions = api_key.versions();
     match api_key {
-        ApiKey::Produce => Versions { min: 0, ..versions },
+        ApiKey::Fetch => Versions {
+            min: FETCH_VERSION_RECORD_BATCH_MIN,
+            ..versions
+        },
         _ => versions,
     }
 }
@@ -75,13 +86,27 @@ mod tests {
     }
 
     #[test]
-    fn produce_is_advertised_from_zero() {
-        // Proves the librdkafka compression workaround stays in place.
+    fn produce_is_advertised_from_zero_and_fetch_from_four() {
+        // Proves the librdkafka compression workaround stays in place, and Fetch is advertised
+        // only where it serves RecordBatch v2, as Kafka 4 does.
         assert_eq!(advertised_versions(ApiKey::Produce).min, 0);
         assert_eq!(
             advertised_versions(ApiKey::Produce).max,
             ApiKey::Produce.versions().max
         );
-        assert_eq!(advertised_versions(ApiKey::Fetch), ApiKey::Fetch.versions());
+        assert_eq!(advertised_versions(ApiKey::Fetch).min, 4);
+        assert_eq!(
+            advertised_versions(ApiKey::Fetch).max,
+            ApiKey::Fetch.versions().max
+        );
+    }
+
+    #[test]
+    fn minimums_are_kafka_3_9s() {
+        // Proves every API is decoded from the minimum Kafka 3.9 accepts (before KIP-896 removed
+        // old versions in 4.0), so old clients get answers rather than a closed connection.
+        for api_key in ApiKey::ALL {
+            assert_eq!(api_key.versions().min, 0, "{api_key:?}");
+        }
     }
 }

@@ -180,12 +180,12 @@ macro_rules! api_table {
 }
 
 api_table! {
-    Produce = 0, versions 3..=11, flexible Some(9), produce::{ProduceRequest, ProduceResponse};
-    Fetch = 1, versions 4..=12, flexible Some(12), fetch::{FetchRequest, FetchResponse};
-    ListOffsets = 2, versions 1..=8, flexible Some(6), list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
+    Produce = 0, versions 0..=11, flexible Some(9), produce::{ProduceRequest, ProduceResponse};
+    Fetch = 1, versions 0..=12, flexible Some(12), fetch::{FetchRequest, FetchResponse};
+    ListOffsets = 2, versions 0..=8, flexible Some(6), list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
     Metadata = 3, versions 0..=12, flexible Some(9), metadata::{MetadataRequest, MetadataResponse};
-    OffsetCommit = 8, versions 2..=8, flexible Some(8), offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
-    OffsetFetch = 9, versions 1..=8, flexible Some(6), offset_fetch::{OffsetFetchRequest, OffsetFetchResponse};
+    OffsetCommit = 8, versions 0..=8, flexible Some(8), offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
+    OffsetFetch = 9, versions 0..=8, flexible Some(6), offset_fetch::{OffsetFetchRequest, OffsetFetchResponse};
     FindCoordinator = 10, versions 0..=4, flexible Some(3), find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
     JoinGroup = 11, versions 0..=9, flexible Some(6), join_group::{JoinGroupRequest, JoinGroupResponse};
     Heartbeat = 12, versions 0..=4, flexible Some(4), heartbeat::{HeartbeatRequest, HeartbeatResponse};
@@ -195,12 +195,13 @@ api_table! {
     ListGroups = 16, versions 0..=5, flexible Some(3), list_groups::{ListGroupsRequest, ListGroupsResponse};
     SaslHandshake = 17, versions 0..=1, flexible None, sasl_handshake::{SaslHandshakeRequest, SaslHandshakeResponse};
     ApiVersions = 18, versions 0..=4, flexible Some(3), api_versions::{ApiVersionsRequest, ApiVersionsResponse};
-    CreateTopics = 19, versions 2..=7, flexible Some(5), create_topics::{CreateTopicsRequest, CreateTopicsResponse};
-    DeleteTopics = 20, versions 1..=6, flexible Some(4), delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
+    CreateTopics = 19, versions 0..=7, flexible Some(5), create_topics::{CreateTopicsRequest, CreateTopicsResponse};
+    DeleteTopics = 20, versions 0..=6, flexible Some(4), delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
     DeleteRecords = 21, versions 0..=2, flexible Some(2), delete_records::{DeleteRecordsRequest, DeleteRecordsResponse};
     InitProducerId = 22, versions 0..=5, flexible Some(2), init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
-    OffsetForLeaderEpoch = 23, versions 2..=4, flexible Some(4), offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-    DescribeConfigs = 32, versions 1..=4, flexible Some(4), describe_configs::{DescribeConfigsRequest, DescribeConfigsResponse};
+    OffsetForLeaderEpoch = 23, versions 0..=4, flexible Some(4), offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    DescribeConfigs = 32, versions 0..=4, flexible Some(4), describe_configs::{DescribeConfigsRequest, DescribeConfigsResponse};
+    AlterConfigs = 33, versions 0..=2, flexible Some(2), alter_configs::{AlterConfigsRequest, AlterConfigsResponse};
     SaslAuthenticate = 36, versions 0..=2, flexible Some(2), sasl_authenticate::{SaslAuthenticateRequest, SaslAuthenticateResponse};
     CreatePartitions = 37, versions 0..=3, flexible Some(2), create_partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
     DeleteGroups = 42, versions 0..=2, flexible Some(2), delete_groups::{DeleteGroupsRequest, DeleteGroupsResponse};

@@ -24,6 +24,8 @@ pub mod field;
 pub mod frame;
 pub mod header;
 pub mod messages;
+#[cfg(test)]
+mod old_versions;
 pub mod record_batch;
 pub mod records;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The control plane: topic changes made by the controller (shard 0) and applied on every shard.
 //!
-//! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or IncrementalAlterConfigs
+//! Any shard may receive CreateTopics, DeleteTopics, CreatePartitions or (Incremental)AlterConfigs
 //! (or auto-create a topic); it forwards the request to shard 0. Shard 0 decides
 //! (src/meta/controller.rs) one request at a time, appends the change to the metadata log and
 //! fdatasyncs it, then has every shard apply it: each opens or deletes the partitions it owns (or
@@ -60,6 +60,10 @@ pub async fn serve_mesh_request(shard: Rc<Shard>, request: MeshRequest) -> MeshR
             validate_only,
         } => MeshReply::Topics(create_partitions_here(&shard, specs, validate_only).await),
         MeshRequest::Apply(change) => MeshReply::Applied(apply_change(&shard, &change, true).await),
+        MeshRequest::PartitionsOffline(partitions) => {
+            shard.offline.record(&partitions);
+            MeshReply::Applied(Ok(()))
+        }
     }
 }
 
@@ -282,8 +286,16 @@ pub async fn apply_change(
             shard.cluster.borrow_mut().apply(change);
         }
         MetadataChange::TopicDeleted { name } => {
+            let topic_id = shard
+                .cluster
+                .borrow()
+                .topic(name)
+                .map(|topic| topic.topic_id);
             // Stop routing to the topic first, so no request reaches a log being deleted.
             shard.cluster.borrow_mut().apply(change);
+            if let Some(topic_id) = topic_id {
+                shard.offline.forget_topic(topic_id);
+            }
             for log in shard.remove_topic_partitions(name) {
                 log.delete().await.map_err(|error| error.to_string())?;
             }

@@ -1,11 +1,12 @@
 //! The channel mesh: how shards talk. One bounded glommio shared channel per ordered pair of
 //! shards, built once on the main thread and connected by each shard at start.
 //!
-//! Only control-plane traffic crosses cores (topic changes, metadata broadcasts): partition data
-//! never does, because clients send each partition's requests to the shard that owns it. A call
-//! is a request with an id and a reply carrying the same id. The receive loops run in a
-//! `Latency::Matters` task queue: glommio's shared channels have no cross-thread waker, and a
-//! receiver in an ordinary queue is only noticed on the next poll of the reactor (~100 ms).
+//! Only control-plane traffic crosses cores (topic changes, metadata broadcasts, partitions gone
+//! offline): partition data never does, because clients send each partition's requests to the
+//! shard that owns it. A call is a request with an id and a reply carrying the same id. The
+//! receive loops run in a `Latency::Matters` task queue: glommio's shared channels have no
+//! cross-thread waker, and a receiver in an ordinary queue is only noticed on the next poll of
+//! the reactor (~100 ms).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use crate::meta::controller::{
     AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError,
 };
 use crate::meta::{MetadataChange, ShardId};
+
+use super::offline::OfflinePartition;
 
 /// Messages waiting in one direction between two shards. Senders wait when it is full; the
 /// receiving loop drains it continuously, handing each request to its own task.
@@ -61,6 +64,8 @@ pub enum MeshRequest {
     },
     /// From the controller: apply this durable change (open or delete owned partitions).
     Apply(MetadataChange),
+    /// From a partition's owner: these partitions of its own went offline.
+    PartitionsOffline(Vec<OfflinePartition>),
 }
 
 /// The answer to a [`MeshRequest`].

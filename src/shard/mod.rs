@@ -12,6 +12,7 @@ pub mod idle_watch;
 pub mod launcher;
 pub mod listener;
 pub mod mesh;
+pub mod offline;
 pub mod producer_ids;
 pub mod request_budget;
 pub mod retention;
@@ -71,6 +72,8 @@ pub struct Shard {
     pub producer_ids: ProducerIdAllocator,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<GroupCoordinator>,
+    /// Partitions known to be offline, this shard's and (reported over the mesh) others'.
+    pub offline: offline::OfflinePartitions,
 }
 
 impl Shard {
@@ -95,6 +98,7 @@ impl Shard {
             mesh: OnceCell::new(),
             controller: metadata_log.map(control::Controller::new),
             producer_ids: ProducerIdAllocator::new(id),
+            offline: offline::OfflinePartitions::default(),
             groups: Rc::new(GroupCoordinator::new(
                 id.0,
                 GroupLimits {

@@ -101,6 +101,9 @@ pub async fn shard_main(start: ShardStart) {
     let listener = unsafe {
         <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(listener.into_raw_fd())
     };
+    // Every shard's Metadata must list this shard's offline partitions from the first request on.
+    super::offline::sweep(&shard).await;
+    let offline_sweeps = glommio::spawn_local(super::offline::run(Rc::clone(&shard)));
     let retention = match super::retention::spawn(&shard) {
         Ok(task) => task,
         Err(reason) => {
@@ -113,6 +116,7 @@ pub async fn shard_main(start: ShardStart) {
     stopped.await;
     accepting.cancel().await;
     retention.cancel().await;
+    offline_sweeps.cancel().await;
     close_partitions(&shard).await;
 }
 

@@ -1,4 +1,4 @@
-//! CreateTopics: the request and response of api key 19, versions 2-7.
+//! CreateTopics: the request and response of api key 19, versions 0-7.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 

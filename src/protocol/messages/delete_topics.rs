@@ -1,4 +1,4 @@
-//! DeleteTopics: the request and response of api key 20, versions 1-6.
+//! DeleteTopics: the request and response of api key 20, versions 0-6.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 

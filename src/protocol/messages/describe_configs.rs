@@ -1,4 +1,4 @@
-//! DescribeConfigs: the request and response of api key 32, versions 1-4.
+//! DescribeConfigs: the request and response of api key 32, versions 0-4.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 
@@ -64,6 +64,8 @@ kafka_struct! {
         pub value: Option<String> [0..],
         /// True if the configuration is read-only.
         pub read_only: bool [0..],
+        /// True if the configuration is not set.
+        pub is_default: bool [0..=0],
         /// The configuration source.
         pub config_source: i8 [1.., default = -1],
         /// True if this configuration is sensitive.

@@ -1,4 +1,4 @@
-//! Fetch: the request and response of api key 1, versions 4-12.
+//! Fetch: the request and response of api key 1, versions 0-12 (0-3 are decoded only to be refused: they return magic 0/1 message sets).
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 

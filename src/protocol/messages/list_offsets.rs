@@ -1,4 +1,4 @@
-//! ListOffsets: the request and response of api key 2, versions 1-8.
+//! ListOffsets: the request and response of api key 2, versions 0-8.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 
@@ -40,6 +40,8 @@ kafka_struct! {
         pub current_leader_epoch: i32 [4.., default = -1],
         /// The current timestamp.
         pub timestamp: i64 [0..],
+        /// The maximum number of offsets to report.
+        pub max_num_offsets: i32 [0..=0, default = 1],
     }
 }
 
@@ -71,6 +73,8 @@ kafka_struct! {
         pub partition_index: i32 [0..],
         /// The partition error code, or 0 if there was no error.
         pub error_code: i16 [0..],
+        /// The result offsets.
+        pub old_style_offsets: Vec<i64> [0..=0],
         /// The timestamp associated with the returned offset.
         pub timestamp: i64 [1.., default = -1],
         /// The returned offset.

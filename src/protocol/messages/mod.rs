@@ -1,6 +1,7 @@
 //! Message declarations, one module per API, each holding that API's request and response and
 //! the structs nested in them. Written in the `kafka_struct!` DSL from Kafka's message specs.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;

@@ -1,4 +1,4 @@
-//! OffsetCommit: the request and response of api key 8, versions 2-8.
+//! OffsetCommit: the request and response of api key 8, versions 0-8.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 
@@ -42,6 +42,8 @@ kafka_struct! {
         pub committed_offset: i64 [0..],
         /// The leader epoch of this partition.
         pub committed_leader_epoch: i32 [6.., default = -1],
+        /// The timestamp of the commit.
+        pub commit_timestamp: i64 [1..=1, default = -1],
         /// Any associated metadata the client wants to keep.
         pub committed_metadata: Option<String> [0..],
     }

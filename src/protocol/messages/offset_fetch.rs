@@ -1,4 +1,4 @@
-//! OffsetFetch: the request and response of api key 9, versions 1-8.
+//! OffsetFetch: the request and response of api key 9, versions 0-8.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 

@@ -1,4 +1,4 @@
-//! OffsetForLeaderEpoch: the request and response of api key 23, versions 2-4.
+//! OffsetForLeaderEpoch: the request and response of api key 23, versions 0-4.
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 

@@ -1,4 +1,4 @@
-//! Produce: the request and response of api key 0, versions 3-11.
+//! Produce: the request and response of api key 0, versions 0-11 (0-2 are decoded only to be refused: they carry magic 0/1 message sets).
 //!
 //! Declared from Kafka's message specification; see `schema.rs` for the DSL.
 
