@@ -300,8 +300,9 @@ fn compression_type_recompresses_and_producer_keeps_the_bytes() {
             let value = format!("{codec} record {i} {}", "x".repeat(i % 50));
             common::send(
                 &producer,
-                BaseRecord::to("packed")
+                BaseRecord::with_opaque_to("packed", i)
                     .partition(0)
+                    .key(&b"k"[..])
                     .payload(value.as_bytes()),
             );
             sent.push(value);
@@ -319,7 +320,7 @@ fn compression_type_recompresses_and_producer_keeps_the_bytes() {
     let tail: Vec<String> = (0..3).map(|i| format!("tail {i}")).collect();
     let appended = produce(&mut wire, 9, "packed", valid(&tail, Compression::Lz4));
     assert_eq!((appended.error_code, appended.base_offset), (0, 1000));
-    sent.extend(tail);
+    sent.extend(tail.iter().cloned());
     let stored_batches = common::segment_batches(broker.data_dir(), "packed", 0);
     assert_eq!(
         stored_batches.last().unwrap().codec(),
