@@ -133,7 +133,7 @@ pub struct RecordsEncoder {
 enum Sink {
     Plain(Vec<u8>),
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Snappy(XerialWriter),
+    Snappy(Box<XerialWriter>),
     Lz4(lz4_flex::frame::FrameEncoder<Vec<u8>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
@@ -148,7 +148,7 @@ impl RecordsEncoder {
                 out,
                 flate2::Compression::new(GZIP_LEVEL),
             )),
-            Compression::Snappy => Sink::Snappy(XerialWriter::new(out)),
+            Compression::Snappy => Sink::Snappy(Box::new(XerialWriter::new(out))),
             Compression::Lz4 => {
                 let info = lz4_flex::frame::FrameInfo::new()
                     .block_size(lz4_flex::frame::BlockSize::Max64KB)
