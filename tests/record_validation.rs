@@ -356,6 +356,28 @@ fn compression_type_recompresses_and_producer_keeps_the_bytes() {
     // CRC); every other byte is the producer's.
     assert_eq!(&bytes[..12], &batch[..12]);
     assert_eq!(&bytes[16..], &batch[16..]);
+
+    // uncompressed: an LZ4 batch is stored with its records region decompressed, byte for byte
+    // what the project's encoder wrote before compressing it.
+    assert_eq!(
+        wire.create_topic("plain", 1, &[("compression.type", "uncompressed")]),
+        0
+    );
+    let plain = valid(&tail, Compression::None);
+    assert_eq!(
+        produce(&mut wire, 9, "plain", valid(&tail, Compression::Lz4)).error_code,
+        0
+    );
+    assert_eq!(
+        common::segment_batches(broker.data_dir(), "plain", 0)[0].codec(),
+        0
+    );
+    let bytes = stored(&broker, "plain", plain.len());
+    assert_eq!(
+        &bytes[RECORD_BATCH_HEADER_BYTES..],
+        &plain[RECORD_BATCH_HEADER_BYTES..]
+    );
+    assert_eq!(&bytes[8..12], &plain[8..12], "batch length");
     drop(consumer);
     broker.stop();
 }
