@@ -406,3 +406,87 @@ mod record_batch {
             });
     }
 }
+
+/// Walking every record of a produced batch (Kafka's LogValidator), uncompressed and through each
+/// codec: what validation costs on the produce path, per byte of records.
+mod record_validation {
+    use super::*;
+    use spate::protocol::compression::compress;
+    use spate::protocol::record_batch::{Compression, RECORD_BATCH_HEADER_BYTES, with_records};
+    use spate::protocol::record_validation::validate_records;
+
+    /// Far above what these batches decompress to; the bound is not what is measured.
+    const DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
+
+    /// A ~1 MiB batch of records with `value_bytes` values, part text and part pseudo-random
+    /// hex, so the codecs see data about as compressible as typical JSON-ish payloads.
+    fn records_batch(value_bytes: usize) -> Bytes {
+        let mut builder = BatchBuilder::with_capacity(1_700_000_000_000, LARGE_BYTES + 4096);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        while builder.size_bytes() + value_bytes + 32 < LARGE_BYTES {
+            let mut value = format!("{{\"id\":{},\"v\":\"", builder.records_count());
+            while value.len() < value_bytes {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                value.push_str(&format!("{:x}", state & 0xffff));
+            }
+            value.truncate(value_bytes);
+            builder.push(&Record {
+                timestamp_delta: i64::from(builder.records_count()),
+                key: Some(b"key"),
+                value: Some(value.as_bytes()),
+                headers: &[],
+            });
+        }
+        builder.finish()
+    }
+
+    fn compressed(batch: &Bytes, codec: Compression) -> Bytes {
+        let packed = compress(codec, &batch[RECORD_BATCH_HEADER_BYTES..]).unwrap();
+        with_records(&batch[..RECORD_BATCH_HEADER_BYTES], codec, &packed).unwrap()
+    }
+
+    /// CRC plus the walk of every record of an uncompressed 1 MiB batch, by value size.
+    #[divan::bench(args = [100, 1000])]
+    fn uncompressed(bencher: Bencher, value_bytes: usize) {
+        let batch = records_batch(value_bytes);
+        bencher
+            .counter(BytesCount::new(batch.len()))
+            .bench(|| validate_records(black_box(&batch), DECOMPRESSED_BYTES_MAX).is_ok());
+    }
+
+    /// CRC, decompression and the walk of a batch holding 1 MiB of 100-byte records; the
+    /// throughput counts the uncompressed bytes.
+    #[divan::bench(args = ["gzip", "snappy", "lz4", "zstd"])]
+    fn compressed_1mib(bencher: Bencher, codec: &str) {
+        let codec = match codec {
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            _ => Compression::Zstd,
+        };
+        let plain = records_batch(100);
+        let batch = compressed(&plain, codec);
+        assert!(validate_records(&batch, DECOMPRESSED_BYTES_MAX).is_ok());
+        bencher
+            .counter(BytesCount::new(plain.len()))
+            .bench(|| validate_records(black_box(&batch), DECOMPRESSED_BYTES_MAX).is_ok());
+    }
+
+    /// Re-compressing 1 MiB of 100-byte records into each codec (compression.type differing
+    /// from the producer's): the cost only such topics pay, on top of validation.
+    #[divan::bench(args = ["gzip", "snappy", "lz4", "zstd"])]
+    fn recompress_1mib(bencher: Bencher, codec: &str) {
+        let codec = match codec {
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            _ => Compression::Zstd,
+        };
+        let plain = records_batch(100);
+        bencher
+            .counter(BytesCount::new(plain.len()))
+            .bench(|| compressed(black_box(&plain), codec));
+    }
+}

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocol::record_batch::Compression;
+
 /// Bytes in one O_DIRECT block: every disk write and read is aligned to this.
 pub const BLOCK_BYTES: u64 = 4096;
 
@@ -189,6 +191,29 @@ pub struct BrokerConfig {
     )]
     pub group_max_session_timeout_ms: i32,
 
+    /// Largest records region a compressed produced batch may decompress to. Every compressed
+    /// batch is decompressed (as a stream) to validate its records; one that decompresses to
+    /// more is refused with MESSAGE_TOO_LARGE, so a small hostile batch cannot make a shard
+    /// spend long decompressing it, or hold that much memory when the topic re-compresses it.
+    #[arg(
+        long,
+        default_value_t = 256 * 1024 * 1024,
+        env = "SPATE_DECOMPRESSED_BATCH_BYTES_MAX"
+    )]
+    pub decompressed_batch_bytes_max: usize,
+
+    /// Walk the records of compressed produced batches too, decompressing them as a stream, as
+    /// Kafka's LogValidator does. Off, a compressed batch is checked only up to its header and
+    /// CRC, so a client can store records no consumer can read; uncompressed batches are always
+    /// walked. The cost per codec is in perf/RESULTS.md.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        env = "SPATE_VALIDATE_COMPRESSED_RECORDS"
+    )]
+    pub validate_compressed_records: bool,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,
@@ -227,6 +252,11 @@ pub struct TopicDefaults {
     /// Default message.timestamp.type: CreateTime or LogAppendTime.
     #[arg(long = "log-message-timestamp-type", default_value = "CreateTime", value_parser = parse_timestamp_type)]
     pub message_timestamp_type: TimestampType,
+
+    /// Default compression.type: the codec batches are stored with (uncompressed, gzip, snappy,
+    /// lz4, zstd), or producer to keep each batch as its producer compressed it.
+    #[arg(long = "compression-type", default_value = "producer", value_parser = parse_compression_type)]
+    pub compression_type: CompressionType,
 }
 
 impl Default for TopicDefaults {
@@ -239,8 +269,44 @@ impl Default for TopicDefaults {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             message_timestamp_type: TimestampType::CreateTime,
+            compression_type: CompressionType::Producer,
         }
     }
+}
+
+/// A topic's `compression.type`: keep the producer's codec, or store every batch with one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// Batches are stored as their producer compressed them.
+    Producer,
+    /// Batches with another codec are re-compressed with this one before they are stored.
+    Codec(Compression),
+}
+
+impl CompressionType {
+    /// Kafka's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Codec(codec) => codec.name(),
+        }
+    }
+}
+
+fn parse_compression_type(text: &str) -> Result<CompressionType, String> {
+    Ok(match text {
+        "producer" => CompressionType::Producer,
+        "uncompressed" => CompressionType::Codec(Compression::None),
+        "gzip" => CompressionType::Codec(Compression::Gzip),
+        "snappy" => CompressionType::Codec(Compression::Snappy),
+        "lz4" => CompressionType::Codec(Compression::Lz4),
+        "zstd" => CompressionType::Codec(Compression::Zstd),
+        _ => {
+            return Err(format!(
+                "expected uncompressed, gzip, snappy, lz4, zstd or producer, got {text:?}"
+            ));
+        }
+    })
 }
 
 /// Which timestamp a topic keeps: the producer's or the broker's append time.
@@ -304,6 +370,8 @@ pub struct TopicConfig {
     pub retention_bytes: i64,
     /// `message.timestamp.type`.
     pub message_timestamp_type: TimestampType,
+    /// `compression.type`: the codec batches are stored with, or the producer's.
+    pub compression_type: CompressionType,
 }
 
 /// A topic config value that cannot be used, with the reason for the client.
@@ -328,6 +396,7 @@ impl TopicConfig {
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
             message_timestamp_type: defaults.message_timestamp_type,
+            compression_type: defaults.compression_type,
         }
     }
 
@@ -373,6 +442,10 @@ impl TopicConfig {
                 self.message_timestamp_type = parse_timestamp_type(value)
                     .map_err(|_| invalid("CreateTime or LogAppendTime"))?
             }
+            "compression.type" => {
+                self.compression_type = parse_compression_type(value)
+                    .map_err(|_| invalid("uncompressed, gzip, snappy, lz4, zstd or producer"))?
+            }
             "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => return Err(invalid("only cleanup.policy=delete is supported yet")),
             _ => return Err(invalid("unknown or unsupported topic config")),
@@ -393,6 +466,7 @@ impl TopicConfig {
                 self.message_timestamp_type.name().to_owned(),
             ),
             ("cleanup.policy", "delete".to_owned()),
+            ("compression.type", self.compression_type.name().to_owned()),
         ])
     }
 }
@@ -418,6 +492,16 @@ mod tests {
         assert!(config.set("segment.ms", "0").is_err());
         assert!(config.set("cleanup.policy", "compact").is_err());
         assert!(config.set("no.such.config", "1").is_err());
+        config.set("compression.type", "zstd").unwrap();
+        assert_eq!(
+            config.compression_type,
+            CompressionType::Codec(Compression::Zstd)
+        );
+        assert_eq!(config.to_entries()["compression.type"], "zstd");
+        for bad in ["none", "ZSTD", "brotli", ""] {
+            assert!(config.set("compression.type", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(config.compression_type.name(), "zstd");
     }
 
     #[test]
@@ -440,6 +524,7 @@ mod tests {
             parsed.message_timestamp_type,
             default.message_timestamp_type
         );
+        assert_eq!(parsed.compression_type, default.compression_type);
     }
 
     #[test]

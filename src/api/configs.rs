@@ -69,6 +69,13 @@ const CONFIG_INFOS: &[ConfigInfo] = &[
         documentation: "delete: retention deletes old segments (compact is not supported yet).",
     },
     ConfigInfo {
+        name: "compression.type",
+        broker_name: "compression.type",
+        config_type: TYPE_STRING,
+        documentation: "The codec batches are stored with (uncompressed, gzip, snappy, lz4, zstd), \
+                        or producer to keep the producer's; other codecs are re-compressed.",
+    },
+    ConfigInfo {
         name: "max.message.bytes",
         broker_name: "message.max.bytes",
         config_type: TYPE_INT,

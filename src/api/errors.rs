@@ -5,7 +5,9 @@ use crate::group::GroupError;
 use crate::log::LogError;
 use crate::meta::controller::TopicError;
 use crate::protocol::ErrorCode;
+use crate::protocol::compression::CompressionError;
 use crate::protocol::record_batch::BatchError;
+use crate::protocol::record_validation::ValidationError;
 
 /// The code for a refused topic change.
 pub fn topic_error_code(error: &TopicError) -> ErrorCode {
@@ -33,6 +35,25 @@ pub fn batch_error_code(error: &BatchError) -> ErrorCode {
             ErrorCode::InvalidRecord
         }
         BatchError::UnknownCompression { .. } => ErrorCode::UnsupportedCompressionType,
+    }
+}
+
+/// The code for a batch whose records failed validation: Kafka's InvalidRecordException for a
+/// malformed record, CorruptRecordException for bytes that do not decompress.
+pub fn validation_error_code(error: &ValidationError) -> ErrorCode {
+    match error {
+        ValidationError::Batch(error) => batch_error_code(error),
+        ValidationError::Record(_) => ErrorCode::InvalidRecord,
+        ValidationError::Compression(error) => compression_error_code(error),
+    }
+}
+
+/// The code for a batch that could not be decompressed or re-compressed.
+pub fn compression_error_code(error: &CompressionError) -> ErrorCode {
+    match error {
+        CompressionError::Corrupt { .. } => ErrorCode::CorruptMessage,
+        CompressionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        CompressionError::Encoder { .. } => ErrorCode::UnknownServerError,
     }
 }
 

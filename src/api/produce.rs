@@ -6,30 +6,77 @@
 //! happens here, before the connection reads its next request, so a partition's batches get
 //! offsets in the order they arrived. The answer waits for the O_DIRECT write (acks=1) or for the
 //! fdatasync after it (acks=all); acks=0 gets no answer at all.
+//!
+//! Validation walks every record (decompressing a compressed batch as a stream), as Kafka's
+//! LogValidator does, so a batch with a valid CRC around malformed records never reaches the log,
+//! where it would stop every consumer of the partition. A topic whose `compression.type` names a
+//! codec gets batches with another codec re-compressed. Both yield between bounded steps, so a
+//! large batch does not stall the shard; the connection still reads nothing until its request is
+//! sequenced, which keeps a partition's batches in arrival order.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::config::{BrokerConfig, CompressionType};
 use crate::log::{AppendOutcome, PartitionLog};
 use crate::meta::controller::CreateTopicSpec;
+use crate::protocol::compression::{CompressionError, RecordsEncoder};
 use crate::protocol::messages::produce::{
-    PartitionProduceResponse, ProduceRequest, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceRequest, ProduceResponse,
+    TopicProduceResponse,
 };
 use crate::protocol::record_batch::{
-    ATTRIBUTE_CONTROL, ATTRIBUTE_TRANSACTIONAL, batch_size, validate,
+    ATTRIBUTE_CONTROL, ATTRIBUTE_TRANSACTIONAL, Compression, RECORD_BATCH_HEADER_BYTES, batch_size,
+    compression, validate, with_records,
 };
+use crate::protocol::record_validation::{RecordsValidation, STEP_BYTES, ValidationError};
 use crate::protocol::{ErrorCode, Response};
 use crate::shard::control::create_topics;
 use crate::shard::{PartitionRoute, Shard};
 
-use super::errors::{batch_error_code, log_error_code};
+use super::errors::{batch_error_code, log_error_code, validation_error_code};
 use super::{Pending, now_ms};
+
+/// Why a partition's batch was not appended: its code and, for refused records, what Produce
+/// v8+ reports beside it (older versions drop those fields when encoding).
+struct Refusal {
+    code: ErrorCode,
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+    message: Option<String>,
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code,
+            record_errors: Vec::new(),
+            message: None,
+        }
+    }
+}
+
+impl From<ValidationError> for Refusal {
+    fn from(error: ValidationError) -> Self {
+        let record_errors = match &error {
+            ValidationError::Record(record) => vec![BatchIndexAndErrorMessage {
+                batch_index: record.batch_index,
+                batch_index_error_message: Some(record.fault.to_string()),
+            }],
+            ValidationError::Batch(_) | ValidationError::Compression(_) => Vec::new(),
+        };
+        Self {
+            code: validation_error_code(&error),
+            record_errors,
+            message: Some(error.to_string()),
+        }
+    }
+}
 
 /// One partition's outcome of the sequencing step.
 struct Sequenced {
     index: i32,
-    outcome: Result<(Rc<PartitionLog>, AppendOutcome), ErrorCode>,
+    outcome: Result<(Rc<PartitionLog>, AppendOutcome), Refusal>,
 }
 
 /// Handles a Produce request: sequences every partition now, answers later.
@@ -38,26 +85,22 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
     if shard.config.auto_create_topics {
         create_missing_topics(shard, &request).await;
     }
-    let now = now_ms();
-    let topics: Vec<(String, Vec<Sequenced>)> = request
-        .topic_data
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partition_data
-                .into_iter()
-                .map(|partition| Sequenced {
-                    index: partition.index,
-                    outcome: if (-1..=1).contains(&acks) {
-                        sequence(shard, &topic.name, partition.index, partition.records, now)
-                    } else {
-                        Err(ErrorCode::InvalidRequiredAcks)
-                    },
-                })
-                .collect();
-            (topic.name, partitions)
-        })
-        .collect();
+    let mut topics: Vec<(String, Vec<Sequenced>)> = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for partition in topic.partition_data {
+            let outcome = if (-1..=1).contains(&acks) {
+                sequence(shard, &topic.name, partition.index, partition.records).await
+            } else {
+                Err(ErrorCode::InvalidRequiredAcks.into())
+            };
+            partitions.push(Sequenced {
+                index: partition.index,
+                outcome,
+            });
+        }
+        topics.push((topic.name, partitions));
+    }
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
@@ -83,11 +126,13 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
 async fn answer(acks: i16, partition: Sequenced) -> PartitionProduceResponse {
     let (log, outcome) = match partition.outcome {
         Ok(appended) => appended,
-        Err(code) => {
+        Err(refusal) => {
             return PartitionProduceResponse {
                 index: partition.index,
-                error_code: code.code(),
+                error_code: refusal.code.code(),
                 base_offset: -1,
+                record_errors: refusal.record_errors,
+                error_message: refusal.message,
                 ..PartitionProduceResponse::default()
             };
         }
@@ -112,34 +157,36 @@ async fn answer(acks: i16, partition: Sequenced) -> PartitionProduceResponse {
 }
 
 /// Validates one partition's records and appends them to its log, if this shard owns it.
-fn sequence(
+async fn sequence(
     shard: &Shard,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-    now_ms: i64,
-) -> Result<(Rc<PartitionLog>, AppendOutcome), ErrorCode> {
+) -> Result<(Rc<PartitionLog>, AppendOutcome), Refusal> {
     let log = match shard.route(topic, partition) {
         PartitionRoute::Here(log) => log,
-        PartitionRoute::Elsewhere(_) => return Err(ErrorCode::NotLeaderOrFollower),
+        PartitionRoute::Elsewhere(_) => return Err(ErrorCode::NotLeaderOrFollower.into()),
         PartitionRoute::UnknownTopic | PartitionRoute::UnknownPartition => {
-            return Err(ErrorCode::UnknownTopicOrPartition);
+            return Err(ErrorCode::UnknownTopicOrPartition.into());
         }
     };
-    let max_message_bytes = shard
+    let (max_message_bytes, compression_type) = shard
         .cluster
         .borrow()
         .topic(topic)
-        .map(|meta| meta.config.max_message_bytes)
-        .unwrap_or(0);
+        .map(|meta| (meta.config.max_message_bytes, meta.config.compression_type))
+        .unwrap_or((0, CompressionType::Producer));
     let records = records
         .filter(|r| !r.is_empty())
         .ok_or(ErrorCode::InvalidRecord)?;
     if records.len() as u64 > max_message_bytes {
-        return Err(ErrorCode::MessageTooLarge);
+        return Err(ErrorCode::MessageTooLarge.into());
     }
     check_single_batch(&records)?;
-    let header = validate(&records).map_err(|error| batch_error_code(&error))?;
+    let header = validate(&records).map_err(|error| Refusal {
+        message: Some(error.to_string()),
+        ..batch_error_code(&error).into()
+    })?;
     let attributes = header.attributes.get();
     // Control batches come only from transaction coordinators, and transactions are not
     // supported; a producer id without a sequence cannot be checked for duplicates.
@@ -147,20 +194,75 @@ fn sequence(
         || header.base_offset.get() != 0
         || (header.producer_id.get() >= 0 && header.base_sequence.get() < 0);
     if invalid {
-        return Err(ErrorCode::InvalidRecord);
+        return Err(ErrorCode::InvalidRecord.into());
     }
+    let records = check_records(records, compression_type, &shard.config).await?;
     let outcome = log
-        .append_batch(records, now_ms)
+        .append_batch(records, now_ms())
         .map_err(|error| log_error_code(&error))?;
     Ok((log, outcome))
 }
 
+/// Walks every record of a header-validated batch and returns the batch to store: the same
+/// bytes, or, when the topic stores another codec, the batch re-compressed with it.
+async fn check_records(
+    batch: Bytes,
+    compression_type: CompressionType,
+    config: &BrokerConfig,
+) -> Result<Bytes, Refusal> {
+    let header = crate::protocol::record_batch::header(&batch).map_err(ValidationError::from)?;
+    let source = compression(header).map_err(ValidationError::from)?;
+    let target = match compression_type {
+        CompressionType::Codec(codec) if codec != source => Some(codec),
+        CompressionType::Codec(_) | CompressionType::Producer => None,
+    };
+    let walk = source == Compression::None || config.validate_compressed_records;
+    if target.is_none() && !walk {
+        return Ok(batch);
+    }
+    let decompressed = {
+        let header =
+            crate::protocol::record_batch::header(&batch).map_err(ValidationError::from)?;
+        let bytes_max = config.decompressed_batch_bytes_max;
+        let mut validation = RecordsValidation::new(&batch, header, bytes_max, target.is_some())?;
+        while !validation.step()? {
+            glommio::yield_if_needed().await;
+        }
+        validation.into_decompressed()
+    };
+    let Some(target) = target else {
+        return Ok(batch);
+    };
+    let records = decompressed
+        .as_deref()
+        .unwrap_or(&batch[RECORD_BATCH_HEADER_BYTES..]);
+    recompress(&batch, records, target).await
+}
+
+/// Builds the batch again around `records` compressed with `target`. It allocates the new batch:
+/// this runs only for topics whose compression.type differs from what their producers send.
+async fn recompress(batch: &[u8], records: &[u8], target: Compression) -> Result<Bytes, Refusal> {
+    let refusal = |error: CompressionError| -> Refusal { ValidationError::from(error).into() };
+    let compressed = if target == Compression::None {
+        None
+    } else {
+        let mut encoder = RecordsEncoder::new(target, records.len()).map_err(refusal)?;
+        for piece in records.chunks(STEP_BYTES) {
+            encoder.write(piece).map_err(refusal)?;
+            glommio::yield_if_needed().await;
+        }
+        Some(encoder.finish().map_err(refusal)?)
+    };
+    with_records(batch, target, compressed.as_deref().unwrap_or(records))
+        .map_err(|error| ValidationError::from(error).into())
+}
+
 /// Produce v3+ carries exactly one batch per partition.
-fn check_single_batch(records: &Bytes) -> Result<(), ErrorCode> {
+fn check_single_batch(records: &Bytes) -> Result<(), Refusal> {
     match batch_size(records) {
         Ok(Some(size)) if size == records.len() => Ok(()),
-        Ok(Some(size)) if size < records.len() => Err(ErrorCode::InvalidRecord),
-        _ => Err(ErrorCode::CorruptMessage),
+        Ok(Some(size)) if size < records.len() => Err(ErrorCode::InvalidRecord.into()),
+        _ => Err(ErrorCode::CorruptMessage.into()),
     }
 }
 

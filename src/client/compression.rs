@@ -1,18 +1,14 @@
-//! Compressing and decompressing the records region of a RecordBatch v2.
-//!
-//! Kafka compresses a batch's records region as one blob and flags the codec in the low three
-//! attribute bits; the 61-byte header stays plain. LZ4 is the standard LZ4 frame format (what
-//! Kafka's and librdkafka's LZ4 read and write), with independent 64 KiB blocks and no checksums
-//! (the batch CRC covers the bytes). Zstandard is a plain zstd frame.
+//! The client's side of batch compression: which codecs its producer writes, and compressing or
+//! decompressing whole batches with the shared codecs of `protocol::compression`.
 //!
 //! Guarantees: `compress_batch` returns a batch that passes `record_batch::validate` with the same
 //! header fields except `attributes`, `batch_length` and `crc`; decompression never produces more
-//! than `DECOMPRESSED_BYTES_MAX` bytes, so a hostile batch cannot exhaust memory. gzip batches
-//! (from other producers) are read but never written; Snappy batches are refused with an error.
-
-use std::io::{Read, Write};
+//! than `DECOMPRESSED_BYTES_MAX` bytes, so a hostile batch cannot exhaust memory. gzip and
+//! Snappy batches (from other producers) are read but never written.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::compression as codecs;
 
 use crate::protocol::record_batch::{
     ATTRIBUTE_COMPRESSION_MASK, CRC_START, Compression, RECORD_BATCH_HEADER_BYTES, crc32c,
@@ -24,9 +20,6 @@ use super::error::ClientError;
 /// most `max.request.size` (1 MiB by default) and compress at most ~100x in practice; 256 MiB is
 /// far above any honest batch and still fits in memory.
 pub const DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
-/// zstd level 3 is Kafka's default (`compression.zstd.level`), so runs against other clients
-/// compare like with like.
-pub const ZSTD_LEVEL: i32 = 3;
 
 /// A codec this client's producer writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,22 +69,13 @@ impl std::str::FromStr for CompressionCodec {
 
 /// Compresses `records` (an uncompressed records region) with `codec`.
 pub fn compress(codec: CompressionCodec, records: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let error = |error: std::io::Error| ClientError::Compression(error.to_string());
-    match codec {
-        CompressionCodec::None => Ok(records.to_vec()),
-        CompressionCodec::Lz4 => {
-            let info = lz4_flex::frame::FrameInfo::new()
-                .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                .block_mode(lz4_flex::frame::BlockMode::Independent);
-            let out = Vec::with_capacity(records.len() / 2 + 64);
-            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
-            encoder.write_all(records).map_err(error)?;
-            encoder
-                .finish()
-                .map_err(|error| ClientError::Compression(error.to_string()))
-        }
-        CompressionCodec::Zstd => zstd::bulk::compress(records, ZSTD_LEVEL).map_err(error),
-    }
+    let compression = match codec {
+        CompressionCodec::None => Compression::None,
+        CompressionCodec::Lz4 => Compression::Lz4,
+        CompressionCodec::Zstd => Compression::Zstd,
+    };
+    codecs::compress(compression, records)
+        .map_err(|error| ClientError::Compression(error.to_string()))
 }
 
 /// Turns a finished uncompressed batch into one whose records region is compressed with
@@ -123,37 +107,14 @@ pub fn compress_batch(batch: Bytes, codec: CompressionCodec) -> Result<Bytes, Cl
 /// Decompresses a records region compressed with `compression`, bounded by
 /// `DECOMPRESSED_BYTES_MAX`.
 pub fn decompress(compression: Compression, region: &[u8]) -> Result<Vec<u8>, ClientError> {
-    match compression {
-        Compression::None => Ok(region.to_vec()),
-        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(region)),
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(region)
-                .map_err(|error| ClientError::Compression(error.to_string()))?;
-            read_bounded(decoder)
-        }
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(region)),
-        Compression::Snappy => Err(ClientError::Compression(format!(
-            "{compression:?} batches are not supported by this client"
-        ))),
-    }
-}
-
-fn read_bounded(reader: impl Read) -> Result<Vec<u8>, ClientError> {
-    let mut out = Vec::new();
-    reader
-        .take(DECOMPRESSED_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|error| ClientError::Compression(error.to_string()))?;
-    if out.len() > DECOMPRESSED_BYTES_MAX {
-        return Err(ClientError::Compression(format!(
-            "records decompress to more than {DECOMPRESSED_BYTES_MAX} bytes"
-        )));
-    }
-    Ok(out)
+    codecs::decompress(compression, region, DECOMPRESSED_BYTES_MAX)
+        .map_err(|error| ClientError::Compression(error.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::protocol::record_batch::{compression, validate};
     use crate::protocol::records::{BatchBuilder, Record, RecordIter};
@@ -214,7 +175,8 @@ mod tests {
 
     #[test]
     fn garbage_and_oversized_input_are_errors() {
-        // Proves a corrupt compressed region is an error, not a panic, for every codec.
+        // Proves a corrupt compressed region is an error, not a panic, for every codec, and that
+        // only the codecs the producer writes parse as its choice.
         for compression in [
             Compression::Lz4,
             Compression::Zstd,

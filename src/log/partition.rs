@@ -948,6 +948,7 @@ mod tests {
             retention_ms: -1,
             retention_bytes: -1,
             message_timestamp_type,
+            compression_type: crate::config::CompressionType::Producer,
         }
     }
 

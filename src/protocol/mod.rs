@@ -10,12 +10,15 @@
 //! - `error_code`: Kafka's error codes; `error`: the codec's own errors.
 //! - `record_batch`: the RecordBatch v2 view (header, CRC-32C, patching), the wire and disk format.
 //! - `records`: reading and building the records inside a batch.
+//! - `record_validation`: walking every record of a produced batch, as Kafka's LogValidator does.
+//! - `compression`: the records region's codecs (gzip, Snappy, LZ4, zstd), both ways.
 //!
 //! Nothing here panics or allocates unboundedly on any input: every length is checked against the
 //! bytes that remain, and malformed input is a `CodecError`.
 
 pub mod api_versions;
 pub mod apis;
+pub mod compression;
 #[cfg(test)]
 mod conformance;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod messages;
 #[cfg(test)]
 mod old_versions;
 pub mod record_batch;
+pub mod record_validation;
 pub mod records;
 #[cfg(test)]
 pub mod sample;

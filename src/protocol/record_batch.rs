@@ -78,6 +78,30 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The codec's attribute bits.
+    pub fn attribute(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's name for the codec in `compression.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
 /// Why a batch was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
@@ -212,6 +236,34 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) -> Result<(), 
     let crc = crc32c(&batch[CRC_START..]);
     header_mut(batch)?.crc.set(crc);
     Ok(())
+}
+
+/// A new batch with the fields of `header` (a batch's first 61 bytes) around `records`, a records
+/// region compressed with `codec`: the codec bits, length and CRC are set to match. Offsets,
+/// timestamps and the producer fields are kept, as the records inside are the same.
+pub fn with_records(
+    header: &[u8],
+    codec: Compression,
+    records: &[u8],
+) -> Result<Bytes, BatchError> {
+    let total = RECORD_BATCH_HEADER_BYTES + records.len();
+    let batch_length = i32::try_from(total - BATCH_LENGTH_PREFIX_BYTES)
+        .map_err(|_| BatchError::InvalidLength { batch_length: -1 })?;
+    let mut batch = Vec::with_capacity(total);
+    batch.extend_from_slice(header.get(..RECORD_BATCH_HEADER_BYTES).ok_or(
+        BatchError::Truncated {
+            available: header.len(),
+            needed: RECORD_BATCH_HEADER_BYTES,
+        },
+    )?);
+    batch.extend_from_slice(records);
+    let fields = header_mut(&mut batch)?;
+    fields.batch_length.set(batch_length);
+    let attributes = fields.attributes.get() & !ATTRIBUTE_COMPRESSION_MASK;
+    fields.attributes.set(attributes | codec.attribute());
+    let crc = crc32c(&batch[CRC_START..]);
+    header_mut(&mut batch)?.crc.set(crc);
+    Ok(Bytes::from(batch))
 }
 
 /// Iterates over the whole batches of a record set (a fetch response's records, a segment's bytes),
