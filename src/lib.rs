@@ -17,6 +17,7 @@
 //!   metadata log they are made durable in.
 //! - `bench`: `spate bench`, the load generator (thread-per-core producers and consumers on
 //!   `client`, open-loop rate, hdrhistogram latency, reports); it can run a broker in-process.
+//! - `raft`: the glue between openraft and Spate (DESIGN.md §6): the glommio runtime adapter.
 //! - `client`: a minimal Kafka client on glommio (connections, metadata, producer, consumer) for
 //!   the load generator, the CLI tools and the tests; it works against any Kafka broker.
 
@@ -32,4 +33,5 @@ pub mod le_cursor;
 pub mod log;
 pub mod meta;
 pub mod protocol;
+pub mod raft;
 pub mod shard;
