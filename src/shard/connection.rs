@@ -11,6 +11,7 @@
 //! than ApiVersions, which gets its special answer) closes this connection; nothing else is
 //! affected.
 
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
@@ -93,7 +94,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let _ = write_half.close().await;
     });
     loop {
-        match read_request(&shard, &mut reader).await {
+        match read_request(&shard, &mut reader, peer).await {
             Ok(Some(outgoing)) => {
                 if queue.send(outgoing).await.is_err() {
                     break;
@@ -114,6 +115,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
 async fn read_request(
     shard: &Rc<Shard>,
     reader: &mut SocketReader<impl futures_lite::AsyncRead + Unpin>,
+    peer: Option<SocketAddr>,
 ) -> Result<Option<Outgoing>, ConnectionError> {
     let mut prefix = [0u8; FRAME_SIZE_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
@@ -142,7 +144,8 @@ async fn read_request(
         });
     }
     let request = Request::decode(api, header.api_version, reader.rest().clone())?;
-    let pending = api::dispatch(shard, &header, request).await;
+    let client_address = peer.map(|peer| peer.ip());
+    let pending = api::dispatch(shard, &header, request, client_address).await;
     Ok(Some(Outgoing::Response {
         correlation_id: header.correlation_id,
         api_version: header.api_version,
