@@ -641,7 +641,7 @@ impl Group {
     ) -> Option<SyncOutcome> {
         let member_id = request.member_id.as_str();
         let instance_id = request.group_instance_id.as_deref();
-        if let Err(error) = self.check_member(member_id, request.generation_id, instance_id) {
+        if let Err(error) = self.check_sync_member(member_id, request.generation_id, instance_id) {
             return Some(self.sync_outcome(Err(error)));
         }
         let type_differs = request
@@ -710,6 +710,31 @@ impl Group {
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
         self.check_identity(member_id, group_instance_id)?;
+        if generation_id != self.generation_id {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// SyncGroup's check (Kafka's `classicGroupSync`): only an instance id that another member
+    /// holds is refused (fenced); an instance id nobody holds is not checked.
+    fn check_sync_member(
+        &self,
+        member_id: &str,
+        generation_id: i32,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let fenced = group_instance_id.is_some_and(|instance_id| {
+            self.members.values().any(|m| {
+                m.group_instance_id.as_deref() == Some(instance_id) && m.member_id != member_id
+            })
+        });
+        if fenced {
+            return Err(GroupError::FencedInstanceId);
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(GroupError::UnknownMemberId);
+        }
         if generation_id != self.generation_id {
             return Err(GroupError::IllegalGeneration);
         }
