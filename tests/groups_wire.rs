@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use spate::protocol::messages::delete_groups::DeleteGroupsRequest;
-use spate::protocol::messages::describe_groups::DescribeGroupsRequest;
+use spate::protocol::messages::describe_groups::{DescribeGroupsRequest, DescribedGroup};
 use spate::protocol::messages::heartbeat::HeartbeatRequest;
 use spate::protocol::messages::join_group::{
     JoinGroupRequest, JoinGroupRequestProtocol, JoinGroupResponse,
 };
 use spate::protocol::messages::leave_group::{LeaveGroupRequest, MemberIdentity};
-use spate::protocol::messages::list_groups::ListGroupsRequest;
+use spate::protocol::messages::list_groups::{ListGroupsRequest, ListedGroup};
 use spate::protocol::messages::offset_commit::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     OffsetCommitResponse,
@@ -52,9 +52,19 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// A two-shard broker whose group coordinators have loaded their offset stores: until then they
 /// answer COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
 fn two_shards() -> Broker {
+    two_shards_with(&[])
+}
+
+/// `two_shards` with more `spate serve` flags.
+fn two_shards_with(args: &[&str]) -> Broker {
+    let mut all_args = vec![
+        "--group-initial-rebalance-delay-ms".to_owned(),
+        "100".to_owned(),
+    ];
+    all_args.extend(args.iter().map(|arg| arg.to_string()));
     let broker = Broker::start_with(BrokerConfig {
         cores: 2,
-        args: vec!["--group-initial-rebalance-delay-ms".into(), "100".into()],
+        args: all_args,
         ..BrokerConfig::default()
     });
     for listener in broker.listeners() {
@@ -506,5 +516,239 @@ fn offsets_are_committed_fetched_and_deleted_with_kafka_errors() {
         panic!("not a DeleteGroups response");
     };
     assert_eq!(deleted.results[0].error_code, GROUP_ID_NOT_FOUND);
+    broker.stop();
+}
+
+fn describe(wire: &mut Wire, groups: &[&str]) -> Vec<DescribedGroup> {
+    let request = Request::DescribeGroups(DescribeGroupsRequest {
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..DescribeGroupsRequest::default()
+    });
+    match wire.call(5, request) {
+        Response::DescribeGroups(described) => described.groups,
+        other => panic!("not a DescribeGroups response: {other:?}"),
+    }
+}
+
+fn list(wire: &mut Wire) -> Vec<ListedGroup> {
+    match wire.call(4, Request::ListGroups(ListGroupsRequest::default())) {
+        Response::ListGroups(listed) => {
+            assert_eq!(listed.error_code, 0);
+            listed.groups
+        }
+        other => panic!("not a ListGroups response: {other:?}"),
+    }
+}
+
+/// Joins one dynamic member and makes it the Stable group's only member with an assignment.
+fn stable_single_member(wire: &mut Wire, group: &str) -> JoinGroupResponse {
+    let joined = join_new(wire, group);
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let assignment = [(joined.member_id.as_str(), &b"all"[..])];
+    let synced = sync(wire, group, &joined.member_id, 1, &assignment);
+    assert_eq!(synced.0, 0);
+    joined
+}
+
+#[test]
+fn a_commit_from_outside_the_group_is_refused_while_it_has_members() {
+    // Proves Kafka's validateOffsetCommit: an OffsetCommit with generation -1 and no member id
+    // (AdminClient.alterConsumerGroupOffsets, a consumer without group management) gets
+    // UNKNOWN_MEMBER_ID while the group has members, so it cannot rewind partitions they own;
+    // the member's own commit is accepted, one with generation -1 and its member id is an
+    // ILLEGAL_GENERATION, and once the group is Empty the outside commit is accepted.
+    let broker = two_shards();
+    create_topic(&broker.bootstrap(), SUBSCRIBED_TOPIC, 1, &[]);
+    let group = "admin-commit";
+    let (mut wire, _) = coordinator_and_other(&broker, group);
+    let member = stable_single_member(&mut wire, group);
+    let offsets = [(SUBSCRIBED_TOPIC, 0, 5, 0)];
+    let outside = commit_codes(wire.call(8, commit(group, "", -1, &offsets)));
+    assert_eq!(outside, vec![UNKNOWN_MEMBER_ID]);
+    let own = commit_codes(wire.call(8, commit(group, &member.member_id, 1, &offsets)));
+    assert_eq!(own, vec![0]);
+    let stale = commit_codes(wire.call(8, commit(group, &member.member_id, -1, &offsets)));
+    assert_eq!(stale, vec![ILLEGAL_GENERATION]);
+    let leave = Request::LeaveGroup(LeaveGroupRequest {
+        group_id: group.into(),
+        member_id: member.member_id.clone(),
+        ..LeaveGroupRequest::default()
+    });
+    let Response::LeaveGroup(left) = wire.call(1, leave) else {
+        panic!("not a LeaveGroup response");
+    };
+    assert_eq!(left.error_code, 0);
+    let outside = commit_codes(wire.call(8, commit(group, "", -1, &offsets)));
+    assert_eq!(outside, vec![0]);
+    broker.stop();
+}
+
+#[test]
+fn an_empty_group_keeps_its_protocol_type_and_members_show_their_host() {
+    // Proves DescribeGroups shows a member's client_host as Kafka does (Java's
+    // InetAddress.toString() of the peer: "/127.0.0.1"), and that a group whose members all
+    // left is listed and described Empty with its protocol type still "consumer", as Kafka
+    // keeps it.
+    let broker = two_shards();
+    let group = "emptied";
+    let (mut wire, _) = coordinator_and_other(&broker, group);
+    let member = stable_single_member(&mut wire, group);
+    let described = describe(&mut wire, &[group]);
+    assert_eq!(described[0].group_state, "Stable");
+    assert_eq!(described[0].members[0].client_id, "wire-test");
+    assert_eq!(described[0].members[0].client_host, "/127.0.0.1");
+    let leave = Request::LeaveGroup(LeaveGroupRequest {
+        group_id: group.into(),
+        member_id: member.member_id.clone(),
+        ..LeaveGroupRequest::default()
+    });
+    let Response::LeaveGroup(left) = wire.call(1, leave) else {
+        panic!("not a LeaveGroup response");
+    };
+    assert_eq!(left.error_code, 0);
+    let listed = list(&mut wire);
+    let entry = listed.iter().find(|g| g.group_id == group).expect("listed");
+    assert_eq!(
+        (entry.group_state.as_str(), entry.protocol_type.as_str()),
+        ("Empty", "consumer")
+    );
+    let described = describe(&mut wire, &[group]);
+    assert_eq!(described[0].group_state, "Empty");
+    assert_eq!(described[0].protocol_type, "consumer");
+    assert!(described[0].members.is_empty());
+    broker.stop();
+}
+
+fn static_join(group: &str, instance_id: &str, session_timeout_ms: i32) -> Request {
+    let Request::JoinGroup(request) = join(group, "", session_timeout_ms) else {
+        unreachable!("join builds a JoinGroup");
+    };
+    Request::JoinGroup(JoinGroupRequest {
+        group_instance_id: Some(instance_id.into()),
+        ..request
+    })
+}
+
+#[test]
+fn a_static_member_leaves_by_instance_id_and_needs_a_valid_session_timeout() {
+    // Proves a static member (group.instance.id) is held to the session timeout bounds like a
+    // dynamic one (INVALID_SESSION_TIMEOUT below group.min.session.timeout.ms), and that a
+    // LeaveGroup naming only its instance id removes it: the group is Empty and can be deleted.
+    let broker = two_shards();
+    let group = "static-leave";
+    let (mut wire, _) = coordinator_and_other(&broker, group);
+    let refused = join_response(wire.call(5, static_join(group, "instance-a", 5000)));
+    assert_eq!(refused.error_code, INVALID_SESSION_TIMEOUT);
+    let joined = join_response(wire.call(5, static_join(group, "instance-a", 6000)));
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let assignment = [(joined.member_id.as_str(), &b"all"[..])];
+    assert_eq!(
+        sync(&mut wire, group, &joined.member_id, 1, &assignment).0,
+        0
+    );
+    let leave = Request::LeaveGroup(LeaveGroupRequest {
+        group_id: group.into(),
+        members: vec![MemberIdentity {
+            group_instance_id: Some("instance-a".into()),
+            ..MemberIdentity::default()
+        }],
+        ..LeaveGroupRequest::default()
+    });
+    let Response::LeaveGroup(left) = wire.call(4, leave) else {
+        panic!("not a LeaveGroup response");
+    };
+    assert_eq!(left.error_code, 0);
+    assert_eq!(left.members[0].error_code, 0);
+    assert_eq!(left.members[0].member_id, joined.member_id);
+    assert_eq!(describe(&mut wire, &[group])[0].group_state, "Empty");
+    let delete = Request::DeleteGroups(DeleteGroupsRequest {
+        groups_names: vec![group.into()],
+    });
+    let Response::DeleteGroups(deleted) = wire.call(2, delete) else {
+        panic!("not a DeleteGroups response");
+    };
+    assert_eq!(deleted.results[0].error_code, 0);
+    broker.stop();
+}
+
+/// Session timeout of the members in `sessions_expire_when_their_timeout_has_passed`.
+const SHORT_SESSION_MS: u64 = 1000;
+
+#[test]
+fn sessions_expire_when_their_timeout_has_passed() {
+    // Proves the coordinator removes a silent member when its session timeout has passed, not
+    // up to a timer tick later: librdkafka closes a static member (which sends no LeaveGroup),
+    // waits the session timeout and deletes the group, which Kafka's precise timers allow.
+    // Ten single-member groups on one shard get their last heartbeat 10 ms apart; with a
+    // coordinator that checked sessions every 100 ms, one of them would be seen Empty at least
+    // 90 ms after its deadline, so every group must be Empty within LATENESS_MS_MAX of it (and
+    // never before it).
+    const GROUPS: usize = 10;
+    const SPACING_MS: u64 = 10;
+    const LATENESS_MS_MAX: u128 = 75;
+    let broker = two_shards_with(&["--group-min-session-timeout-ms", "1000"]);
+    let groups: Vec<String> = (0..)
+        .map(|i| format!("expiring-{i}"))
+        .filter(|g| group_shard(g, 2).0 == 0)
+        .take(GROUPS)
+        .collect();
+    let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let mut wire = Wire::connect(&broker.listeners()[0].address);
+    let session_ms = SHORT_SESSION_MS as i32;
+    let parked: Vec<i32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| wire.send(5, static_join(g, &format!("instance-{i}"), session_ms)))
+        .collect();
+    let members: Vec<String> = parked
+        .into_iter()
+        .map(|id| join_response(wire.receive(ApiKey::JoinGroup, 5, id)))
+        .map(|joined| {
+            assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+            joined.member_id
+        })
+        .collect();
+    for (group, member) in names.iter().zip(&members) {
+        let assignment = [(member.as_str(), &b"all"[..])];
+        assert_eq!(sync(&mut wire, group, member, 1, &assignment).0, 0);
+    }
+    // The last sign of life of each member: a heartbeat, SPACING_MS after the previous one.
+    let start = std::time::Instant::now();
+    let mut beats = Vec::with_capacity(GROUPS);
+    for (i, (group, member)) in names.iter().zip(&members).enumerate() {
+        let due = start + Duration::from_millis(SPACING_MS * i as u64);
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        let sent = std::time::Instant::now();
+        assert_eq!(heartbeat(&mut wire, group, member, 1), 0);
+        beats.push((sent, std::time::Instant::now()));
+    }
+    let mut seen_empty: Vec<Option<std::time::Instant>> = vec![None; GROUPS];
+    let give_up = std::time::Instant::now() + Duration::from_millis(3 * SHORT_SESSION_MS);
+    while seen_empty.iter().any(Option::is_none) {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "sessions never expired"
+        );
+        let described = describe(&mut wire, &names);
+        let now = std::time::Instant::now();
+        for (seen, group) in seen_empty.iter_mut().zip(&described) {
+            if seen.is_none() && group.group_state == "Empty" {
+                *seen = Some(now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let session = Duration::from_millis(SHORT_SESSION_MS);
+    for (i, ((sent, answered), seen)) in beats.iter().zip(&seen_empty).enumerate() {
+        let seen = seen.expect("seen Empty");
+        assert!(seen >= *sent + session, "group {i} expired early");
+        let lateness_ms = seen
+            .saturating_duration_since(*answered + session)
+            .as_millis();
+        assert!(
+            lateness_ms <= LATENESS_MS_MAX,
+            "group {i} was still Stable {lateness_ms} ms after its session timeout"
+        );
+    }
     broker.stop();
 }

@@ -7,6 +7,7 @@
 //! waits for the rebalance, so the connection keeps reading. OffsetCommit, DeleteGroups and
 //! OffsetDelete answer once the offset store made the change durable.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use glommio::channels::local_channel;
@@ -66,6 +67,7 @@ pub fn handle_join_group(
     shard: &Rc<Shard>,
     request: JoinGroupRequest,
     client_id: Option<String>,
+    client_address: Option<IpAddr>,
     version: i16,
 ) -> Pending {
     let refuse = |error: ErrorCode, member_id: String| {
@@ -86,7 +88,7 @@ pub fn handle_join_group(
         member_id: request.member_id.clone(),
         group_instance_id: request.group_instance_id,
         client_id: client_id.unwrap_or_default(),
-        client_host: String::new(),
+        client_host: client_host(client_address),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms: request.rebalance_timeout_ms,
         protocol_type: request.protocol_type,
@@ -111,6 +113,12 @@ pub fn handle_join_group(
             Some(Response::JoinGroup(join_response(outcome, None, version)))
         }),
     }
+}
+
+/// The member's host as Kafka shows it in DescribeGroups: Java's `InetAddress.toString()` of
+/// the connection's peer, an unresolved address, hence "/127.0.0.1".
+fn client_host(client_address: Option<IpAddr>) -> String {
+    client_address.map_or_else(String::new, |address| format!("/{address}"))
 }
 
 fn join_response(

@@ -19,6 +19,7 @@ pub mod producer_id;
 pub mod refused_versions;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -72,8 +73,13 @@ pub(crate) fn ready(response: Response) -> Pending {
     Box::pin(std::future::ready(Some(response)))
 }
 
-/// Handles one decoded request.
-pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Request) -> Pending {
+/// Handles one decoded request from the client at `client_address` (DescribeGroups shows it).
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: Request,
+    client_address: Option<IpAddr>,
+) -> Pending {
     let version = header.api_version;
     match request {
         Request::ApiVersions(_) => ready(Response::ApiVersions(api_versions_response(
@@ -123,9 +129,13 @@ pub async fn dispatch(shard: &Rc<Shard>, header: &RequestHeader, request: Reques
         Request::FindCoordinator(request) => ready(Response::FindCoordinator(
             coordinator::handle_find_coordinator(shard, request, version),
         )),
-        Request::JoinGroup(request) => {
-            groups::handle_join_group(shard, request, header.client_id.clone(), version)
-        }
+        Request::JoinGroup(request) => groups::handle_join_group(
+            shard,
+            request,
+            header.client_id.clone(),
+            client_address,
+            version,
+        ),
         Request::SyncGroup(request) => groups::handle_sync_group(shard, request),
         Request::Heartbeat(request) => ready(Response::Heartbeat(groups::handle_heartbeat(
             shard, request,

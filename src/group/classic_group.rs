@@ -180,7 +180,8 @@ pub struct Group {
     pub state: GroupState,
     /// Its generation, bumped by every completed rebalance.
     pub generation_id: i32,
-    /// The members' protocol type, set while it has members.
+    /// The members' protocol type, set by the first member to join an Empty group; none for a
+    /// group that only ever had commits from outside group management.
     pub protocol_type: Option<String>,
     /// The protocol chosen at the last rebalance.
     pub protocol_name: Option<String>,
@@ -531,9 +532,10 @@ impl Group {
         self.rebalance_deadline = None;
         self.generation_id += 1;
         if self.members.is_empty() {
+            // The protocol type stays: Kafka lists and describes an Empty group with the type
+            // its members had ("consumer"), and the next first member sets it again.
             self.state = GroupState::Empty;
             self.empty_since = now;
-            self.protocol_type = None;
             self.protocol_name = None;
             self.leader = None;
             return;
@@ -639,7 +641,7 @@ impl Group {
     ) -> Option<SyncOutcome> {
         let member_id = request.member_id.as_str();
         let instance_id = request.group_instance_id.as_deref();
-        if let Err(error) = self.check_member(member_id, request.generation_id, instance_id) {
+        if let Err(error) = self.check_sync_member(member_id, request.generation_id, instance_id) {
             return Some(self.sync_outcome(Err(error)));
         }
         let type_differs = request
@@ -707,20 +709,57 @@ impl Group {
         generation_id: i32,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        if let Some(instance_id) = group_instance_id {
-            let holder = self
-                .members
-                .values()
-                .find(|m| m.group_instance_id.as_deref() == Some(instance_id));
-            if holder.is_some_and(|m| m.member_id != member_id) {
-                return Err(GroupError::FencedInstanceId);
-            }
+        self.check_identity(member_id, group_instance_id)?;
+        if generation_id != self.generation_id {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// SyncGroup's check (Kafka's `classicGroupSync`): only an instance id that another member
+    /// holds is refused (fenced); an instance id nobody holds is not checked.
+    fn check_sync_member(
+        &self,
+        member_id: &str,
+        generation_id: i32,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let fenced = group_instance_id.is_some_and(|instance_id| {
+            self.members.values().any(|m| {
+                m.group_instance_id.as_deref() == Some(instance_id) && m.member_id != member_id
+            })
+        });
+        if fenced {
+            return Err(GroupError::FencedInstanceId);
         }
         if !self.members.contains_key(member_id) {
             return Err(GroupError::UnknownMemberId);
         }
         if generation_id != self.generation_id {
             return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Checks that `member_id` is a member and, for a static member, that it still holds its
+    /// instance id (Kafka's `validateMember`): an instance id another member took over is fenced.
+    fn check_identity(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        if let Some(instance_id) = group_instance_id {
+            let holder = self
+                .members
+                .values()
+                .find(|m| m.group_instance_id.as_deref() == Some(instance_id))
+                .ok_or(GroupError::UnknownMemberId)?;
+            if holder.member_id != member_id {
+                return Err(GroupError::FencedInstanceId);
+            }
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(GroupError::UnknownMemberId);
         }
         Ok(())
     }
@@ -820,7 +859,7 @@ impl Group {
             .members
             .values()
             .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
-            .filter(|m| now.duration_since(m.last_seen) > m.session_timeout)
+            .filter(|m| now >= m.last_seen + m.session_timeout)
             .map(|m| m.member_id.clone())
             .collect();
         if !expired.is_empty() {
@@ -841,8 +880,31 @@ impl Group {
         self.maybe_complete_join(now);
     }
 
-    /// Checks an OffsetCommit against the group (Kafka's `validateOffsetCommit`): a commit with
-    /// generation -1 is accepted while the group is Empty (simple consumers, admin tools).
+    /// The earliest instant after `now` at which `tick` has something to do: a session or a
+    /// pending member id expiring, the initial delay ending, the rebalance timing out. The coordinator wakes
+    /// then, so a member is removed when its session timeout has passed, not up to a tick later
+    /// (a client that waits exactly the session timeout, as librdkafka's tests do after closing
+    /// a static member, then finds the group Empty, as with Kafka's timers).
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
+            .map(|m| m.last_seen + m.session_timeout);
+        let initial_delay_end = self.initial_delay.map(|(end, _)| end);
+        sessions
+            .chain(self.pending_members.values().copied())
+            .chain(initial_delay_end)
+            .chain(self.rebalance_deadline)
+            .filter(|deadline| *deadline > now)
+            .min()
+    }
+
+    /// Checks an OffsetCommit against the group (Kafka's `validateOffsetCommit`). A commit with
+    /// generation -1, no member id and no instance id comes from an admin client or a consumer
+    /// outside group management: it is accepted only while the group is Empty, so it cannot
+    /// overwrite the offsets of partitions that members own. Any other commit must come from a
+    /// member of the current generation.
     pub fn check_commit(
         &self,
         member_id: &str,
@@ -852,29 +914,27 @@ impl Group {
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
-        if let Some(instance_id) = group_instance_id {
-            let holder = self
-                .members
-                .values()
-                .find(|m| m.group_instance_id.as_deref() == Some(instance_id));
-            if holder.is_some_and(|m| m.member_id != member_id) {
-                return Err(GroupError::FencedInstanceId);
-            }
-        }
-        if !member_id.is_empty() && !self.members.contains_key(member_id) {
+        let outside_group = generation_id < 0 && member_id.is_empty();
+        if outside_group && group_instance_id.is_none() {
             return Err(GroupError::UnknownMemberId);
         }
-        if generation_id >= 0 && generation_id != self.generation_id {
-            return Err(GroupError::IllegalGeneration);
-        }
+        self.check_member(member_id, generation_id, group_instance_id)?;
         if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
         Ok(())
     }
 
-    /// A commit from a member counts as a sign of life.
+    /// A commit from a member counts as a sign of life while the group is Stable or
+    /// PreparingRebalance, as in Kafka (`rescheduleClassicGroupMemberHeartbeat`).
     pub fn touch(&mut self, member_id: &str, now: Instant) {
+        let alive_by_commit = matches!(
+            self.state,
+            GroupState::Stable | GroupState::PreparingRebalance
+        );
+        if !alive_by_commit {
+            return;
+        }
         if let Some(member) = self.members.get_mut(member_id) {
             member.last_seen = now;
         }
@@ -1026,7 +1086,8 @@ mod tests {
     #[test]
     fn errors_for_wrong_members_generations_and_timeouts() {
         // Proves the error codes clients rely on: unknown member, illegal generation, invalid
-        // session timeout, rebalance in progress, and commit validation for simple consumers.
+        // session timeout, rebalance in progress, and commit validation (Kafka's
+        // validateOffsetCommit) for simple consumers, admin clients and members.
         let start = Instant::now();
         let mut group = Group::new("g".into());
         assert_eq!(group.check_commit("", -1, None), Ok(()));
@@ -1048,10 +1109,24 @@ mod tests {
             group.heartbeat("zz", 1, None, start),
             Err(GroupError::UnknownMemberId)
         );
-        assert_eq!(group.check_commit("", -1, None), Ok(()));
+        // An admin client's commit (no member, generation -1) is refused while members own
+        // the partitions; a member's commit must carry the current generation.
+        assert_eq!(
+            group.check_commit("", -1, None),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(group.check_commit("a", 1, None), Ok(()));
         assert_eq!(
             group.check_commit("a", 7, None),
             Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            group.check_commit("a", -1, None),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            group.check_commit("a", 1, Some("not-held")),
+            Err(GroupError::UnknownMemberId)
         );
         let b = join_new(&mut group, "b", &["range"], start);
         assert_eq!(
@@ -1096,6 +1171,7 @@ mod tests {
         assert_eq!(take(&receiver).unwrap().generation_id, 2);
         assert_eq!(group.leave("a", None, t2, &LIMITS), Ok("a".into()));
         assert_eq!(group.state, GroupState::Empty);
+        assert_eq!(group.protocol_type.as_deref(), Some("consumer"));
         assert_eq!(group.generation_id, 3);
         assert_eq!(
             group.leave("a", None, t2, &LIMITS),

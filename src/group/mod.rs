@@ -27,9 +27,14 @@ use self::classic_group::{
 pub use self::error::GroupError;
 use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffsets};
 
-/// How often the coordinator expires sessions and checks rebalance timeouts. Timeouts fire up to
-/// this late, which is far below the smallest session timeout (group.min.session.timeout.ms).
-const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest the coordinator sleeps between checks of sessions and rebalance timeouts. It
+/// wakes earlier, at the earliest deadline it knows of; a deadline that a request creates while
+/// it sleeps (a new member's session, an initial delay) is met at most this late.
+const TICK_INTERVAL_MAX: Duration = Duration::from_millis(100);
+
+/// The shortest sleep of the coordinator's timer, so a deadline that is due keeps the loop from
+/// spinning when the timer fires a little early.
+const TICK_INTERVAL_MIN: Duration = Duration::from_millis(1);
 
 /// How long a group stays known while Empty with no offsets (Kafka forgets such groups at its
 /// next offsets cleanup, every 10 minutes by default); until then DescribeGroups and ListGroups
@@ -130,7 +135,8 @@ impl GroupCoordinator {
         let coordinator = Rc::clone(self);
         glommio::spawn_local(async move {
             loop {
-                glommio::timer::sleep(TICK_INTERVAL).await;
+                let wait = coordinator.time_to_next_deadline(Instant::now());
+                glommio::timer::sleep(wait).await;
                 coordinator.tick(Instant::now());
             }
         })
@@ -184,6 +190,23 @@ impl GroupCoordinator {
             group.tick(now, &self.limits);
         }
         groups.retain(|_, group| !group.is_forgotten(now, EMPTY_GROUP_RETENTION));
+    }
+
+    /// How long the timer may sleep: until the earliest future deadline of any group, within
+    /// [TICK_INTERVAL_MIN, TICK_INTERVAL_MAX]. A deadline already past was handled by the tick
+    /// that just ran (or is waiting on another one, like a rebalance timeout during the initial
+    /// delay), so it does not make the timer spin.
+    fn time_to_next_deadline(&self, now: Instant) -> Duration {
+        let groups = self.groups.borrow();
+        let earliest = groups
+            .values()
+            .filter_map(|group| group.next_deadline(now))
+            .min();
+        earliest
+            .map_or(TICK_INTERVAL_MAX, |deadline| {
+                deadline.saturating_duration_since(now)
+            })
+            .clamp(TICK_INTERVAL_MIN, TICK_INTERVAL_MAX)
     }
 
     fn new_member_id(&self, client_id: &str) -> String {

@@ -18,6 +18,7 @@
 //! than ApiVersions, which gets its special answer) closes this connection; nothing else is
 //! affected.
 
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -91,7 +92,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         fd,
     ));
     loop {
-        match read_request(&shard, &mut reader, &progress).await {
+        match read_request(&shard, &mut reader, &progress, peer).await {
             Ok(Some(request)) => {
                 if queue.send(request).await.is_err() {
                     break;
@@ -163,6 +164,7 @@ async fn read_request(
     shard: &Rc<Shard>,
     reader: &mut SocketReader<impl futures_lite::AsyncRead + Unpin>,
     progress: &Rc<ConnectionProgress>,
+    peer: Option<SocketAddr>,
 ) -> Result<Option<Queued>, ConnectionError> {
     let mut prefix = [0u8; FRAME_SIZE_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
@@ -197,7 +199,8 @@ async fn read_request(
         });
     }
     let request = Request::decode(api, header.api_version, reader.rest().clone())?;
-    let pending = api::dispatch(shard, &header, request).await;
+    let client_address = peer.map(|peer| peer.ip());
+    let pending = api::dispatch(shard, &header, request, client_address).await;
     Ok(Some(Queued {
         outgoing: Outgoing::Response {
             correlation_id: header.correlation_id,
