@@ -382,7 +382,7 @@ mod record_batch {
             .bench(|| validate(black_box(&batch)).is_ok());
     }
 
-    /// The bare CRC-32C at exactly the sizes the ceilings in limits.md were measured at, so
+    /// The bare CRC-32C at exactly the sizes of the CRC ceilings quoted at the top of perf/RESULTS.md, so
     /// `validate_batch` can be split into checksum and everything else.
     #[divan::bench(args = [SMALL_BYTES, MEDIUM_BYTES, LARGE_BYTES])]
     fn crc32c(bencher: Bencher, size_bytes: usize) {

@@ -17,7 +17,7 @@
 //!   metadata log they are made durable in.
 //! - `bench`: `spate bench`, the load generator (thread-per-core producers and consumers on
 //!   `client`, open-loop rate, hdrhistogram latency, reports); it can run a broker in-process.
-//! - `raft`: the glue between openraft and Spate (DESIGN.md §6): the glommio runtime adapter.
+//! - `raft`: the glue between openraft and Spate (docs/architecture.md §8): the glommio runtime adapter.
 //! - `client`: a minimal Kafka client on glommio (connections, metadata, producer, consumer) for
 //!   the load generator, the CLI tools and the tests; it works against any Kafka broker.
 

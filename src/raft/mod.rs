@@ -1,4 +1,4 @@
-//! The Raft glue (DESIGN.md §6): what openraft needs from Spate to run a Raft group on a
+//! The Raft glue (docs/architecture.md §8): what openraft needs from Spate to run a Raft group on a
 //! glommio shard. `runtime` adapts glommio to openraft's `AsyncRuntime`; `log_store` keeps the
 //! controller's Raft log and vote in checksummed files.
 

@@ -1004,7 +1004,7 @@ pub fn watermarks(consumer: &TestConsumer, topic: &str, partition: i32) -> (i64,
 // ---------------------------------------------------------------------------------------------
 // The stored log, read directly
 
-/// The header fields of one stored RecordBatch v2 (kafka-compat.md section 2).
+/// The header fields of one stored RecordBatch v2 (Kafka's DefaultRecordBatch layout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
     pub base_offset: i64,
