@@ -25,15 +25,11 @@ use spate::protocol::messages::incremental_alter_configs::{
     AlterConfigsResource, AlterConfigsResourceResponse, AlterableConfig,
     IncrementalAlterConfigsRequest,
 };
-use spate::protocol::messages::list_offsets::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
-use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{Request, Response};
 
-use common::wire::Wire;
+use common::wire::{self, Wire};
 use common::{Broker, BrokerConfig};
 
 const TOPIC: i8 = 2;
@@ -175,18 +171,7 @@ impl Wire {
 
     /// (error code, base offset) of producing `records` with acks=1.
     fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-        let request = Request::Produce(ProduceRequest {
-            transactional_id: None,
-            acks: 1,
-            timeout_ms: 10_000,
-            topic_data: vec![TopicProduceData {
-                name: topic.into(),
-                partition_data: vec![PartitionProduceData {
-                    index: partition,
-                    records: Some(records),
-                }],
-            }],
-        });
+        let request = wire::produce(topic, partition, records, 1);
         let Response::Produce(response) = self.call(9, request) else {
             panic!("not a produce response");
         };
@@ -225,24 +210,7 @@ impl Wire {
 
     /// The earliest offset of a partition (ListOffsets -2).
     fn log_start_offset(&mut self, topic: &str, partition: i32) -> i64 {
-        let request = Request::ListOffsets(ListOffsetsRequest {
-            replica_id: -1,
-            topics: vec![ListOffsetsTopic {
-                name: topic.into(),
-                partitions: vec![ListOffsetsPartition {
-                    partition_index: partition,
-                    timestamp: -2,
-                    ..ListOffsetsPartition::default()
-                }],
-            }],
-            ..ListOffsetsRequest::default()
-        });
-        let Response::ListOffsets(response) = self.call(7, request) else {
-            panic!("not a ListOffsets response");
-        };
-        let partition = &response.topics[0].partitions[0];
-        assert_eq!(partition.error_code, 0);
-        partition.offset
+        self.list_offset(topic, partition, -2)
     }
 }
 

@@ -17,11 +17,10 @@ use spate::protocol::messages::list_offsets::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
-use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{ApiKey, Request, RequestHeader, Response};
 
-use common::wire::Wire;
+use common::wire::{Wire, produce};
 use common::{Broker, BrokerConfig};
 
 fn batch(values: &[&[u8]]) -> Bytes {
@@ -35,21 +34,6 @@ fn batch(values: &[&[u8]]) -> Bytes {
         });
     }
     builder.finish()
-}
-
-fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> Request {
-    Request::Produce(ProduceRequest {
-        transactional_id: None,
-        acks,
-        timeout_ms: 10_000,
-        topic_data: vec![TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![PartitionProduceData {
-                index: partition,
-                records: Some(records),
-            }],
-        }],
-    })
 }
 
 fn produce_result(response: Response) -> (i16, i64) {
@@ -463,23 +447,7 @@ fn open_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// ListOffsets for one partition at `timestamp` (-2 earliest, -1 latest): (error code, offset).
 fn list_offset(wire: &mut Wire, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
-    let request = Request::ListOffsets(ListOffsetsRequest {
-        replica_id: -1,
-        topics: vec![ListOffsetsTopic {
-            name: topic.into(),
-            partitions: vec![ListOffsetsPartition {
-                partition_index: partition,
-                timestamp,
-                ..ListOffsetsPartition::default()
-            }],
-        }],
-        ..ListOffsetsRequest::default()
-    });
-    let Response::ListOffsets(response) = wire.call(7, request) else {
-        panic!("not a ListOffsets response");
-    };
-    let answer = &response.topics[0].partitions[0];
-    (answer.error_code, answer.offset)
+    wire.list_offset_result(topic, partition, timestamp)
 }
 
 /// Fetch v11 of one partition: (error code, high watermark, log start offset).

@@ -32,11 +32,10 @@ use spate::protocol::messages::offset_fetch::{OffsetFetchRequest, OffsetFetchReq
 use spate::protocol::messages::offset_for_leader_epoch::{
     OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{ApiKey, Request, Response};
 
-use common::wire::Wire;
+use common::wire::{Wire, produce};
 use common::{Broker, BrokerConfig};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -73,21 +72,6 @@ fn batch(timestamp_deltas: &[i64], value: &[u8]) -> Bytes {
         });
     }
     builder.finish()
-}
-
-fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> Request {
-    Request::Produce(ProduceRequest {
-        transactional_id: None,
-        acks,
-        timeout_ms: 10_000,
-        topic_data: vec![TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![PartitionProduceData {
-                index: partition,
-                records: Some(records),
-            }],
-        }],
-    })
 }
 
 fn produce_ok(wire: &mut Wire, topic: &str, partition: i32, records: Bytes) {

@@ -14,15 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use spate::protocol::messages::init_producer_id::InitProducerIdRequest;
-use spate::protocol::messages::list_offsets::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
-use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{Request, Response};
 
-use common::wire::Wire;
+use common::wire::{Wire, produce};
 use common::{Broker, BrokerConfig, StopOnDrop, now_ms};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -42,21 +38,6 @@ fn batch(value: &[u8], producer: Option<(i64, i16, i32)>, timestamp_ms: i64) -> 
         headers: &[],
     });
     builder.finish()
-}
-
-fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> Request {
-    Request::Produce(ProduceRequest {
-        transactional_id: None,
-        acks,
-        timeout_ms: 10_000,
-        topic_data: vec![TopicProduceData {
-            name: topic.into(),
-            partition_data: vec![PartitionProduceData {
-                index: partition,
-                records: Some(records),
-            }],
-        }],
-    })
 }
 
 /// Produce v9 of one batch: (error code, base offset).
@@ -93,24 +74,7 @@ fn fetch_error(wire: &mut Wire, topic: &str, partition: i32, offset: i64) -> i16
 
 /// ListOffsets latest of one partition: its log end offset.
 fn log_end(wire: &mut Wire, topic: &str, partition: i32) -> i64 {
-    let request = Request::ListOffsets(ListOffsetsRequest {
-        replica_id: -1,
-        topics: vec![ListOffsetsTopic {
-            name: topic.into(),
-            partitions: vec![ListOffsetsPartition {
-                partition_index: partition,
-                timestamp: -1,
-                ..ListOffsetsPartition::default()
-            }],
-        }],
-        ..ListOffsetsRequest::default()
-    });
-    let Response::ListOffsets(response) = wire.call(7, request) else {
-        panic!("not a ListOffsets response");
-    };
-    let answer = &response.topics[0].partitions[0];
-    assert_eq!(answer.error_code, 0);
-    answer.offset
+    wire.list_offset(topic, partition, -1)
 }
 
 /// InitProducerId v4 naming `producer_id` and `producer_epoch`: (error code, id, epoch).

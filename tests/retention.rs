@@ -108,17 +108,7 @@ fn old_segments_expire_while_producers_and_consumers_run() {
     let data_dir = broker.data_dir().to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let segment_files: usize = (0..PARTITIONS)
-            .map(|p| {
-                std::fs::read_dir(data_dir.join(format!("{TOPIC}-{p}")))
-                    .unwrap()
-                    .filter(|entry| {
-                        let name = entry.as_ref().unwrap().file_name();
-                        name.to_string_lossy().ends_with(".log")
-                    })
-                    .count()
-            })
-            .sum();
+        let segment_files = segment_file_count(&data_dir, TOPIC, PARTITIONS);
         if segment_files == PARTITIONS as usize {
             break;
         }
@@ -234,17 +224,7 @@ fn expired_segments_give_their_space_back_under_acks_1() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // Only the active segments stay, and nothing deleted is held open.
-        let segment_files: usize = (0..PARTITIONS)
-            .map(|p| {
-                std::fs::read_dir(data_dir.join(format!("{topic}-{p}")))
-                    .unwrap()
-                    .filter(|entry| {
-                        let name = entry.as_ref().unwrap().file_name();
-                        name.to_string_lossy().ends_with(".log")
-                    })
-                    .count()
-            })
-            .sum();
+        let segment_files = segment_file_count(&data_dir, topic, PARTITIONS);
         let held = deleted_open_segment_files(pid);
         if segment_files == PARTITIONS as usize && held.is_empty() {
             break;
@@ -264,4 +244,19 @@ fn expired_segments_give_their_space_back_under_acks_1() {
     drop(consumer);
     drop(producer);
     broker.stop();
+}
+
+/// The `.log` segment files of partitions 0..`partitions` of `topic` in `data_dir`.
+fn segment_file_count(data_dir: &std::path::Path, topic: &str, partitions: i32) -> usize {
+    (0..partitions)
+        .map(|p| {
+            std::fs::read_dir(data_dir.join(format!("{topic}-{p}")))
+                .unwrap()
+                .filter(|entry| {
+                    let name = entry.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".log")
+                })
+                .count()
+        })
+        .sum()
 }

@@ -10,6 +10,10 @@ use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::create_topics::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
+use spate::protocol::messages::list_offsets::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use spate::protocol::wire::Reader;
 use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
 
@@ -120,4 +124,56 @@ impl Wire {
         };
         response.topics[0].error_code
     }
+}
+
+impl Wire {
+    /// ListOffsets v7 of one partition at `timestamp` (-1 latest, -2 earliest): (error code,
+    /// offset).
+    pub fn list_offset_result(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> (i16, i64) {
+        let request = Request::ListOffsets(ListOffsetsRequest {
+            replica_id: -1,
+            topics: vec![ListOffsetsTopic {
+                name: topic.into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition_index: partition,
+                    timestamp,
+                    ..ListOffsetsPartition::default()
+                }],
+            }],
+            ..ListOffsetsRequest::default()
+        });
+        let Response::ListOffsets(response) = self.call(7, request) else {
+            panic!("not a ListOffsets response");
+        };
+        let answer = &response.topics[0].partitions[0];
+        (answer.error_code, answer.offset)
+    }
+
+    /// The offset ListOffsets v7 answers at `timestamp`, after checking it carries no error.
+    pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> i64 {
+        let (error_code, offset) = self.list_offset_result(topic, partition, timestamp);
+        assert_eq!(error_code, 0, "ListOffsets error");
+        offset
+    }
+}
+
+/// A Produce request carrying one batch for one partition.
+pub fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> Request {
+    Request::Produce(ProduceRequest {
+        transactional_id: None,
+        acks,
+        timeout_ms: 10_000,
+        topic_data: vec![TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![PartitionProduceData {
+                index: partition,
+                records: Some(records),
+            }],
+        }],
+    })
 }
