@@ -2,76 +2,29 @@
 //! runtime, and the recovery rules it shares with the partition logs (torn tail cut, a bad
 //! record followed by valid ones refused with the file and file position).
 //!
-//! The state machine here is a minimal in-memory one that exists only because openraft's suite
-//! needs one; the controller's real state machine is not designed yet.
+//! openraft's suite needs a state machine: the minimal in-memory one in `raft_common`.
 
-use std::cell::RefCell;
-use std::io;
+mod raft_common;
+
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_lite::StreamExt;
 use openraft::entry::RaftEntry;
-use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
-use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
-use openraft::{
-    AsyncRuntime, EntryPayload, OptionalSend, RaftLogReader, RaftSnapshotBuilder, StorageError,
-    StoredMembership,
-};
+use openraft::type_config::alias::LogIdOf;
+use openraft::{AsyncRuntime, EntryPayload, RaftLogReader, StorageError};
+use raft_common::{TestConfig, TestDir, TestStateMachine};
 use spate::raft::GlommioRuntime;
 use spate::raft::log_store::{LOG_FILE_NAME, RaftLogError, RaftLogStore};
-
-openraft::declare_raft_types!(
-    pub TestConfig:
-        D = String,
-        R = String,
-        AsyncRuntime = GlommioRuntime,
-);
 
 type Store = RaftLogStore<TestConfig>;
 type Entry = <TestConfig as openraft::RaftTypeConfig>::Entry;
 
 /// Small writes, so a bit flip can sit farther from the end than one torn write reaches.
 const WRITE_BYTES_MAX: u64 = 16 * 1024;
-
-/// A directory for one test under `target/test-data/` (ext4 here, so O_DIRECT works; tmpfs
-/// would not), holding glommio's iopoll probe file, removed when dropped.
-struct TestDir {
-    path: PathBuf,
-}
-
-impl TestDir {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/test-data")
-            .join(format!("{name}-{}-{unique}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        spate::io::probe::write_probe_file(&path).unwrap();
-        Self { path }
-    }
-
-    fn sub_dir(&self) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = self
-            .path
-            .join(format!("store-{}", COUNTER.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 /// Serializes this binary's executors. With several running at once (one per test thread),
 /// one of them now and then parks in io_uring forever with no I/O left to complete (seen in
@@ -87,128 +40,6 @@ fn run<F: Future<Output = ()>>(dir: &Path, body: F) {
         spate::io::probe::probe_iopoll(dir).await.unwrap();
         body.await;
     });
-}
-
-/// What the minimal state machine remembers.
-#[derive(Default, Clone)]
-struct SmState {
-    last_applied: Option<LogIdOf<TestConfig>>,
-    membership: StoredMembershipOf<TestConfig>,
-    data: Vec<String>,
-}
-
-#[derive(Default)]
-struct SmShared {
-    state: SmState,
-    snapshot: Option<(SnapshotMetaOf<TestConfig>, Vec<u8>)>,
-}
-
-/// An in-memory state machine, for openraft's suite only.
-#[derive(Default)]
-struct TestStateMachine {
-    shared: Rc<RefCell<SmShared>>,
-}
-
-fn encode_state(state: &SmState) -> Vec<u8> {
-    serde_json::to_vec(&(&state.last_applied, &state.membership, &state.data)).unwrap()
-}
-
-impl RaftSnapshotBuilder<TestConfig> for TestStateMachine {
-    type SnapshotData = Vec<u8>;
-
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TestConfig, Vec<u8>>, io::Error> {
-        let mut shared = self.shared.borrow_mut();
-        let meta = SnapshotMetaOf::<TestConfig> {
-            last_log_id: shared.state.last_applied,
-            last_membership: shared.state.membership.clone(),
-        };
-        let data = encode_state(&shared.state);
-        shared.snapshot = Some((meta.clone(), data.clone()));
-        Ok(SnapshotOf::<TestConfig, Vec<u8>> {
-            meta,
-            snapshot: data,
-        })
-    }
-}
-
-impl RaftStateMachine<TestConfig> for TestStateMachine {
-    type SnapshotData = Vec<u8>;
-    type SnapshotBuilder = TestStateMachine;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogIdOf<TestConfig>>, StoredMembershipOf<TestConfig>), io::Error> {
-        let shared = self.shared.borrow();
-        Ok((shared.state.last_applied, shared.state.membership.clone()))
-    }
-
-    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where
-        Strm: futures_lite::Stream<Item = Result<EntryResponder<TestConfig>, io::Error>>
-            + Unpin
-            + OptionalSend,
-    {
-        while let Some(item) = entries.next().await {
-            let (entry, responder) = item?;
-            let log_id = entry.log_id();
-            let response = {
-                let mut shared = self.shared.borrow_mut();
-                shared.state.last_applied = Some(log_id);
-                match entry.payload {
-                    EntryPayload::Blank => String::new(),
-                    EntryPayload::Normal(data) => {
-                        shared.state.data.push(data.clone());
-                        data
-                    }
-                    EntryPayload::Membership(membership) => {
-                        shared.state.membership = StoredMembership::new(Some(log_id), membership);
-                        String::new()
-                    }
-                }
-            };
-            if let Some(responder) = responder {
-                responder.send(response);
-            }
-        }
-        Ok(())
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        TestStateMachine {
-            shared: self.shared.clone(),
-        }
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMetaOf<TestConfig>,
-        snapshot: Vec<u8>,
-    ) -> Result<(), io::Error> {
-        let (last_applied, membership, data) =
-            serde_json::from_slice(&snapshot).map_err(io::Error::other)?;
-        let mut shared = self.shared.borrow_mut();
-        shared.state = SmState {
-            last_applied,
-            membership,
-            data,
-        };
-        shared.snapshot = Some((meta.clone(), snapshot));
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<SnapshotOf<TestConfig, Vec<u8>>>, io::Error> {
-        Ok(self
-            .shared
-            .borrow()
-            .snapshot
-            .clone()
-            .map(|(meta, data)| SnapshotOf::<TestConfig, Vec<u8>> {
-                meta,
-                snapshot: data,
-            }))
-    }
 }
 
 /// Builds each suite case a store in a fresh directory.

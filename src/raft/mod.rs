@@ -3,6 +3,7 @@
 //! controller's Raft log and vote in checksummed files.
 
 pub mod log_store;
+pub mod network;
 pub mod runtime;
 
 pub use runtime::GlommioRuntime;

@@ -1,0 +1,236 @@
+//! A three-node Raft cluster over the real network (src/raft/network.rs), the real log storage
+//! and the glommio runtime, each node on its own thread and executor: openraft elects a leader,
+//! replicates writes to every node, and after the leader's executor is stopped elects another
+//! among the survivors, which keeps accepting writes.
+
+mod raft_common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use openraft::{BasicNode, Config, Raft};
+use raft_common::{TestConfig, TestDir, TestStateMachine};
+use spate::raft::log_store::RaftLogStore;
+use spate::raft::network::{RaftNetwork, serve_raft};
+use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
+
+const WRITE_BYTES_MAX: u64 = 64 * 1024;
+
+/// How long the test waits for any one step (election, replication, a reply).
+const STEP_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the test thread asks a node's executor to do.
+enum Command {
+    Initialize(BTreeMap<u64, BasicNode>, Sender<Result<(), String>>),
+    Write(String, Sender<Result<(), String>>),
+    Leader(Sender<Option<u64>>),
+    Applied(Sender<Vec<String>>),
+}
+
+struct Node {
+    id: u64,
+    addr: String,
+    commands: Sender<Command>,
+    thread: JoinHandle<()>,
+}
+
+impl Node {
+    fn start(id: u64, dir: PathBuf) -> Self {
+        spate::io::probe::write_probe_file(&dir).unwrap();
+        let (commands, inbox) = channel();
+        let (addr_tx, addr_rx) = channel();
+        let thread = std::thread::spawn(move || {
+            LocalExecutorBuilder::new(Placement::Unbound)
+                .io_memory(RUNTIME_IO_MEMORY_BYTES)
+                .ring_depth(RUNTIME_RING_DEPTH)
+                .preempt_timer(RUNTIME_PREEMPT)
+                .make()
+                .unwrap()
+                .run(run_node(id, dir, inbox, addr_tx));
+        });
+        let addr = addr_rx.recv_timeout(STEP_LIMIT).unwrap();
+        Self {
+            id,
+            addr,
+            commands,
+            thread,
+        }
+    }
+
+    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+        let (reply, answer) = channel();
+        self.commands.send(command(reply)).unwrap();
+        answer.recv_timeout(STEP_LIMIT).unwrap()
+    }
+
+    /// Ends the node's loop, which shuts its Raft down and lets its executor (listener and
+    /// connections included) go; joins the thread.
+    fn stop(self) {
+        drop(self.commands);
+        self.thread.join().unwrap();
+    }
+}
+
+async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Sender<String>) {
+    spate::io::probe::probe_iopoll(&dir).await.unwrap();
+    let store = RaftLogStore::<TestConfig>::open(&dir, WRITE_BYTES_MAX)
+        .await
+        .unwrap();
+    let state_machine = TestStateMachine::default();
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        ..Config::default()
+    };
+    let raft = Raft::new(
+        id,
+        Arc::new(config.validate().unwrap()),
+        RaftNetwork::<TestConfig>::new(id),
+        store,
+        state_machine.clone(),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    addr_tx
+        .send(listener.local_addr().unwrap().to_string())
+        .unwrap();
+    let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
+    // The test thread's commands arrive on a std channel: poll it without blocking the executor.
+    loop {
+        let command = match inbox.try_recv() {
+            Ok(command) => command,
+            Err(TryRecvError::Empty) => {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        match command {
+            Command::Initialize(members, reply) => {
+                let result = raft.initialize(members).await;
+                let _ = reply.send(result.map_err(|error| error.to_string()));
+            }
+            Command::Write(data, reply) => {
+                let result = raft.client_write(data).await;
+                let _ = reply.send(result.map(|_| ()).map_err(|error| error.to_string()));
+            }
+            Command::Leader(reply) => {
+                let _ = reply.send(raft.current_leader().await);
+            }
+            Command::Applied(reply) => {
+                let _ = reply.send(state_machine.applied_data());
+            }
+        }
+    }
+    raft.shutdown().await.unwrap();
+    drop(server);
+}
+
+/// Waits until every node in `nodes` names the same leader, one of `nodes`; returns it.
+fn agreed_leader(nodes: &[&Node]) -> u64 {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let leaders: Vec<Option<u64>> =
+            nodes.iter().map(|node| node.ask(Command::Leader)).collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|seen| *seen == Some(*leader))
+            && nodes.iter().any(|node| node.id == *leader)
+        {
+            return *leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {STEP_LIMIT:?}: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until every node in `nodes` has applied exactly `expected`.
+fn wait_applied(nodes: &[&Node], expected: &[String]) {
+    let deadline = Instant::now() + STEP_LIMIT;
+    for node in nodes {
+        loop {
+            let applied = node.ask(Command::Applied);
+            if applied == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} applied {} of {} entries",
+                node.id,
+                applied.len(),
+                expected.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn write(leader: &Node, data: &str) {
+    leader
+        .ask(|reply| Command::Write(data.to_owned(), reply))
+        .unwrap_or_else(|error| panic!("write {data} to node {}: {error}", leader.id));
+}
+
+#[test]
+fn three_nodes_replicate_and_survive_the_loss_of_the_leader() {
+    // Proves openraft runs over our network and storage end to end: election, replication to
+    // every node, and after the leader's executor (Raft, listener, connections) is gone, a new
+    // leader among the two survivors within a bounded time, which keeps committing writes.
+    let started = Instant::now();
+    let dir = TestDir::new("raft-cluster");
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start(id, dir.sub_dir())).collect();
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|node| (node.id, BasicNode::new(&node.addr)))
+        .collect();
+    nodes[0]
+        .ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all);
+    let elected = started.elapsed();
+    let mut expected = Vec::new();
+    let leader_node = nodes.iter().find(|node| node.id == leader).unwrap();
+    for i in 0..20 {
+        let data = format!("first-{i}");
+        write(leader_node, &data);
+        expected.push(data);
+    }
+    wait_applied(&all, &expected);
+    let replicated = started.elapsed();
+
+    let position = nodes.iter().position(|node| node.id == leader).unwrap();
+    let stopping = Instant::now();
+    nodes.remove(position).stop();
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let new_leader = agreed_leader(&survivors);
+    let failover = stopping.elapsed();
+    assert_ne!(new_leader, leader);
+    let leader_node = nodes.iter().find(|node| node.id == new_leader).unwrap();
+    for i in 0..20 {
+        let data = format!("second-{i}");
+        write(leader_node, &data);
+        expected.push(data);
+    }
+    wait_applied(&survivors, &expected);
+    for node in nodes {
+        node.stop();
+    }
+    eprintln!(
+        "elected after {elected:?}, 20 writes on all 3 after {replicated:?}, \
+         failover in {failover:?}, total {:?}",
+        started.elapsed()
+    );
+    assert!(failover < STEP_LIMIT);
+}
