@@ -234,3 +234,61 @@ fn three_nodes_replicate_and_survive_the_loss_of_the_leader() {
     );
     assert!(failover < STEP_LIMIT);
 }
+
+/// Sends `bytes` on a fresh connection to `addr` and reports whether the server closed it
+/// (read end of stream or a reset) without answering.
+fn closed_without_answer(addr: &str, bytes: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(STEP_LIMIT)).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => answer.is_empty(),
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn hostile_frames_close_their_connection_and_the_node_keeps_serving() {
+    // Proves the server bounds what it reads: an oversized length, a length too short for the
+    // header, an unknown kind and an undecodable body each close that connection without an
+    // answer (no panic, no allocation of the claimed size), and the node still commits writes.
+    let dir = TestDir::new("raft-hostile");
+    let node = Node::start(1, dir.sub_dir());
+    let members = BTreeMap::from([(1, BasicNode::new(&node.addr))]);
+    node.ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    assert_eq!(agreed_leader(&[&node]), 1);
+
+    let frame = |length: u32, kind: u8, body: &[u8]| {
+        let mut bytes = length.to_be_bytes().to_vec();
+        bytes.push(kind);
+        bytes.extend_from_slice(&7u64.to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let body = b"{\"not\":\"a request\"}";
+    let fitting = (1 + 8 + body.len()) as u32;
+    let oversized = frame(u32::MAX, 1, body);
+    let too_short = 3u32
+        .to_be_bytes()
+        .iter()
+        .copied()
+        .chain([1, 2, 3])
+        .collect();
+    let unknown_kind = frame(fitting, 0x42, body);
+    let bad_body = frame(fitting, 1, body);
+    for (what, bytes) in [
+        ("oversized", oversized),
+        ("too short", too_short),
+        ("unknown kind", unknown_kind),
+        ("bad body", bad_body),
+    ] {
+        assert!(closed_without_answer(&node.addr, &bytes), "{what}");
+    }
+
+    write(&node, "after");
+    wait_applied(&[&node], &["after".to_owned()]);
+    node.stop();
+}
