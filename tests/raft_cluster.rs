@@ -31,6 +31,9 @@ enum Command {
     Write(String, Sender<Result<(), String>>),
     Leader(Sender<Option<u64>>),
     Applied(Sender<Vec<String>>),
+    /// Builds a snapshot and purges the log it covers.
+    Compact(Sender<Result<(), String>>),
+    AddLearner(u64, BasicNode, Sender<Result<(), String>>),
 }
 
 struct Node {
@@ -128,10 +131,36 @@ async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Send
             Command::Applied(reply) => {
                 let _ = reply.send(state_machine.applied_data());
             }
+            Command::Compact(reply) => {
+                let _ = reply.send(compact(&raft).await);
+            }
+            Command::AddLearner(learner, node, reply) => {
+                let result = raft.add_learner(learner, node, true).await;
+                let _ = reply.send(result.map(|_| ()).map_err(|error| error.to_string()));
+            }
         }
     }
     raft.shutdown().await.unwrap();
     drop(server);
+}
+
+async fn compact(raft: &Raft<TestConfig, TestStateMachine>) -> Result<(), String> {
+    let wait = raft.wait(Some(STEP_LIMIT / 2));
+    raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+    let snapshot = wait
+        .metrics(|metrics| metrics.snapshot.is_some(), "snapshot")
+        .await
+        .map_err(|error| error.to_string())?
+        .snapshot
+        .expect("waited for");
+    raft.trigger()
+        .purge_log(snapshot.index)
+        .await
+        .map_err(|error| error.to_string())?;
+    wait.metrics(|metrics| metrics.purged == Some(snapshot), "purged")
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(())
 }
 
 /// Waits until every node in `nodes` names the same leader, one of `nodes`; returns it.
@@ -291,4 +320,34 @@ fn hostile_frames_close_their_connection_and_the_node_keeps_serving() {
     write(&node, "after");
     wait_applied(&[&node], &["after".to_owned()]);
     node.stop();
+}
+
+#[test]
+fn a_learner_behind_a_purged_log_catches_up_by_snapshot_over_the_network() {
+    // Proves the full-snapshot RPC: the leader's log before its snapshot is purged, so a new
+    // learner can only get those entries as a snapshot sent through the network and installed
+    // in its state machine; later entries follow by AppendEntries.
+    let dir = TestDir::new("raft-snapshot");
+    let leader = Node::start(1, dir.sub_dir());
+    let learner = Node::start(2, dir.sub_dir());
+    let members = BTreeMap::from([(1, BasicNode::new(&leader.addr))]);
+    leader
+        .ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    assert_eq!(agreed_leader(&[&leader]), 1);
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let data = format!("before-{i}");
+        write(&leader, &data);
+        expected.push(data);
+    }
+    leader.ask(Command::Compact).unwrap();
+    leader
+        .ask(|reply| Command::AddLearner(2, BasicNode::new(&learner.addr), reply))
+        .unwrap();
+    write(&leader, "after");
+    expected.push("after".to_owned());
+    wait_applied(&[&leader, &learner], &expected);
+    learner.stop();
+    leader.stop();
 }
