@@ -26,10 +26,9 @@ use spate::protocol::messages::incremental_alter_configs::{
     IncrementalAlterConfigsRequest,
 };
 use spate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
-use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{Request, Response};
 
-use common::wire::{self, Wire};
+use common::wire::{self, Wire, batch};
 use common::{Broker, BrokerConfig};
 
 const TOPIC: i8 = 2;
@@ -212,21 +211,6 @@ impl Wire {
     fn log_start_offset(&mut self, topic: &str, partition: i32) -> i64 {
         self.list_offset(topic, partition, -2)
     }
-}
-
-/// One batch of `count` records, each `value_bytes` long, with timestamps in 2023.
-fn batch(count: usize, value_bytes: usize) -> Bytes {
-    let value = vec![b'v'; value_bytes];
-    let mut builder = BatchBuilder::new(1_700_000_000_000);
-    for i in 0..count {
-        builder.push(&Record {
-            timestamp_delta: i as i64,
-            key: None,
-            value: Some(&value),
-            headers: &[],
-        });
-    }
-    builder.finish()
 }
 
 fn entry<'a>(result: &'a DescribeConfigsResult, name: &str) -> &'a DescribeConfigsResourceResult {

@@ -18,30 +18,14 @@ use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::api_versions::ApiVersionsRequest;
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::{ApiKey, Request, RequestHeader, Response};
 
-use common::wire::Wire;
+use common::wire::{Wire, batch};
 use common::{Broker, BrokerConfig};
 
 const FETCH_VERSION: i16 = 11;
 const PRODUCE_VERSION: i16 = 9;
 const MIB: u64 = 1024 * 1024;
-
-/// A batch of `count` records of `value_bytes` each.
-fn batch(count: usize, value_bytes: usize) -> Bytes {
-    let value = vec![b'v'; value_bytes];
-    let mut builder = BatchBuilder::new(1_700_000_000_000);
-    for i in 0..count {
-        builder.push(&Record {
-            timestamp_delta: i as i64,
-            key: None,
-            value: Some(&value),
-            headers: &[],
-        });
-    }
-    builder.finish()
-}
 
 fn produce(topic: &str, partitions: &[(i32, Bytes)]) -> Request {
     Request::Produce(ProduceRequest {

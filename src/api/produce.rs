@@ -221,8 +221,6 @@ async fn check_records(
         return Ok(batch);
     }
     let decompressed = {
-        let header =
-            crate::protocol::record_batch::header(&batch).map_err(ValidationError::from)?;
         let bytes_max = config.decompressed_batch_bytes_max;
         let mut validation = RecordsValidation::new(&batch, header, bytes_max, target.is_some())?;
         while !validation.step()? {

@@ -14,6 +14,7 @@ use spate::protocol::messages::list_offsets::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use spate::protocol::records::{BatchBuilder, Record};
 use spate::protocol::wire::Reader;
 use spate::protocol::{ApiKey, Request, RequestHeader, Response, ResponseHeader};
 
@@ -176,4 +177,19 @@ pub fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> Reques
             }],
         }],
     })
+}
+
+/// One batch of `count` records, each `value_bytes` long, with timestamps in 2023.
+pub fn batch(count: usize, value_bytes: usize) -> Bytes {
+    let value = vec![b'v'; value_bytes];
+    let mut builder = BatchBuilder::new(1_700_000_000_000);
+    for i in 0..count {
+        builder.push(&Record {
+            timestamp_delta: i as i64,
+            key: None,
+            value: Some(&value),
+            headers: &[],
+        });
+    }
+    builder.finish()
 }
