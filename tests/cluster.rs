@@ -1,0 +1,604 @@
+//! A three-broker Spate cluster (issue 12) against real clients and faults: three `spate serve`
+//! processes on 127.0.1.1..3, all controller voters, started by tests/cluster_common. Each test
+//! starts its own cluster; they run one at a time (three processes each on a small machine).
+
+mod cluster_common;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cluster_common::{
+    Cluster, ClusterMetadata, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, StartOutcome,
+    broker_of, fetch_all,
+};
+use common::{consume, create_topic, flush_all_delivered, producer, run_with_timeout, send};
+use rdkafka::Offset;
+use rdkafka::producer::BaseRecord;
+
+/// One cluster at a time: each starts three brokers.
+static CLUSTER_TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    CLUSTER_TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Bound on one kcat run.
+const KCAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker ids that lead the partitions `leaders` names.
+fn brokers_of(leaders: &[i32]) -> BTreeSet<usize> {
+    leaders.iter().map(|&node| broker_of(node)).collect()
+}
+
+/// A connection to shard 0 of broker `i`.
+fn connect(cluster: &Cluster, i: usize) -> KafkaConnection {
+    KafkaConnection::connect(&cluster.broker_addresses(i)[0], REQUEST_TIMEOUT)
+        .unwrap_or_else(|error| cluster.fail(&error))
+}
+
+/// Sends CreateTopics to the brokers `at` in turn until one succeeds or `deadline` passes; the
+/// failed attempts. TOPIC_ALREADY_EXISTS counts as success after a failed attempt (that attempt
+/// may have been committed before its answer was lost).
+fn create_retrying(
+    cluster: &Cluster,
+    at: &[usize],
+    topic: &str,
+    partitions: i32,
+    deadline: Instant,
+) -> Result<Vec<String>, String> {
+    let mut failed = Vec::new();
+    for round in 0.. {
+        let i = at[round % at.len()];
+        let result = cluster
+            .broker(i)
+            .listeners()
+            .and_then(|listeners| KafkaConnection::connect(&listeners[0].1, REQUEST_TIMEOUT))
+            .and_then(|mut connection| connection.create_topic(topic, partitions, 3_000));
+        match result {
+            Ok((0, _)) => return Ok(failed),
+            Ok((TOPIC_ALREADY_EXISTS, _)) if !failed.is_empty() => return Ok(failed),
+            Ok((code, message)) => failed.push(format!("broker {i}: error {code} {message:?}")),
+            Err(error) => failed.push(format!("broker {i}: {error}")),
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "CreateTopics {topic} did not succeed in time; attempts: {failed:?}"
+    ))
+}
+
+/// Waits until every broker in `at` lists `topic` with `partitions` partitions, each led.
+fn wait_topic_ready(
+    cluster: &Cluster,
+    at: &[usize],
+    topic: &str,
+    partitions: usize,
+    timeout: Duration,
+) -> ClusterMetadata {
+    let mut last = None;
+    for &i in at {
+        last = Some(cluster.metadata_wait(
+            i,
+            timeout,
+            &format!("{topic} with {partitions} led partitions"),
+            |m| m.topic_ready(topic, partitions),
+        ));
+    }
+    last.expect("at least one broker")
+}
+
+/// True if kcat runs; panics if it does not and `CI` is set.
+fn kcat_available() -> bool {
+    match Command::new("kcat").arg("-V").output() {
+        Ok(output) if output.status.success() => true,
+        result => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "kcat is required in CI: {result:?}"
+            );
+            eprintln!("SKIPPED the kcat part: kcat cannot run: {result:?}");
+            false
+        }
+    }
+}
+
+fn kcat(args: &[&str], stdin: &[u8]) -> Output {
+    let mut command = Command::new("kcat");
+    command.args(args);
+    let output = run_with_timeout(&mut command, stdin, KCAT_TIMEOUT);
+    assert!(
+        output.status.success(),
+        "kcat {args:?} exited with {}; stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+// Proves rdkafka and kcat, bootstrapped from the three brokers, produce to and consume from a
+// 6-partition topic whose partitions are led by shards of all three brokers (two each): every
+// record comes back from its partition, in order, at offsets 0.., to both clients, and kcat -L
+// lists every shard of every broker at its address.
+#[test]
+fn rdkafka_and_kcat_produce_and_consume_over_three_brokers() {
+    let _turn = turn();
+    let cluster = Cluster::start(ClusterSpec {
+        cores_per_broker: 2,
+        ..ClusterSpec::three()
+    });
+    let bootstrap = cluster.bootstrap();
+    let topic = "spread";
+    let partitions = 6;
+    create_topic(&bootstrap, topic, partitions, &[]);
+    let metadata = wait_topic_ready(&cluster, &[1, 2, 3], topic, 6, Duration::from_secs(10));
+    let leaders = metadata.leaders(topic);
+    let mut per_broker: BTreeMap<usize, usize> = BTreeMap::new();
+    for &leader in &leaders {
+        *per_broker.entry(broker_of(leader)).or_default() += 1;
+    }
+    assert_eq!(
+        per_broker,
+        BTreeMap::from([(1, 2), (2, 2), (3, 2)]),
+        "6 partitions spread evenly over brokers 1..3; leaders {leaders:?}"
+    );
+
+    let per_partition = 40;
+    let producer = producer(&bootstrap, &[("acks", "all"), ("linger.ms", "5")]);
+    let mut want: BTreeMap<i32, Vec<(String, String)>> = BTreeMap::new();
+    for partition in 0..partitions {
+        for i in 0..per_partition {
+            let key = format!("rdkafka-{partition}-{i}");
+            let value = format!("rdkafka value {partition} {i}");
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, partition as usize * 1000 + i)
+                    .partition(partition)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+            want.entry(partition).or_default().push((key, value));
+        }
+    }
+    flush_all_delivered(&producer, per_partition * partitions as usize);
+    let kcat_runs = kcat_available();
+    if kcat_runs {
+        for partition in 0..partitions {
+            let lines: Vec<(String, String)> = (0..per_partition)
+                .map(|i| {
+                    (
+                        format!("kcat-{partition}-{i}"),
+                        format!("kcat value {partition} {i}"),
+                    )
+                })
+                .collect();
+            let input: String = lines.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+            kcat(
+                &[
+                    "-P",
+                    "-b",
+                    &bootstrap,
+                    "-t",
+                    topic,
+                    "-p",
+                    &partition.to_string(),
+                    "-K:",
+                ],
+                input.as_bytes(),
+            );
+            want.get_mut(&partition).unwrap().extend(lines);
+        }
+    }
+
+    let consumer = common::consumer(&bootstrap, &[]);
+    let starts: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let counts: Vec<usize> = want.values().map(Vec::len).collect();
+    let records = consume(
+        &consumer,
+        topic,
+        &starts,
+        &counts,
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    );
+    for (partition, records) in &records {
+        let got: Vec<(i64, String, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(i64, String, String)> = want[partition]
+            .iter()
+            .enumerate()
+            .map(|(offset, (k, v))| (offset as i64, k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got, expected, "rdkafka reads partition {partition}");
+    }
+
+    if kcat_runs {
+        let output = kcat(
+            &[
+                "-C",
+                "-b",
+                &bootstrap,
+                "-t",
+                topic,
+                "-e",
+                "-o",
+                "beginning",
+                "-q",
+                "-f",
+                "%p %o %k:%s\n",
+            ],
+            b"",
+        );
+        let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let mut fields = line.splitn(3, ' ');
+            let partition: i32 = fields.next().unwrap().parse().expect("partition");
+            let offset: i64 = fields.next().unwrap().parse().expect("offset");
+            got.entry(partition)
+                .or_default()
+                .push((offset, fields.next().unwrap_or_default().to_string()));
+        }
+        for (partition, lines) in &want {
+            let expected: Vec<(i64, String)> = lines
+                .iter()
+                .enumerate()
+                .map(|(offset, (k, v))| (offset as i64, format!("{k}:{v}")))
+                .collect();
+            assert_eq!(
+                got.get(partition).cloned().unwrap_or_default(),
+                expected,
+                "kcat reads partition {partition}"
+            );
+        }
+        let listing = kcat(&["-L", "-b", &bootstrap, "-t", topic], b"");
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(listing.contains(" 6 brokers:"), "6 brokers in:\n{listing}");
+        for (node, address) in &metadata.nodes {
+            let line = format!("broker {node} at {address}");
+            assert!(listing.contains(&line), "{line:?} in:\n{listing}");
+        }
+    }
+}
+
+// Proves CreateTopics works when sent to any broker (forwarded to the controller leader when that
+// broker is not it): each topic is then listed by every broker within 5 s with every partition
+// led, its 3 partitions on the 3 brokers, and the same name sent to another broker gets
+// TOPIC_ALREADY_EXISTS.
+#[test]
+fn create_topics_at_any_broker_is_seen_by_every_broker() {
+    let _turn = turn();
+    let cluster = Cluster::start(ClusterSpec::three());
+    for i in 1..=3 {
+        let topic = format!("created-at-{i}");
+        let answer = connect(&cluster, i).create_topic(&topic, 3, 10_000);
+        assert_eq!(
+            answer.as_ref().map(|(code, _)| *code),
+            Ok(0),
+            "CreateTopics {topic} at broker {i}: {answer:?}"
+        );
+        let metadata = wait_topic_ready(&cluster, &[1, 2, 3], &topic, 3, Duration::from_secs(5));
+        assert_eq!(
+            brokers_of(&metadata.leaders(&topic)),
+            BTreeSet::from([1, 2, 3]),
+            "{topic}: one partition per broker; leaders {:?}",
+            metadata.leaders(&topic)
+        );
+    }
+    for i in 1..=3 {
+        let topic = format!("created-at-{}", i % 3 + 1);
+        let answer = connect(&cluster, i).create_topic(&topic, 3, 10_000);
+        assert_eq!(
+            answer.as_ref().map(|(code, _)| *code),
+            Ok(TOPIC_ALREADY_EXISTS),
+            "CreateTopics {topic} again at broker {i}: {answer:?}"
+        );
+    }
+}
+
+// Proves the controller quorum survives the SIGKILL of its leader: a topic can be created through
+// the two survivors within 10 s of the kill, both name a surviving controller and list the topic,
+// and after the old leader restarts the whole cluster is ready again and it lists the topic with
+// every partition led.
+#[test]
+fn a_topic_is_created_within_10_s_of_the_controller_leader_s_sigkill() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let leader = cluster.controller_leader();
+    let survivors: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+    cluster.kill(leader);
+    let killed = Instant::now();
+    let topic = "after-failover";
+    match create_retrying(
+        &cluster,
+        &survivors,
+        topic,
+        2,
+        killed + Duration::from_secs(10),
+    ) {
+        Ok(failed) => eprintln!(
+            "controller leader {leader} killed; CreateTopics succeeded after {:?}; failed attempts: {failed:?}",
+            killed.elapsed()
+        ),
+        Err(error) => cluster.fail(&format!("after SIGKILL of leader {leader}: {error}")),
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(11),
+        "CreateTopics within 10 s"
+    );
+    for &i in &survivors {
+        cluster.metadata_wait(
+            i,
+            Duration::from_secs(5),
+            &format!("{topic} listed and a surviving controller"),
+            |m| {
+                m.topics.contains_key(topic)
+                    && m.controller_id >= 0
+                    && survivors.contains(&broker_of(m.controller_id))
+            },
+        );
+    }
+    cluster.restart(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    wait_topic_ready(&cluster, &[1, 2, 3], topic, 2, Duration::from_secs(10));
+}
+
+// Proves the loss and return of a broker with RF=1 topics: records produced with acks=all to all
+// six partitions; after broker 2's SIGKILL, brokers 1 and 3 report its partitions with leader -1
+// and LEADER_NOT_AVAILABLE (and no longer list its node) while the other partitions keep their
+// leaders and accept produce; a produce for one of broker 2's partitions sent to broker 1 is
+// refused; after broker 2 restarts, its partitions are led by it again and every partition holds
+// exactly the acknowledged records, same offsets, same values.
+#[test]
+fn a_killed_broker_s_partitions_are_unavailable_and_return_with_every_acked_record() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "kill-one";
+    let partitions = 6;
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic(topic, partitions, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let before = wait_topic_ready(&cluster, &[1, 2, 3], topic, 6, Duration::from_secs(5));
+    let leaders = before.leaders(topic);
+    let on_2: Vec<i32> = (0..partitions)
+        .filter(|&p| broker_of(leaders[p as usize]) == 2)
+        .collect();
+    assert!(
+        !on_2.is_empty() && on_2.len() < partitions as usize,
+        "broker 2 leads some but not all partitions: {leaders:?}"
+    );
+
+    let mut connections: HashMap<String, KafkaConnection> = HashMap::new();
+    let mut acked: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut produce_acked =
+        |cluster: &Cluster,
+         metadata: &ClusterMetadata,
+         partition: i32,
+         round: usize,
+         acked: &mut BTreeMap<i32, Vec<(i64, Vec<u8>)>>| {
+            let address = metadata
+                .address(metadata.leaders(topic)[partition as usize])
+                .to_string();
+            let values: Vec<Vec<u8>> = (0..4)
+                .map(|r| format!("p{partition}-round{round}-r{r}").into_bytes())
+                .collect();
+            let connection = connections.entry(address.clone()).or_insert_with(|| {
+                KafkaConnection::connect(&address, REQUEST_TIMEOUT)
+                    .unwrap_or_else(|error| cluster.fail(&error))
+            });
+            match connection.produce(topic, partition, &values, -1) {
+                Ok((0, base)) => acked
+                    .entry(partition)
+                    .or_default()
+                    .extend((base..).zip(values)),
+                other => cluster.fail(&format!(
+                    "produce to {topic}/{partition} at {address}: {other:?}"
+                )),
+            }
+        };
+    for round in 0..3 {
+        for partition in 0..partitions {
+            produce_acked(&cluster, &before, partition, round, &mut acked);
+        }
+    }
+
+    cluster.kill(2);
+    let fenced = |m: &ClusterMetadata| {
+        m.nodes.keys().all(|&node| broker_of(node) != 2)
+            && m.topics.get(topic).is_some_and(|t| {
+                t.partitions.len() == partitions as usize
+                    && t.partitions.iter().all(|p| {
+                        if on_2.contains(&p.index) {
+                            p.leader == -1 && p.error_code == LEADER_NOT_AVAILABLE
+                        } else {
+                            p.leader == leaders[p.index as usize] && p.error_code == 0
+                        }
+                    })
+            })
+    };
+    let what = format!("broker 2 fenced: its partitions {on_2:?} leaderless, the others led");
+    let during = cluster.metadata_wait(1, Duration::from_secs(15), &what, fenced);
+    cluster.metadata_wait(3, Duration::from_secs(5), &what, fenced);
+    for partition in (0..partitions).filter(|p| !on_2.contains(p)) {
+        produce_acked(&cluster, &during, partition, 3, &mut acked);
+    }
+    let refused = connect(&cluster, 1).produce(topic, on_2[0], &[b"lost".to_vec()], -1);
+    assert!(
+        matches!(refused, Ok((code, _)) if code != 0),
+        "produce for {topic}/{} (broker 2 dead) at broker 1: {refused:?}",
+        on_2[0]
+    );
+    drop(connections);
+
+    cluster.restart(2);
+    cluster.wait_ready(Duration::from_secs(30));
+    let after = cluster.metadata_wait(
+        1,
+        Duration::from_secs(15),
+        "every partition led by its broker again",
+        |m| m.topic_ready(topic, partitions as usize) && m.leaders(topic) == leaders,
+    );
+    for partition in 0..partitions {
+        let address = after.address(leaders[partition as usize]);
+        let records = fetch_all(address, topic, partition, Duration::from_secs(10))
+            .unwrap_or_else(|error| cluster.fail(&error));
+        let got: Vec<(i64, Vec<u8>)> = records
+            .into_iter()
+            .map(|r| (r.offset, r.value.unwrap_or_default()))
+            .collect();
+        let want = acked.get(&partition).cloned().unwrap_or_default();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{topic}/{partition}: record count after broker 2's return"
+        );
+        assert!(
+            got == want,
+            "{topic}/{partition}: records after broker 2's return differ from the acknowledged ones"
+        );
+    }
+}
+
+// Proves a broker started on another node's data directory (broker 3's, with --node-id 4 and
+// every other flag the same) refuses to start: it exits non-zero with a message naming both node
+// ids, never joins the cluster, and leaves the directory usable: broker 3 starts on it again and
+// the cluster is ready.
+#[test]
+fn a_broker_on_a_foreign_data_dir_refuses_to_start() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    cluster.kill(3);
+    let outcome = cluster.restart_with(3, |args| {
+        let at = args
+            .iter()
+            .position(|arg| arg == "--node-id")
+            .expect("--node-id among the arguments");
+        args[at + 1] = "4".into();
+    });
+    match outcome {
+        StartOutcome::Exited { status, stderr } => {
+            assert!(!status.success(), "exit status {status}; stderr:\n{stderr}");
+            let names_both = stderr.lines().any(|line| {
+                let words: Vec<&str> = line.split(|c: char| !c.is_alphanumeric()).collect();
+                words.contains(&"3") && words.contains(&"4")
+            });
+            assert!(
+                names_both,
+                "a line of stderr names node ids 3 and 4:\n{stderr}"
+            );
+        }
+        StartOutcome::Ready => {
+            cluster.fail("a broker with --node-id 4 started on broker 3's data dir")
+        }
+    }
+    let metadata = cluster
+        .metadata(1)
+        .unwrap_or_else(|error| cluster.fail(&error));
+    assert!(
+        metadata.nodes.keys().all(|&node| broker_of(node) != 4),
+        "node 4 never joined: {:?}",
+        metadata.nodes
+    );
+    cluster.restart(3);
+    cluster.wait_ready(Duration::from_secs(30));
+}
+
+// Proves the controller quorum handles a partitioned leader: with the controller links between the
+// leader and both other voters cut, a CreateTopics sent to the old leader is answered (within its
+// timeout plus 3 s) and, if it answers success, the majority really has the topic; the other two
+// elect a new leader among themselves and create a topic; after the links heal, the old leader
+// lists that topic and a controller, the cluster is ready again (every broker lists all three),
+// and a topic the minority refused never appears.
+#[test]
+fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_heal() {
+    let _turn = turn();
+    let cluster = Cluster::start(ClusterSpec::three());
+    let leader = cluster.controller_leader();
+    let others: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+    for &other in &others {
+        cluster.cut_link(leader, other);
+    }
+    let minority =
+        KafkaConnection::connect(&cluster.broker_addresses(leader)[0], Duration::from_secs(5))
+            .and_then(|mut connection| connection.create_topic("minority", 1, 2_000));
+    let elected = cluster.metadata_wait(
+        others[0],
+        Duration::from_secs(15),
+        "a controller among the majority",
+        |m| m.controller_id >= 0 && others.contains(&broker_of(m.controller_id)),
+    );
+    eprintln!(
+        "leader {leader} cut off; new controller {}; CreateTopics at the old leader: {minority:?}",
+        elected.controller_id
+    );
+    let topic = "majority";
+    if let Err(error) = create_retrying(
+        &cluster,
+        &others,
+        topic,
+        2,
+        Instant::now() + Duration::from_secs(10),
+    ) {
+        cluster.fail(&format!("with leader {leader} cut off: {error}"));
+    }
+    for &other in &others {
+        cluster.metadata_wait(other, Duration::from_secs(5), "the majority's topic", |m| {
+            m.topics.contains_key(topic)
+        });
+    }
+    let minority_acknowledged = match &minority {
+        Ok((0, _)) => true,
+        Ok(_) => false,
+        Err(error) => cluster.fail(&format!(
+            "CreateTopics (timeout 2 s) at the cut-off leader {leader} got no answer: {error}"
+        )),
+    };
+    if minority_acknowledged {
+        cluster.metadata_wait(
+            others[0],
+            Duration::from_secs(5),
+            "the topic the cut-off leader acknowledged",
+            |m| m.topics.contains_key("minority"),
+        );
+    }
+
+    for &other in &others {
+        cluster.heal_link(leader, other);
+    }
+    cluster.metadata_wait(
+        leader,
+        Duration::from_secs(10),
+        "the majority's topic and a controller, after heal",
+        |m| m.topics.contains_key(topic) && m.controller_id >= 0,
+    );
+    cluster.wait_ready(Duration::from_secs(15));
+    if !minority_acknowledged {
+        for i in 1..=3 {
+            let metadata = cluster
+                .metadata(i)
+                .unwrap_or_else(|error| cluster.fail(&error));
+            assert!(
+                !metadata.topics.contains_key("minority"),
+                "broker {i} lists the topic the cut-off leader refused ({minority:?})"
+            );
+        }
+    }
+}
