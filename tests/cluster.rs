@@ -338,8 +338,8 @@ fn a_topic_is_created_within_10_s_of_the_controller_leader_s_sigkill() {
         Err(error) => cluster.fail(&format!("after SIGKILL of leader {leader}: {error}")),
     }
     assert!(
-        killed.elapsed() < Duration::from_secs(11),
-        "CreateTopics within 10 s"
+        killed.elapsed() <= Duration::from_secs(10),
+        "CreateTopics within 10 s of the kill"
     );
     for &i in &survivors {
         cluster.metadata_wait(
@@ -522,11 +522,11 @@ fn a_broker_on_a_foreign_data_dir_refuses_to_start() {
 }
 
 // Proves the controller quorum handles a partitioned leader: with the controller links between the
-// leader and both other voters cut, a CreateTopics sent to the old leader is answered (within its
-// timeout plus 3 s) and, if it answers success, the majority really has the topic; the other two
-// elect a new leader among themselves and create a topic; after the links heal, the old leader
-// lists that topic and a controller, the cluster is ready again (every broker lists all three),
-// and a topic the minority refused never appears.
+// leader and both other voters cut, the other two elect a new leader among themselves and create a
+// topic, while a CreateTopics sent to the old leader commits nothing anywhere during the cut; after
+// the links heal, the old leader lists the majority's topic and a controller, the cluster is ready
+// again (every broker lists all three), and the old leader's CreateTopics was answered (within
+// 20 s), by success only if the topic really exists.
 #[test]
 fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_heal() {
     let _turn = turn();
@@ -536,18 +536,21 @@ fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_he
     for &other in &others {
         cluster.cut_link(leader, other);
     }
-    let minority =
-        KafkaConnection::connect(&cluster.broker_addresses(leader)[0], Duration::from_secs(5))
+    let cut = Instant::now();
+    // The cut-off leader may hold this request until its own forwarding limit; its answer is
+    // checked after the heal.
+    let minority_address = cluster.broker_addresses(leader)[0].clone();
+    let minority = thread::spawn(move || {
+        let sent = Instant::now();
+        let answer = KafkaConnection::connect(&minority_address, Duration::from_secs(20))
             .and_then(|mut connection| connection.create_topic("minority", 1, 2_000));
+        (answer, sent.elapsed())
+    });
     let elected = cluster.metadata_wait(
         others[0],
         Duration::from_secs(15),
         "a controller among the majority",
         |m| m.controller_id >= 0 && others.contains(&broker_of(m.controller_id)),
-    );
-    eprintln!(
-        "leader {leader} cut off; new controller {}; CreateTopics at the old leader: {minority:?}",
-        elected.controller_id
     );
     let topic = "majority";
     if let Err(error) = create_retrying(
@@ -559,24 +562,23 @@ fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_he
     ) {
         cluster.fail(&format!("with leader {leader} cut off: {error}"));
     }
+    eprintln!(
+        "leader {leader} cut off; controller {} elected and {topic} created {:?} after the cut",
+        elected.controller_id,
+        cut.elapsed()
+    );
     for &other in &others {
         cluster.metadata_wait(other, Duration::from_secs(5), "the majority's topic", |m| {
             m.topics.contains_key(topic)
         });
     }
-    let minority_acknowledged = match &minority {
-        Ok((0, _)) => true,
-        Ok(_) => false,
-        Err(error) => cluster.fail(&format!(
-            "CreateTopics (timeout 2 s) at the cut-off leader {leader} got no answer: {error}"
-        )),
-    };
-    if minority_acknowledged {
-        cluster.metadata_wait(
-            others[0],
-            Duration::from_secs(5),
-            "the topic the cut-off leader acknowledged",
-            |m| m.topics.contains_key("minority"),
+    for i in 1..=3 {
+        let metadata = cluster
+            .metadata(i)
+            .unwrap_or_else(|error| cluster.fail(&error));
+        assert!(
+            !metadata.topics.contains_key("minority"),
+            "broker {i} lists a topic only the cut-off leader {leader} was asked for"
         );
     }
 
@@ -590,15 +592,20 @@ fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_he
         |m| m.topics.contains_key(topic) && m.controller_id >= 0,
     );
     cluster.wait_ready(Duration::from_secs(15));
-    if !minority_acknowledged {
-        for i in 1..=3 {
-            let metadata = cluster
-                .metadata(i)
-                .unwrap_or_else(|error| cluster.fail(&error));
-            assert!(
-                !metadata.topics.contains_key("minority"),
-                "broker {i} lists the topic the cut-off leader refused ({minority:?})"
+    let (answer, took) = minority.join().expect("the minority request thread");
+    eprintln!("CreateTopics at the cut-off leader answered {answer:?} after {took:?}");
+    match answer {
+        Ok((0, _)) => {
+            cluster.metadata_wait(
+                others[0],
+                Duration::from_secs(5),
+                "the topic the old leader acknowledged",
+                |m| m.topics.contains_key("minority"),
             );
         }
+        Ok(_) => {}
+        Err(error) => cluster.fail(&format!(
+            "CreateTopics (timeout_ms 2000) at the cut-off leader {leader} got no answer: {error}"
+        )),
     }
 }
