@@ -609,3 +609,85 @@ fn a_controller_leader_cut_off_from_both_voters_is_replaced_and_follows_after_he
         )),
     }
 }
+
+// Proves a frozen controller leader (SIGSTOP, as in a long pause) is replaced and fenced: the
+// other two elect a leader among themselves, report its partition with leader -1 and
+// LEADER_NOT_AVAILABLE, and create a topic; after SIGCONT it steps back into the cluster: every
+// broker lists all three again, it lists the new topic, and its partition is led by it again and
+// accepts produce.
+#[test]
+fn a_frozen_controller_leader_is_fenced_and_rejoins_after_sigcont() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let before_topic = "paused";
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic(before_topic, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let before = wait_topic_ready(
+        &cluster,
+        &[1, 2, 3],
+        before_topic,
+        3,
+        Duration::from_secs(5),
+    );
+    let leaders = before.leaders(before_topic);
+    let leader = cluster.controller_leader();
+    let others: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+    let frozen_partition = leaders
+        .iter()
+        .position(|&node| broker_of(node) == leader)
+        .unwrap_or_else(|| cluster.fail(&format!("broker {leader} leads none of {leaders:?}")))
+        as i32;
+
+    cluster.stop(leader);
+    for &other in &others {
+        cluster.metadata_wait(
+            other,
+            Duration::from_secs(15),
+            &format!("a controller other than {leader}, and broker {leader} fenced"),
+            |m| {
+                m.controller_id >= 0
+                    && others.contains(&broker_of(m.controller_id))
+                    && m.nodes.keys().all(|&node| broker_of(node) != leader)
+                    && m.topics.get(before_topic).is_some_and(|t| {
+                        let p = &t.partitions[frozen_partition as usize];
+                        p.leader == -1 && p.error_code == LEADER_NOT_AVAILABLE
+                    })
+            },
+        );
+    }
+    let topic = "while-paused";
+    if let Err(error) = create_retrying(
+        &cluster,
+        &others,
+        topic,
+        2,
+        Instant::now() + Duration::from_secs(10),
+    ) {
+        cluster.fail(&format!("with leader {leader} stopped: {error}"));
+    }
+
+    cluster.resume(leader);
+    cluster.wait_ready(Duration::from_secs(15));
+    cluster.metadata_wait(
+        leader,
+        Duration::from_secs(10),
+        "the topic created while it was stopped, and its partition led by it",
+        |m| m.topics.contains_key(topic) && m.leaders(before_topic) == leaders,
+    );
+    let after = cluster
+        .metadata(others[0])
+        .unwrap_or_else(|e| cluster.fail(&e));
+    let address = after
+        .address(leaders[frozen_partition as usize])
+        .to_string();
+    let answer = KafkaConnection::connect(&address, REQUEST_TIMEOUT)
+        .and_then(|mut c| c.produce(before_topic, frozen_partition, &[b"after".to_vec()], -1));
+    assert!(
+        matches!(answer, Ok((0, _))),
+        "produce to {before_topic}/{frozen_partition} at resumed broker {leader}: {answer:?}"
+    );
+}

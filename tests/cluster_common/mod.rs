@@ -52,7 +52,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between polls in the harness's waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Lines of each log printed when a wait fails.
-const LOG_TAIL_LINES: usize = 40;
+const LOG_TAIL_LINES: usize = 60;
 /// Broker flags every cluster broker gets: a dead broker is fenced (its partitions leaderless)
 /// after 3 s rather than Kafka's default 9 s, so the tests stay short.
 const SESSION_ARGS: [&str; 4] = [
@@ -198,7 +198,9 @@ impl BrokerProcess {
             .stderr(stderr.try_clone().expect("clone stderr.log"))
             .env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "info");
+            // openraft logs every vote at info; Spate's own events are what a failing test needs
+            // in the log tail.
+            command.env("RUST_LOG", "info,openraft=warn");
         }
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
