@@ -124,10 +124,165 @@ fn kcat(args: &[&str], stdin: &[u8]) -> Output {
     output
 }
 
+/// (key, value) of each record, by partition, in produce order.
+type Produced = BTreeMap<i32, Vec<(String, String)>>;
+
+/// Produces `per_partition` keyed records to each of `partitions` partitions with rdkafka
+/// (acks=all) and waits for every delivery.
+fn produce_with_rdkafka(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    produced: &mut Produced,
+) {
+    let producer = producer(bootstrap, &[("acks", "all"), ("linger.ms", "5")]);
+    for partition in 0..partitions {
+        for i in 0..per_partition {
+            let key = format!("rdkafka-{partition}-{i}");
+            let value = format!("rdkafka value {partition} {i}");
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, partition as usize * per_partition + i)
+                    .partition(partition)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+            produced.entry(partition).or_default().push((key, value));
+        }
+    }
+    flush_all_delivered(&producer, per_partition * partitions as usize);
+}
+
+/// Produces `per_partition` keyed lines to each of `partitions` partitions with `kcat -P -p`.
+fn produce_with_kcat(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    produced: &mut Produced,
+) {
+    for partition in 0..partitions {
+        let lines: Vec<(String, String)> = (0..per_partition)
+            .map(|i| {
+                (
+                    format!("kcat-{partition}-{i}"),
+                    format!("kcat value {partition} {i}"),
+                )
+            })
+            .collect();
+        let input: String = lines.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        let partition_arg = partition.to_string();
+        kcat(
+            &[
+                "-P",
+                "-b",
+                bootstrap,
+                "-t",
+                topic,
+                "-p",
+                &partition_arg,
+                "-K:",
+            ],
+            input.as_bytes(),
+        );
+        produced.entry(partition).or_default().extend(lines);
+    }
+}
+
+/// Checks an rdkafka consumer reads exactly `produced`, each partition in order from offset 0.
+fn check_rdkafka_reads(bootstrap: &str, topic: &str, produced: &Produced) {
+    let consumer = common::consumer(bootstrap, &[]);
+    let starts: Vec<(i32, Offset)> = produced.keys().map(|&p| (p, Offset::Beginning)).collect();
+    let counts: Vec<usize> = produced.values().map(Vec::len).collect();
+    let records = consume(
+        &consumer,
+        topic,
+        &starts,
+        &counts,
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    );
+    for (partition, records) in &records {
+        let got: Vec<(i64, String, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(i64, String, String)> = produced[partition]
+            .iter()
+            .enumerate()
+            .map(|(offset, (k, v))| (offset as i64, k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got, want, "rdkafka reads partition {partition}");
+    }
+}
+
+/// Checks `kcat -C` reads exactly `produced`, each partition in order from offset 0.
+fn check_kcat_reads(bootstrap: &str, topic: &str, produced: &Produced) {
+    let output = kcat(
+        &[
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-e",
+            "-o",
+            "beginning",
+            "-q",
+            "-f",
+            "%p %o %k:%s\n",
+        ],
+        b"",
+    );
+    let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut fields = line.splitn(3, ' ');
+        let partition: i32 = fields.next().unwrap().parse().expect("partition");
+        let offset: i64 = fields.next().unwrap().parse().expect("offset");
+        got.entry(partition)
+            .or_default()
+            .push((offset, fields.next().unwrap_or_default().to_string()));
+    }
+    for (partition, records) in produced {
+        let want: Vec<(i64, String)> = records
+            .iter()
+            .enumerate()
+            .map(|(offset, (k, v))| (offset as i64, format!("{k}:{v}")))
+            .collect();
+        assert_eq!(
+            got.get(partition).cloned().unwrap_or_default(),
+            want,
+            "kcat reads partition {partition}"
+        );
+    }
+}
+
+/// Checks `kcat -L` lists exactly the `nodes` of Metadata, each at its address.
+fn check_kcat_lists(bootstrap: &str, topic: &str, nodes: &BTreeMap<i32, String>) {
+    let listing = kcat(&["-L", "-b", bootstrap, "-t", topic], b"");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains(&format!(" {} brokers:", nodes.len())),
+        "{} brokers in:\n{listing}",
+        nodes.len()
+    );
+    for (node, address) in nodes {
+        let line = format!("broker {node} at {address}");
+        assert!(listing.contains(&line), "{line:?} in:\n{listing}");
+    }
+}
+
 // Proves rdkafka and kcat, bootstrapped from the three brokers, produce to and consume from a
-// 6-partition topic whose partitions are led by shards of all three brokers (two each): every
-// record comes back from its partition, in order, at offsets 0.., to both clients, and kcat -L
-// lists every shard of every broker at its address.
+// 6-partition topic whose partitions are led by shards of all three brokers (two each, brokers of
+// two shards): every record comes back from its partition, in order, at offsets 0.., to both
+// clients, and kcat -L lists every shard of every broker at its address.
 #[test]
 fn rdkafka_and_kcat_produce_and_consume_over_three_brokers() {
     let _turn = turn();
@@ -150,129 +305,23 @@ fn rdkafka_and_kcat_produce_and_consume_over_three_brokers() {
         BTreeMap::from([(1, 2), (2, 2), (3, 2)]),
         "6 partitions spread evenly over brokers 1..3; leaders {leaders:?}"
     );
+    assert_eq!(
+        metadata.nodes.len(),
+        6,
+        "every shard of every broker is a node: {:?}",
+        metadata.nodes
+    );
 
-    let per_partition = 40;
-    let producer = producer(&bootstrap, &[("acks", "all"), ("linger.ms", "5")]);
-    let mut want: BTreeMap<i32, Vec<(String, String)>> = BTreeMap::new();
-    for partition in 0..partitions {
-        for i in 0..per_partition {
-            let key = format!("rdkafka-{partition}-{i}");
-            let value = format!("rdkafka value {partition} {i}");
-            send(
-                &producer,
-                BaseRecord::with_opaque_to(topic, partition as usize * 1000 + i)
-                    .partition(partition)
-                    .key(key.as_bytes())
-                    .payload(value.as_bytes()),
-            );
-            want.entry(partition).or_default().push((key, value));
-        }
-    }
-    flush_all_delivered(&producer, per_partition * partitions as usize);
+    let mut produced = Produced::new();
+    produce_with_rdkafka(&bootstrap, topic, partitions, 40, &mut produced);
     let kcat_runs = kcat_available();
     if kcat_runs {
-        for partition in 0..partitions {
-            let lines: Vec<(String, String)> = (0..per_partition)
-                .map(|i| {
-                    (
-                        format!("kcat-{partition}-{i}"),
-                        format!("kcat value {partition} {i}"),
-                    )
-                })
-                .collect();
-            let input: String = lines.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-            kcat(
-                &[
-                    "-P",
-                    "-b",
-                    &bootstrap,
-                    "-t",
-                    topic,
-                    "-p",
-                    &partition.to_string(),
-                    "-K:",
-                ],
-                input.as_bytes(),
-            );
-            want.get_mut(&partition).unwrap().extend(lines);
-        }
+        produce_with_kcat(&bootstrap, topic, partitions, 40, &mut produced);
     }
-
-    let consumer = common::consumer(&bootstrap, &[]);
-    let starts: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
-    let counts: Vec<usize> = want.values().map(Vec::len).collect();
-    let records = consume(
-        &consumer,
-        topic,
-        &starts,
-        &counts,
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-    );
-    for (partition, records) in &records {
-        let got: Vec<(i64, String, String)> = records
-            .iter()
-            .map(|r| {
-                (
-                    r.offset,
-                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
-                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
-                )
-            })
-            .collect();
-        let expected: Vec<(i64, String, String)> = want[partition]
-            .iter()
-            .enumerate()
-            .map(|(offset, (k, v))| (offset as i64, k.clone(), v.clone()))
-            .collect();
-        assert_eq!(got, expected, "rdkafka reads partition {partition}");
-    }
-
+    check_rdkafka_reads(&bootstrap, topic, &produced);
     if kcat_runs {
-        let output = kcat(
-            &[
-                "-C",
-                "-b",
-                &bootstrap,
-                "-t",
-                topic,
-                "-e",
-                "-o",
-                "beginning",
-                "-q",
-                "-f",
-                "%p %o %k:%s\n",
-            ],
-            b"",
-        );
-        let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let mut fields = line.splitn(3, ' ');
-            let partition: i32 = fields.next().unwrap().parse().expect("partition");
-            let offset: i64 = fields.next().unwrap().parse().expect("offset");
-            got.entry(partition)
-                .or_default()
-                .push((offset, fields.next().unwrap_or_default().to_string()));
-        }
-        for (partition, lines) in &want {
-            let expected: Vec<(i64, String)> = lines
-                .iter()
-                .enumerate()
-                .map(|(offset, (k, v))| (offset as i64, format!("{k}:{v}")))
-                .collect();
-            assert_eq!(
-                got.get(partition).cloned().unwrap_or_default(),
-                expected,
-                "kcat reads partition {partition}"
-            );
-        }
-        let listing = kcat(&["-L", "-b", &bootstrap, "-t", topic], b"");
-        let listing = String::from_utf8_lossy(&listing.stdout);
-        assert!(listing.contains(" 6 brokers:"), "6 brokers in:\n{listing}");
-        for (node, address) in &metadata.nodes {
-            let line = format!("broker {node} at {address}");
-            assert!(listing.contains(&line), "{line:?} in:\n{listing}");
-        }
+        check_kcat_reads(&bootstrap, topic, &produced);
+        check_kcat_lists(&bootstrap, topic, &metadata.nodes);
     }
 }
 
@@ -358,6 +407,88 @@ fn a_topic_is_created_within_10_s_of_the_controller_leader_s_sigkill() {
     wait_topic_ready(&cluster, &[1, 2, 3], topic, 2, Duration::from_secs(10));
 }
 
+/// Records acknowledged per partition: (offset, value).
+type Acked = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
+
+/// Produces with acks=all straight to each partition's leader (its address from Metadata) and
+/// remembers what was acknowledged.
+struct AckedProducer {
+    topic: String,
+    /// One connection per leader address.
+    connections: HashMap<String, KafkaConnection>,
+    acked: Acked,
+}
+
+impl AckedProducer {
+    fn new(topic: &str) -> AckedProducer {
+        AckedProducer {
+            topic: topic.to_string(),
+            connections: HashMap::new(),
+            acked: Acked::new(),
+        }
+    }
+
+    /// Produces one batch of 4 records to `partition`; fails the test unless it is acknowledged.
+    fn produce(
+        &mut self,
+        cluster: &Cluster,
+        metadata: &ClusterMetadata,
+        partition: i32,
+        round: usize,
+    ) {
+        let topic = &self.topic;
+        let address = metadata
+            .address(metadata.leaders(topic)[partition as usize])
+            .to_string();
+        let values: Vec<Vec<u8>> = (0..4)
+            .map(|r| format!("p{partition}-round{round}-r{r}").into_bytes())
+            .collect();
+        let connection = self.connections.entry(address.clone()).or_insert_with(|| {
+            KafkaConnection::connect(&address, REQUEST_TIMEOUT)
+                .unwrap_or_else(|error| cluster.fail(&error))
+        });
+        match connection.produce(topic, partition, &values, -1) {
+            Ok((0, base_offset)) => self
+                .acked
+                .entry(partition)
+                .or_default()
+                .extend((base_offset..).zip(values)),
+            other => cluster.fail(&format!(
+                "produce to {topic}/{partition} at {address}: {other:?}"
+            )),
+        }
+    }
+}
+
+/// Checks every partition of `topic` in `metadata` holds exactly the `acked` records (same
+/// offsets, same values), read from its leader.
+fn check_acked_readable(cluster: &Cluster, metadata: &ClusterMetadata, topic: &str, acked: &Acked) {
+    for (partition, &leader) in metadata.leaders(topic).iter().enumerate() {
+        let partition = partition as i32;
+        let records = fetch_all(
+            metadata.address(leader),
+            topic,
+            partition,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| cluster.fail(&error));
+        let got: Vec<(i64, Vec<u8>)> = records
+            .into_iter()
+            .map(|r| (r.offset, r.value.unwrap_or_default()))
+            .collect();
+        let want = acked.get(&partition).cloned().unwrap_or_default();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{topic}/{partition}: as many records as acknowledged"
+        );
+        assert!(
+            got == want,
+            "{topic}/{partition}: the records read differ from the acknowledged ones"
+        );
+    }
+}
+
 // Proves the loss and return of a broker with RF=1 topics: records produced with acks=all to all
 // six partitions; after broker 2's SIGKILL, brokers 1 and 3 report its partitions with leader -1
 // and LEADER_NOT_AVAILABLE (and no longer list its node) while the other partitions keep their
@@ -386,37 +517,10 @@ fn a_killed_broker_s_partitions_are_unavailable_and_return_with_every_acked_reco
         "broker 2 leads some but not all partitions: {leaders:?}"
     );
 
-    let mut connections: HashMap<String, KafkaConnection> = HashMap::new();
-    let mut acked: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
-    let mut produce_acked =
-        |cluster: &Cluster,
-         metadata: &ClusterMetadata,
-         partition: i32,
-         round: usize,
-         acked: &mut BTreeMap<i32, Vec<(i64, Vec<u8>)>>| {
-            let address = metadata
-                .address(metadata.leaders(topic)[partition as usize])
-                .to_string();
-            let values: Vec<Vec<u8>> = (0..4)
-                .map(|r| format!("p{partition}-round{round}-r{r}").into_bytes())
-                .collect();
-            let connection = connections.entry(address.clone()).or_insert_with(|| {
-                KafkaConnection::connect(&address, REQUEST_TIMEOUT)
-                    .unwrap_or_else(|error| cluster.fail(&error))
-            });
-            match connection.produce(topic, partition, &values, -1) {
-                Ok((0, base)) => acked
-                    .entry(partition)
-                    .or_default()
-                    .extend((base..).zip(values)),
-                other => cluster.fail(&format!(
-                    "produce to {topic}/{partition} at {address}: {other:?}"
-                )),
-            }
-        };
+    let mut producer = AckedProducer::new(topic);
     for round in 0..3 {
         for partition in 0..partitions {
-            produce_acked(&cluster, &before, partition, round, &mut acked);
+            producer.produce(&cluster, &before, partition, round);
         }
     }
 
@@ -438,7 +542,7 @@ fn a_killed_broker_s_partitions_are_unavailable_and_return_with_every_acked_reco
     let during = cluster.metadata_wait(1, Duration::from_secs(15), &what, fenced);
     cluster.metadata_wait(3, Duration::from_secs(5), &what, fenced);
     for partition in (0..partitions).filter(|p| !on_2.contains(p)) {
-        produce_acked(&cluster, &during, partition, 3, &mut acked);
+        producer.produce(&cluster, &during, partition, 3);
     }
     let refused = connect(&cluster, 1).produce(topic, on_2[0], &[b"lost".to_vec()], -1);
     assert!(
@@ -446,7 +550,7 @@ fn a_killed_broker_s_partitions_are_unavailable_and_return_with_every_acked_reco
         "produce for {topic}/{} (broker 2 dead) at broker 1: {refused:?}",
         on_2[0]
     );
-    drop(connections);
+    let acked = producer.acked;
 
     cluster.restart(2);
     cluster.wait_ready(Duration::from_secs(30));
@@ -456,25 +560,7 @@ fn a_killed_broker_s_partitions_are_unavailable_and_return_with_every_acked_reco
         "every partition led by its broker again",
         |m| m.topic_ready(topic, partitions as usize) && m.leaders(topic) == leaders,
     );
-    for partition in 0..partitions {
-        let address = after.address(leaders[partition as usize]);
-        let records = fetch_all(address, topic, partition, Duration::from_secs(10))
-            .unwrap_or_else(|error| cluster.fail(&error));
-        let got: Vec<(i64, Vec<u8>)> = records
-            .into_iter()
-            .map(|r| (r.offset, r.value.unwrap_or_default()))
-            .collect();
-        let want = acked.get(&partition).cloned().unwrap_or_default();
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{topic}/{partition}: record count after broker 2's return"
-        );
-        assert!(
-            got == want,
-            "{topic}/{partition}: records after broker 2's return differ from the acknowledged ones"
-        );
-    }
+    check_acked_readable(&cluster, &after, topic, &acked);
 }
 
 // Proves a broker started on another node's data directory (broker 3's, with --node-id 4 and
