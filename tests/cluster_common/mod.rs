@@ -299,10 +299,8 @@ impl Cluster {
     }
 
     fn ready_check(&self) -> Result<(), String> {
+        self.check_no_unexpected_exit();
         let live = self.live();
-        if let Some(dead) = live.iter().find(|&&i| self.broker(i).is_zombie()) {
-            self.fail(&format!("broker {dead} exited unexpectedly"));
-        }
         let all_nodes: BTreeSet<i32> = live.iter().flat_map(|&i| self.node_ids(i)).collect();
         let controllers: BTreeSet<i32> = live.iter().map(|&i| self.node_ids(i)[0]).collect();
         for &i in &live {
@@ -337,6 +335,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Fails the test if a broker the harness did not kill has exited.
+    pub fn check_no_unexpected_exit(&self) {
+        if let Some(dead) = self.brokers.iter().find(|b| b.is_zombie()) {
+            self.fail(&format!(
+                "broker {} exited unexpectedly (its status is printed as the cluster is dropped)",
+                dead.index
+            ));
+        }
+    }
+
     /// Metadata (all topics) from shard 0 of broker `i`.
     pub fn metadata(&self, i: usize) -> Result<ClusterMetadata, String> {
         let listeners = self.broker(i).listeners()?;
@@ -359,6 +367,7 @@ impl Cluster {
                 Ok(metadata) => format!("{metadata:?}"),
                 Err(error) => error,
             };
+            self.check_no_unexpected_exit();
             if Instant::now() > deadline {
                 self.fail(&format!(
                     "broker {i}: no Metadata with {what} after {timeout:?}; last: {last}"
@@ -390,6 +399,7 @@ impl Cluster {
                     Err(error) => last = error,
                 }
             }
+            self.check_no_unexpected_exit();
             if Instant::now() > deadline {
                 self.fail(&format!(
                     "no live controller leader after 15 s; last: {last}"
@@ -481,11 +491,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let panicking = thread::panicking();
         for broker in &mut self.brokers {
+            if panicking && let Some(status) = broker.exited() {
+                eprintln!(
+                    "cluster harness: broker {} had exited by itself: {status}",
+                    broker.index
+                );
+            }
             broker.kill_if_running();
         }
         self.proxies.clear();
-        if thread::panicking() {
+        if panicking {
             eprintln!(
                 "cluster harness: kept {} for inspection",
                 self.root.display()
