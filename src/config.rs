@@ -214,12 +214,77 @@ pub struct BrokerConfig {
     )]
     pub validate_compressed_records: bool,
 
+    /// This broker's id in a cluster (Kafka's node.id), 0 to 1023.
+    #[arg(long, env = "SPATE_NODE_ID")]
+    pub node_id: Option<u32>,
+
+    /// The controller quorum, `id@host:port,...`; empty runs a single broker.
+    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_VOTERS", value_parser = parse_quorum_voters, default_value = "")]
+    pub controller_quorum_voters: QuorumVoters,
+
+    /// Kafka's broker.rack.
+    #[arg(long, env = "SPATE_RACK")]
+    pub rack: Option<String>,
+
+    /// Kafka's broker.session.timeout.ms: a broker silent this long is fenced.
+    #[arg(long, default_value_t = 9000, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: u64,
+
+    /// Kafka's broker.heartbeat.interval.ms.
+    #[arg(long, default_value_t = 2000, env = "SPATE_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: u64,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,
 }
 
+/// One controller quorum voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// Its broker id.
+    pub id: u32,
+    /// Where it serves controller traffic.
+    pub host: String,
+    /// Its controller port.
+    pub port: u16,
+}
+
+impl QuorumVoter {
+    /// `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The parsed `--controller-quorum-voters`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumVoters(pub Vec<QuorumVoter>);
+
+fn parse_quorum_voters(text: &str) -> Result<QuorumVoters, String> {
+    let mut voters = Vec::new();
+    for entry in text.split(',').filter(|entry| !entry.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("expected id@host:port, got {entry:?}"))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("expected id@host:port, got {entry:?}"))?;
+        voters.push(QuorumVoter {
+            id: id.parse().map_err(|_| format!("bad voter id in {entry:?}"))?,
+            host: host.to_owned(),
+            port: port.parse().map_err(|_| format!("bad port in {entry:?}"))?,
+        });
+    }
+    Ok(QuorumVoters(voters))
+}
+
 impl BrokerConfig {
+    /// Whether this broker is part of a cluster with a controller quorum.
+    pub fn cluster_mode(&self) -> bool {
+        !self.controller_quorum_voters.0.is_empty()
+    }
+
     /// The host advertised to clients.
     pub fn advertised_host(&self) -> &str {
         self.advertised_host.as_deref().unwrap_or(&self.host)
@@ -275,7 +340,7 @@ impl Default for TopicDefaults {
 }
 
 /// A topic's `compression.type`: keep the producer's codec, or store every batch with one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CompressionType {
     /// Batches are stored as their producer compressed them.
     Producer,
@@ -310,7 +375,7 @@ fn parse_compression_type(text: &str) -> Result<CompressionType, String> {
 }
 
 /// Which timestamp a topic keeps: the producer's or the broker's append time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TimestampType {
     /// The producer's record timestamps.
     CreateTime,
@@ -356,7 +421,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One topic's configuration, with Kafka's names on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicConfig {
     /// `segment.bytes`: roll the active segment at this size.
     pub segment_bytes: u64,
@@ -375,7 +440,7 @@ pub struct TopicConfig {
 }
 
 /// A topic config value that cannot be used, with the reason for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("invalid value {value:?} for {name}: {reason}")]
 pub struct InvalidTopicConfig {
     /// The config name.
@@ -383,7 +448,7 @@ pub struct InvalidTopicConfig {
     /// The value given.
     pub value: String,
     /// Why it was refused.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 impl TopicConfig {
@@ -402,10 +467,10 @@ impl TopicConfig {
 
     /// Applies one `name = value` setting given with Kafka's name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidTopicConfig> {
-        let invalid = |reason| InvalidTopicConfig {
+        let invalid = |reason: &'static str| InvalidTopicConfig {
             name: name.to_owned(),
             value: value.to_owned(),
-            reason,
+            reason: reason.into(),
         };
         let number = || value.parse::<i64>().map_err(|_| invalid("not an integer"));
         match name {
