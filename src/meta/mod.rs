@@ -5,6 +5,7 @@
 //! and then broadcast. A shard never edits its copy on its own.
 
 pub mod controller;
+pub mod identity;
 pub mod metadata_log;
 pub mod placement;
 pub mod topic_name;
