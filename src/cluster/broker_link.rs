@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{QuorumVoter, TopicDefaults};
 use crate::meta::controller::{TopicError, topic_config};
+use crate::meta::identity::{self, IdentityError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
 use crate::raft::network::within;
 use crate::raft::{WatchReceiver, WatchSender, watch_channel};
@@ -293,22 +294,34 @@ async fn register(
         if let Some(ControllerResponse::Registered { cluster_id, epoch }) =
             link.call(client, &request, CALL_LIMIT).await
         {
-            let known = link.state.borrow().cluster_id().map(str::to_owned);
-            if let Some(known) = known
-                && known != cluster_id
-            {
-                tracing::error!(
-                    data_dir = %shard.config.data_dir.display(),
-                    data_cluster = %known,
-                    quorum_cluster = %cluster_id,
-                    "the data dir belongs to another cluster than the controller quorum's; stopping"
-                );
+            if let Err(error) = adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await {
+                tracing::error!(%error, "refusing to join the controller quorum's cluster; stopping");
                 std::process::exit(2);
             }
             tracing::info!(broker = link.info.id, epoch, %cluster_id, "registered with the controller");
             return epoch;
         }
     }
+}
+
+/// Checks the quorum's cluster id against the data dir's (`meta.properties`) and records it
+/// there the first time: a data dir of another cluster must not take part in this one.
+async fn adopt_cluster_id(
+    data_dir: &std::path::Path,
+    node_id: u32,
+    cluster_id: &str,
+) -> Result<(), IdentityError> {
+    let data_dir = data_dir.to_owned();
+    let cluster_id = cluster_id.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || {
+            let identity = identity::check_or_format(&data_dir, node_id, true)?;
+            if identity::check_cluster_id(&identity, &cluster_id)? {
+                identity::store_cluster_id(&data_dir, &identity, &cluster_id)?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// The changes that turn `from` into `to` (for a broker catching up from a whole state).

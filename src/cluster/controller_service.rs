@@ -104,7 +104,7 @@ pub async fn start_controller(
     }
     .validate()
     .map_err(|error| format!("controller Raft config: {error}"))?;
-    let voters = &config.controller_quorum_voters.0;
+    let voters = &config.controller_quorum_voters;
     let addresses: BTreeMap<u64, String> = voters
         .iter()
         .map(|voter| (u64::from(voter.id), voter.address()))

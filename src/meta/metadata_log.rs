@@ -35,7 +35,8 @@ use super::{ClusterState, MetadataChange, Node, TopicMeta};
 
 /// The metadata directory under the data dir.
 pub const META_DIR_NAME: &str = "__meta";
-const LOG_FILE_NAME: &str = "metadata.log";
+/// The metadata log file under the metadata directory.
+pub const LOG_FILE_NAME: &str = "metadata.log";
 const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record accepted when replaying: far above any real change (a topic with 100k
 /// partitions is ~200 KB), low enough that a corrupt length cannot make start-up allocate much.

@@ -7,6 +7,7 @@
 //! shard never edits its copy on its own.
 
 pub mod controller;
+pub mod identity;
 pub mod metadata_log;
 pub mod placement;
 pub mod topic_name;
@@ -30,9 +31,6 @@ impl ShardId {
 
 /// Bits of a Kafka node id that carry the shard: node id = `broker << NODE_SHARD_BITS | shard`.
 pub const NODE_SHARD_BITS: u32 = 10;
-
-/// Largest broker id (`--node-id`): its node ids must fit an i32, and producer ids carry it.
-pub const BROKER_ID_MAX: u32 = 1023;
 
 /// One shard of one broker: a Kafka node of its own, with its own port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,7 +60,7 @@ impl Node {
     pub fn from_node_id(node_id: i32) -> Option<Self> {
         let id = u32::try_from(node_id).ok()?;
         let broker = id >> NODE_SHARD_BITS;
-        (broker <= BROKER_ID_MAX).then(|| Self::new(broker, (id & ((1 << NODE_SHARD_BITS) - 1)) as u16))
+        (broker <= crate::config::NODE_ID_MAX).then(|| Self::new(broker, (id & ((1 << NODE_SHARD_BITS) - 1)) as u16))
     }
 }
 

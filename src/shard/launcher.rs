@@ -1,7 +1,8 @@
 //! Start-up and shutdown of the whole broker, on the main thread (which may block).
 //!
 //! In order: create the data dir, take its lock (a second broker on it is refused; see
-//! `io::data_dir_lock`), warn if it is on a memory file system, replay the metadata log, check
+//! `io::data_dir_lock`), check the cluster flags and the data dir's identity (`meta::identity`:
+//! another broker id, mode or cluster is refused), warn if it is on a memory file system, replay the metadata log, check
 //! the group offset stores, remove the partition directories of deleted topics (left by an
 //! interrupted deletion), write the iopoll probe file, bind every shard's port
 //! (so `--port 0` ports are known before any shard starts and every shard can list them all in
@@ -22,6 +23,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::group::offset_store::{self, OffsetStoreError};
 use crate::io::data_dir_lock::{DataDirLock, DataDirLockError};
+use crate::meta::identity::{self, IdentityError};
 use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
 use crate::cluster::local_state;
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange, Node, ShardId};
@@ -46,6 +48,9 @@ pub enum LaunchError {
     /// Another broker holds the data dir, or its lock could not be taken.
     #[error(transparent)]
     Lock(#[from] DataDirLockError),
+    /// The data dir belongs to another broker, mode or cluster, or its identity is unreadable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// The metadata log could not be read, or is corrupt.
     #[error(transparent)]
     Meta(#[from] metadata_log::MetaError),
@@ -134,12 +139,22 @@ fn start_until(
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let lock = DataDirLock::acquire(&data_dir)?;
+    config.validate_cluster().map_err(LaunchError::Config)?;
+    let identity = identity::check_or_format(
+        &data_dir,
+        config.node_id.unwrap_or(0),
+        config.cluster_mode(),
+    )?;
+    tracing::info!(
+        node_id = identity.node_id,
+        cluster_mode = identity.cluster_mode,
+        "data dir identity checked"
+    );
     warn_if_memory_file_system(&data_dir);
     let _ = std::fs::remove_file(data_dir.join(LISTENERS_FILE_NAME));
     let broker_id = config.node_id.unwrap_or(0);
     let voter = config
         .controller_quorum_voters
-        .0
         .iter()
         .find(|voter| voter.id == broker_id)
         .cloned();

@@ -10,11 +10,12 @@
 
 use std::cell::Cell;
 
-use crate::meta::{BROKER_ID_MAX, Node};
+use crate::config::NODE_ID_MAX;
+use crate::meta::Node;
 
 /// Low bits that carry the shard, so at most 256 shards.
 const SHARD_BITS: u32 = 8;
-/// Bits that carry the shard and the broker (at most `BROKER_ID_MAX` + 1 brokers).
+/// Bits that carry the shard and the broker (broker ids up to `NODE_ID_MAX`).
 const NODE_BITS: u32 = SHARD_BITS + 10;
 /// Ids per millisecond of wall clock before the sequence runs ahead of the clock.
 const IDS_PER_MS: i64 = 8;
@@ -30,7 +31,7 @@ impl ProducerIdAllocator {
     /// The allocator of `node`.
     pub fn new(node: Node) -> Self {
         assert!(
-            u32::from(node.shard.0) < (1 << SHARD_BITS) && node.broker <= BROKER_ID_MAX,
+            u32::from(node.shard.0) < (1 << SHARD_BITS) && node.broker <= NODE_ID_MAX,
             "node fits the id layout"
         );
         Self {
@@ -59,7 +60,7 @@ mod tests {
         // positive, and are above the ids of the layout before clusters.
         let a = ProducerIdAllocator::new(Node::new(0, 0));
         let b = ProducerIdAllocator::new(Node::new(0, 1));
-        let c = ProducerIdAllocator::new(Node::new(BROKER_ID_MAX, 0));
+        let c = ProducerIdAllocator::new(Node::new(NODE_ID_MAX, 0));
         let now = 1_800_000_000_000;
         let first = a.next(now);
         let second = a.next(now);

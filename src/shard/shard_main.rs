@@ -135,7 +135,7 @@ pub async fn shard_main(start: ShardStart) {
     };
     let link_task = (shard.config.cluster_mode() && id == CONTROL_SHARD).then(|| {
         let link = Rc::new(BrokerLink::new(
-            shard.config.controller_quorum_voters.0.clone(),
+            shard.config.controller_quorum_voters.clone(),
             BrokerInfo {
                 id: broker_id,
                 rack: shard.config.rack.clone(),
