@@ -214,6 +214,44 @@ pub struct BrokerConfig {
     )]
     pub validate_compressed_records: bool,
 
+    /// This broker's id in a cluster (node.id), 0..=1023. Its shards are Kafka nodes
+    /// `node_id << 10 | shard`. Needs --controller-quorum-voters; without both the broker is a
+    /// cluster of one with id 0. The data dir remembers it (DATA_DIR/meta.properties): a start
+    /// with another id is refused.
+    #[arg(long, env = "SPATE_NODE_ID")]
+    pub node_id: Option<u32>,
+
+    /// The controller quorum (controller.quorum.voters): `id@host:port` entries separated by
+    /// commas, e.g. `1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093`. Empty: single-node mode.
+    /// Any count of voters works; 3 or 5 survive the loss of 1 or 2 of them.
+    #[arg(
+        long,
+        env = "SPATE_CONTROLLER_QUORUM_VOTERS",
+        value_parser = parse_quorum_voters,
+        default_value = ""
+    )]
+    // The full path makes clap parse the whole list as one value, not one value per flag.
+    pub controller_quorum_voters: ::std::vec::Vec<QuorumVoter>,
+
+    /// This broker's rack (broker.rack): replicas of one partition go to distinct racks when
+    /// there are enough of them.
+    #[arg(long, env = "SPATE_RACK")]
+    pub rack: Option<String>,
+
+    /// A broker whose heartbeats stop reaching the controller for this long is fenced
+    /// (broker.session.timeout.ms): its partitions show no leader until it heartbeats again.
+    #[arg(long, default_value_t = 9000, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: u64,
+
+    /// How often a broker heartbeats to the controller (broker.heartbeat.interval.ms). Must be
+    /// below --broker-session-timeout-ms, or a live broker would be fenced.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        env = "SPATE_BROKER_HEARTBEAT_INTERVAL_MS"
+    )]
+    pub broker_heartbeat_interval_ms: u64,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,
@@ -224,6 +262,136 @@ impl BrokerConfig {
     pub fn advertised_host(&self) -> &str {
         self.advertised_host.as_deref().unwrap_or(&self.host)
     }
+
+    /// Whether this broker is part of a cluster (a controller quorum was given).
+    pub fn cluster_mode(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
+    /// Checks the cluster flags against each other; the message names the flag to fix.
+    pub fn validate_cluster(&self) -> Result<(), String> {
+        match (self.node_id, self.cluster_mode()) {
+            (None, true) => {
+                return Err(
+                    "--controller-quorum-voters needs --node-id (this broker's id, \
+                            0..=1023)"
+                        .to_owned(),
+                );
+            }
+            (Some(_), false) => {
+                return Err(
+                    "--node-id needs --controller-quorum-voters (the controller \
+                            quorum, e.g. 1@host:9093,2@host:9093,3@host:9093); without both \
+                            the broker runs as a single node"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(id) = self.node_id
+            && id > NODE_ID_MAX
+        {
+            return Err(format!(
+                "--node-id {id} is too large: broker ids are 0..={NODE_ID_MAX}, since a \
+                 shard's Kafka node id is broker id << 10 | shard"
+            ));
+        }
+        if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
+            return Err(format!(
+                "--broker-heartbeat-interval-ms {} must be below --broker-session-timeout-ms \
+                 {}, or a live broker would be fenced between two heartbeats",
+                self.broker_heartbeat_interval_ms, self.broker_session_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest broker id: node ids keep the shard in their low 10 bits, and producer ids carry
+/// the broker id in 10 bits.
+pub const NODE_ID_MAX: u32 = 1023;
+
+/// One controller quorum voter (`id@host:port` in --controller-quorum-voters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// The voter's node id.
+    pub id: u32,
+    /// Host name, IPv4 address, or IPv6 address without its brackets.
+    pub host: String,
+    /// The voter's controller port.
+    pub port: u16,
+}
+
+impl QuorumVoter {
+    /// `host:port`, with an IPv6 host in brackets, for connecting.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses --controller-quorum-voters; an empty list means single-node mode.
+fn parse_quorum_voters(text: &str) -> Result<Vec<QuorumVoter>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let voter = parse_quorum_voter(entry)?;
+        if voters.iter().any(|v| v.id == voter.id) {
+            return Err(format!("voter id {} appears twice in {text:?}", voter.id));
+        }
+        voters.push(voter);
+    }
+    Ok(voters)
+}
+
+fn parse_quorum_voter(entry: &str) -> Result<QuorumVoter, String> {
+    let expected = "expected id@host:port, e.g. 1@10.0.0.1:9093";
+    if entry.is_empty() {
+        return Err(format!("empty voter entry (a stray comma?); {expected}"));
+    }
+    let (id, address) = entry
+        .split_once('@')
+        .ok_or_else(|| format!("voter {entry:?} has no '@'; {expected}"))?;
+    let id: u32 = id
+        .parse()
+        .map_err(|_| format!("voter {entry:?}: id {id:?} is not a number 0..={NODE_ID_MAX}"))?;
+    if id > NODE_ID_MAX {
+        return Err(format!("voter {entry:?}: id {id} is above {NODE_ID_MAX}"));
+    }
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("voter {entry:?} has no ':port'; {expected}"))?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .filter(|h| h.contains(':'))
+            .ok_or_else(|| format!("voter {entry:?}: malformed [IPv6] host"))?,
+        None if host.contains(':') => {
+            return Err(format!(
+                "voter {entry:?}: an IPv6 host goes in brackets, e.g. 1@[::1]:9093"
+            ));
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(format!("voter {entry:?} has an empty host; {expected}"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("voter {entry:?}: port {port:?} is not a number 1..=65535"))?;
+    Ok(QuorumVoter {
+        id,
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// Broker-wide defaults for the per-topic configurations, with Kafka's broker names.
@@ -275,7 +443,7 @@ impl Default for TopicDefaults {
 }
 
 /// A topic's `compression.type`: keep the producer's codec, or store every batch with one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CompressionType {
     /// Batches are stored as their producer compressed them.
     Producer,
@@ -310,7 +478,7 @@ fn parse_compression_type(text: &str) -> Result<CompressionType, String> {
 }
 
 /// Which timestamp a topic keeps: the producer's or the broker's append time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TimestampType {
     /// The producer's record timestamps.
     CreateTime,
@@ -356,7 +524,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One topic's configuration, with Kafka's names on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicConfig {
     /// `segment.bytes`: roll the active segment at this size.
     pub segment_bytes: u64,
@@ -375,7 +543,7 @@ pub struct TopicConfig {
 }
 
 /// A topic config value that cannot be used, with the reason for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("invalid value {value:?} for {name}: {reason}")]
 pub struct InvalidTopicConfig {
     /// The config name.
@@ -383,7 +551,7 @@ pub struct InvalidTopicConfig {
     /// The value given.
     pub value: String,
     /// Why it was refused.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 impl TopicConfig {
@@ -402,10 +570,10 @@ impl TopicConfig {
 
     /// Applies one `name = value` setting given with Kafka's name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidTopicConfig> {
-        let invalid = |reason| InvalidTopicConfig {
+        let invalid = |reason: &'static str| InvalidTopicConfig {
             name: name.to_owned(),
             value: value.to_owned(),
-            reason,
+            reason: reason.into(),
         };
         let number = || value.parse::<i64>().map_err(|_| invalid("not an integer"));
         match name {
@@ -525,6 +693,117 @@ mod tests {
             default.message_timestamp_type
         );
         assert_eq!(parsed.compression_type, default.compression_type);
+    }
+
+    fn broker_flags(args: &[&str]) -> Result<BrokerConfig, String> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            broker: BrokerConfig,
+        }
+        let argv = ["spate", "--data-dir", "/d"].iter().chain(args);
+        Flags::try_parse_from(argv)
+            .map(|flags| flags.broker)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn quorum_voters_parse_kafka_format() {
+        // Proves `id@host:port` lists parse (names, IPv4, bracketed IPv6) and keep their order.
+        let voters = parse_quorum_voters("1@broker-a:9093, 2@10.0.0.2:9094,3@[::1]:9095").unwrap();
+        assert_eq!(voters.len(), 3);
+        assert_eq!(
+            voters[0],
+            QuorumVoter {
+                id: 1,
+                host: "broker-a".to_owned(),
+                port: 9093
+            }
+        );
+        assert_eq!(voters[1].address(), "10.0.0.2:9094");
+        assert_eq!(voters[2].host, "::1");
+        assert_eq!(voters[2].address(), "[::1]:9095");
+        assert_eq!(parse_quorum_voters("0@h:1").unwrap()[0].id, 0);
+        assert_eq!(parse_quorum_voters("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn quorum_voters_reject_malformed_entries_readably() {
+        // Proves each kind of malformed entry is refused with a message naming the problem.
+        let cases = [
+            ("x@h:1", "is not a number"),
+            ("-1@h:1", "is not a number"),
+            ("1024@h:1", "above 1023"),
+            ("h:9093", "no '@'"),
+            ("1@h", "no ':port'"),
+            ("1@h:0", "not a number 1..=65535"),
+            ("1@h:70000", "not a number 1..=65535"),
+            ("1@h:port", "not a number 1..=65535"),
+            ("1@:9093", "empty host"),
+            ("1@::1:9093", "brackets"),
+            ("1@[::1:9093", "malformed"),
+            ("1@h:1,,2@h:2", "empty voter entry"),
+            ("1@h:1,", "empty voter entry"),
+            ("1@a:1,2@b:2,1@c:3", "voter id 1 appears twice"),
+        ];
+        for (text, message) in cases {
+            let error = parse_quorum_voters(text).unwrap_err();
+            assert!(error.contains(message), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn cluster_flags_parse_and_default_to_single_node() {
+        // Proves the flags reach BrokerConfig, defaults are Kafka's, and no flags is single-node.
+        let single = broker_flags(&[]).unwrap();
+        assert!(!single.cluster_mode());
+        assert_eq!(single.node_id, None);
+        assert_eq!(single.rack, None);
+        assert_eq!(single.broker_session_timeout_ms, 9000);
+        assert_eq!(single.broker_heartbeat_interval_ms, 2000);
+        assert_eq!(single.validate_cluster(), Ok(()));
+        let cluster = broker_flags(&[
+            "--node-id",
+            "2",
+            "--controller-quorum-voters",
+            "1@a:9093,2@b:9093,3@c:9093",
+            "--rack",
+            "eu-1a",
+        ])
+        .unwrap();
+        assert!(cluster.cluster_mode());
+        assert_eq!(cluster.node_id, Some(2));
+        assert_eq!(cluster.controller_quorum_voters.len(), 3);
+        assert_eq!(cluster.controller_quorum_voters[2].address(), "c:9093");
+        assert_eq!(cluster.rack.as_deref(), Some("eu-1a"));
+        assert_eq!(cluster.validate_cluster(), Ok(()));
+        let error = broker_flags(&["--controller-quorum-voters", "1@a"]).unwrap_err();
+        assert!(error.contains("no ':port'"), "{error}");
+    }
+
+    #[test]
+    fn cluster_validation_names_the_flag_to_fix() {
+        // Proves each inconsistent combination is refused, and broker id 0 is allowed.
+        let voters = ["--controller-quorum-voters", "0@a:9093"];
+        let check = |args: &[&str]| broker_flags(args).unwrap().validate_cluster();
+        assert_eq!(check(&[&["--node-id", "0"], &voters[..]].concat()), Ok(()));
+        let error = check(&voters).unwrap_err();
+        assert!(error.contains("needs --node-id"), "{error}");
+        let error = check(&["--node-id", "1"]).unwrap_err();
+        assert!(
+            error.contains("--node-id needs --controller-quorum-voters"),
+            "{error}"
+        );
+        let error = check(&[&["--node-id", "1024"], &voters[..]].concat()).unwrap_err();
+        assert!(error.contains("0..=1023"), "{error}");
+        assert_eq!(
+            check(&[&["--node-id", "1023"], &voters[..]].concat()),
+            Ok(())
+        );
+        let slow = ["--broker-heartbeat-interval-ms", "9000"];
+        let error = check(&[&["--node-id", "0"], &voters[..], &slow[..]].concat()).unwrap_err();
+        assert!(error.contains("must be below"), "{error}");
     }
 
     #[test]

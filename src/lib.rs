@@ -26,6 +26,7 @@
 pub mod api;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod io;

@@ -310,17 +310,22 @@ fn describe_broker(
     detail: &Detail,
     wanted: impl Fn(&str) -> bool,
 ) -> Described {
-    // An empty name is the cluster-wide default; otherwise a node id, which is a shard here.
+    // An empty name is the cluster-wide default; otherwise a node id of this broker.
     let known = name.is_empty()
         || name
-            .parse::<usize>()
-            .is_ok_and(|node| node < shard.shard_count);
+            .parse::<i32>()
+            .ok()
+            .and_then(crate::meta::Node::from_node_id)
+            .is_some_and(|node| {
+                node.broker == shard.broker_id && node.shard.index() < shard.shard_count
+            });
     if !known {
         return Err((
             ErrorCode::InvalidRequest,
             format!(
-                "no broker {name:?}; the nodes are 0 to {}",
-                shard.shard_count - 1
+                "no broker {name:?} here; this broker's nodes are {} to {}",
+                shard.node().node_id() - i32::from(shard.id.0),
+                shard.node().node_id() - i32::from(shard.id.0) + shard.shard_count as i32 - 1
             ),
         ));
     }

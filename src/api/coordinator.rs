@@ -1,5 +1,6 @@
-//! FindCoordinator: names the shard that coordinates a consumer group (a pure hash of the group
-//! id, `shard::routing::group_shard`), one key per request before v4 and many from v4.
+//! FindCoordinator: names the node that coordinates a consumer group (a pure hash of the group
+//! id over the cluster's nodes, `shard::routing::group_node`), one key per request before v4
+//! and many from v4.
 //!
 //! Transactions are not supported, so transaction coordinator lookups are refused. librdkafka
 //! also reads this API's presence as a sign of a modern broker: without it, it disables LZ4.
@@ -11,7 +12,7 @@ use crate::protocol::messages::find_coordinator::{
     Coordinator, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 use crate::shard::Shard;
-use crate::shard::routing::group_shard;
+use crate::shard::routing::group_node;
 
 /// FindCoordinator key type of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -54,13 +55,29 @@ fn coordinator(shard: &Shard, key: String, key_type: i8) -> Coordinator {
             ..Coordinator::default()
         };
     }
-    let owner = group_shard(&key, shard.shard_count);
-    Coordinator {
-        key,
-        node_id: owner.node_id(),
-        host: shard.config.advertised_host().to_owned(),
-        port: i32::from(shard.ports[owner.index()]),
-        error_code: 0,
-        error_message: None,
+    let cluster = shard.cluster.borrow();
+    let address = group_node(&key, &cluster).and_then(|owner| {
+        let broker = cluster.broker(owner.broker)?;
+        let port = broker.ports.get(owner.shard.index())?;
+        (!broker.fenced).then(|| (owner, broker.host.clone(), *port))
+    });
+    match address {
+        Some((owner, host, port)) => Coordinator {
+            key,
+            node_id: owner.node_id(),
+            host,
+            port: i32::from(port),
+            error_code: 0,
+            error_message: None,
+        },
+        // Not yet known, or its broker is fenced: the client retries.
+        None => Coordinator {
+            key,
+            node_id: -1,
+            port: -1,
+            error_code: ErrorCode::CoordinatorNotAvailable.code(),
+            error_message: Some("the group's coordinator is not available".into()),
+            ..Coordinator::default()
+        },
     }
 }

@@ -21,6 +21,10 @@ pub fn topic_error_code(error: &TopicError) -> ErrorCode {
         TopicError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicationAssignment,
         TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         TopicError::Storage(_) => ErrorCode::KafkaStorageError,
+        // Kafka's answer when no broker can take a replica.
+        TopicError::NoLiveBrokers => ErrorCode::InvalidReplicationFactor,
+        // Retriable: admin clients look the controller up again and retry.
+        TopicError::ControllerUnavailable(_) => ErrorCode::NotController,
     }
 }
 

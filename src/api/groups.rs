@@ -1,6 +1,6 @@
 //! Consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 //! DescribeGroups, ListGroups, DeleteGroups and OffsetDelete, answered by the group's coordinator
-//! shard (`group_shard`); any other shard answers NOT_COORDINATOR, which sends the client back to
+//! node (`group_node`); any other node answers NOT_COORDINATOR, which sends the client back to
 //! FindCoordinator.
 //!
 //! JoinGroup and SyncGroup register with the group during dispatch and return a future that
@@ -44,7 +44,7 @@ use crate::protocol::messages::offset_fetch::{
 };
 use crate::protocol::messages::sync_group::{SyncGroupRequest, SyncGroupResponse};
 use crate::protocol::{ErrorCode, Response};
-use crate::shard::routing::group_shard;
+use crate::shard::routing::group_node;
 use crate::shard::{PartitionRoute, Shard};
 
 use super::errors::group_error_code;
@@ -52,7 +52,7 @@ use super::{Pending, now_ms, ready};
 
 /// Whether this shard coordinates `group_id`.
 fn is_coordinator(shard: &Shard, group_id: &str) -> bool {
-    group_shard(group_id, shard.shard_count) == shard.id
+    group_node(group_id, &shard.cluster.borrow()) == Some(shard.node())
 }
 
 fn code(result: Result<(), GroupError>) -> i16 {

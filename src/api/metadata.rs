@@ -1,10 +1,11 @@
-//! Metadata and DescribeCluster: the brokers (one node per shard, each on its own port) and the topics, with each
-//! partition led by the shard that owns it. Unknown topics are created when the client allows
-//! it and `--auto-create-topics` is on, as Kafka's `auto.create.topics.enable` does.
+//! Metadata and DescribeCluster: the brokers (one node per shard of every live broker, each on
+//! its own port) and the topics, with each partition led by the node that owns it (none while
+//! its broker is fenced). Unknown topics are created when the client allows it and
+//! `--auto-create-topics` is on, as Kafka's `auto.create.topics.enable` does.
 
 use std::rc::Rc;
 
-use crate::meta::TopicMeta;
+use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::meta::controller::CreateTopicSpec;
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
@@ -99,17 +100,18 @@ pub async fn handle_metadata(
     if !all_topics && request.allow_auto_topic_creation && shard.config.auto_create_topics {
         creation_errors = auto_create(shard, &requested).await;
     }
+    let brokers = brokers(shard);
     let cluster = shard.cluster.borrow();
     let topics = if all_topics {
         cluster
             .topics()
-            .map(|topic| topic_metadata(shard, topic, topic_operations))
+            .map(|topic| topic_metadata(shard, &cluster, topic, topic_operations))
             .collect()
     } else {
         requested
             .iter()
             .map(|name| match cluster.topic(name) {
-                Some(topic) => topic_metadata(shard, topic, topic_operations),
+                Some(topic) => topic_metadata(shard, &cluster, topic, topic_operations),
                 None => MetadataResponseTopic {
                     error_code: creation_errors
                         .iter()
@@ -125,9 +127,9 @@ pub async fn handle_metadata(
             .collect()
     };
     MetadataResponse {
-        brokers: brokers(shard),
+        brokers,
         cluster_id: Some(cluster_id(shard)),
-        controller_id: 0,
+        controller_id: controller_id(shard),
         topics,
         cluster_authorized_operations,
         ..MetadataResponse::default()
@@ -174,7 +176,7 @@ pub fn handle_describe_cluster(
     DescribeClusterResponse {
         endpoint_type: ENDPOINT_TYPE_BROKER,
         cluster_id: cluster_id(shard),
-        controller_id: 0,
+        controller_id: controller_id(shard),
         brokers: brokers(shard)
             .into_iter()
             .map(|broker| DescribeClusterBroker {
@@ -227,23 +229,61 @@ async fn auto_create(shard: &Rc<Shard>, requested: &[String]) -> Vec<(String, Er
         .collect()
 }
 
-/// Every shard as a broker node.
+/// Every shard of every live broker as a node; this broker's own shards always (it serves
+/// them even before the controller has its registration). The rack is the broker's
+/// `--rack`, or its id, so rack-aware clients tell brokers apart.
 pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
-    shard
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(node, port)| MetadataResponseBroker {
-            node_id: node as i32,
-            host: shard.config.advertised_host().to_owned(),
-            port: i32::from(*port),
-            rack: None,
+    let cluster = shard.cluster.borrow();
+    let own = BrokerInfo {
+        id: shard.broker_id,
+        rack: shard.config.rack.clone(),
+        host: shard.config.advertised_host().to_owned(),
+        ports: shard.ports.to_vec(),
+        epoch: 0,
+        fenced: false,
+    };
+    let listed = cluster
+        .brokers()
+        .filter(|broker| broker.id != shard.broker_id && !broker.fenced)
+        .chain(std::iter::once(&own));
+    let mut nodes: Vec<MetadataResponseBroker> = listed
+        .flat_map(|broker| {
+            broker
+                .nodes()
+                .zip(&broker.ports)
+                .map(|(node, port)| MetadataResponseBroker {
+                    node_id: node.node_id(),
+                    host: broker.host.clone(),
+                    port: i32::from(*port),
+                    rack: Some(broker.rack.clone().unwrap_or_else(|| broker.id.to_string())),
+                })
         })
-        .collect()
+        .collect();
+    nodes.sort_by_key(|node| node.node_id);
+    nodes
 }
 
-/// A stable cluster id: derived from the data directory, so it survives restarts.
+/// The controller: shard 0 of the controller quorum's leader, or of a single broker. While
+/// no live leader is known, shard 0 of this broker, which forwards topic changes to whichever
+/// leader the quorum elects (clients send them to the controller_id).
+fn controller_id(shard: &Shard) -> i32 {
+    let leader = shard.controller_leader.get().filter(|broker| {
+        *broker == shard.broker_id
+            || shard
+                .cluster
+                .borrow()
+                .broker(*broker)
+                .is_some_and(|info| !info.fenced)
+    });
+    Node::new(leader.unwrap_or(shard.broker_id), 0).node_id()
+}
+
+/// The cluster id the controller quorum chose; a single broker's is derived from its data
+/// directory, so it survives restarts.
 fn cluster_id(shard: &Shard) -> String {
+    if let Some(id) = shard.cluster.borrow().cluster_id() {
+        return id.to_owned();
+    }
     let path = shard.config.data_dir.to_string_lossy();
     format!(
         "spate-{:08x}",
@@ -252,9 +292,11 @@ fn cluster_id(shard: &Shard) -> String {
 }
 
 /// A topic's metadata. A partition whose log is offline (corrupt) is reported with
-/// KAFKA_STORAGE_ERROR and its replica listed offline, by every shard (src/shard/offline.rs).
+/// KAFKA_STORAGE_ERROR and its replica listed offline, by every shard (src/shard/offline.rs);
+/// one whose broker is fenced (or not registered) has no leader: LEADER_NOT_AVAILABLE.
 fn topic_metadata(
     shard: &Shard,
+    cluster: &ClusterState,
     topic: &TopicMeta,
     topic_authorized_operations: i32,
 ) -> MetadataResponseTopic {
@@ -269,23 +311,27 @@ fn topic_metadata(
             .enumerate()
             .map(|(index, owner)| {
                 // The owner sees its log; other shards know what the owner reported.
-                let offline = if *owner == shard.id {
+                let offline = if *owner == shard.node() {
                     shard.partition_is_offline(&topic.name, index)
                 } else {
                     shard.offline.contains(topic.topic_id, index)
                 };
+                let live = *owner == shard.node() || cluster.node_is_live(*owner);
+                let error_code = if !live {
+                    ErrorCode::LeaderNotAvailable.code()
+                } else if offline {
+                    ErrorCode::KafkaStorageError.code()
+                } else {
+                    0
+                };
                 MetadataResponsePartition {
-                    error_code: if offline {
-                        ErrorCode::KafkaStorageError.code()
-                    } else {
-                        0
-                    },
+                    error_code,
                     partition_index: index as i32,
-                    leader_id: owner.node_id(),
+                    leader_id: if live { owner.node_id() } else { -1 },
                     leader_epoch: 0,
                     replica_nodes: vec![owner.node_id()],
-                    isr_nodes: vec![owner.node_id()],
-                    offline_replicas: if offline {
+                    isr_nodes: if live { vec![owner.node_id()] } else { Vec::new() },
+                    offline_replicas: if offline || !live {
                         vec![owner.node_id()]
                     } else {
                         Vec::new()

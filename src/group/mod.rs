@@ -1,11 +1,11 @@
 //! The consumer-group coordinator of one shard: the groups whose id hashes to this shard
-//! (`shard::routing::group_shard`), their membership state machines (`group.rs`) and their
+//! (`shard::routing::group_node`), their membership state machines (`group.rs`) and their
 //! committed offsets, made durable in the shard's offset store (`offset_store.rs`).
 //!
 //! Guarantees: an offset commit is applied (visible to OffsetFetch) only after the store made it
 //! durable, in the order the store wrote it. Until the store is loaded at start-up every group
 //! request is refused with a loading error, and if loading fails, with "not available".
-//! Callers must not: send a group to this coordinator that `group_shard` does not route here
+//! Callers must not: send a group to this coordinator that `group_node` does not route here
 //! (the API layer answers NOT_COORDINATOR first).
 
 pub mod classic_group;

@@ -11,7 +11,7 @@ use crate::config::{InvalidTopicConfig, TopicConfig, TopicDefaults};
 
 use super::placement::place_partitions;
 use super::topic_name::validate_topic_name;
-use super::{ClusterState, MetadataChange, TopicMeta};
+use super::{ClusterState, MetadataChange, Node, TopicMeta};
 
 /// Most partitions one topic may have; a typo like 1000000 would otherwise create a million
 /// directories and files.
@@ -21,7 +21,7 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 
 /// What a client asked to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopicSpec {
     /// The topic name.
     pub name: String,
@@ -36,7 +36,7 @@ pub struct CreateTopicSpec {
 }
 
 /// How IncrementalAlterConfigs changes one config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOperation {
     /// Set the value on the topic.
     Set,
@@ -49,7 +49,7 @@ pub enum ConfigOperation {
 }
 
 /// One change to one config of a topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConfigAlteration {
     /// The config's Kafka name.
     pub name: String,
@@ -60,7 +60,7 @@ pub struct ConfigAlteration {
 }
 
 /// What a client asked to change in one topic's configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlterConfigsSpec {
     /// The topic name.
     pub topic: String,
@@ -69,7 +69,7 @@ pub struct AlterConfigsSpec {
 }
 
 /// What a client asked of CreatePartitions for one topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CreatePartitionsSpec {
     /// The topic name.
     pub topic: String,
@@ -80,7 +80,7 @@ pub struct CreatePartitionsSpec {
 }
 
 /// Why a topic change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TopicError {
     /// The name breaks Kafka's rules.
     #[error("{0}")]
@@ -94,9 +94,15 @@ pub enum TopicError {
     /// A bad partition count.
     #[error("{0}")]
     InvalidPartitions(String),
-    /// A replication factor a single node cannot provide.
-    #[error("replication factor {0} is not possible on a single-node cluster")]
+    /// A replication factor other than 1: partitions are not replicated yet.
+    #[error("replication factor {0} is not supported yet: partitions have one replica")]
     InvalidReplicationFactor(i16),
+    /// No registered, unfenced broker can take partitions.
+    #[error("no live broker can take the partitions")]
+    NoLiveBrokers,
+    /// The controller quorum has no leader, or it could not be reached in time.
+    #[error("the controller is not available: {0}")]
+    ControllerUnavailable(String),
     /// Manual replica assignments are not supported.
     #[error("manual replica assignment is not supported; give a partition count")]
     ManualAssignment,
@@ -111,13 +117,12 @@ pub enum TopicError {
     Storage(String),
 }
 
-/// Decides a topic creation: validated name and settings, placement over `shard_count` shards.
+/// Decides a topic creation: validated name and settings, placement over the live nodes.
 pub fn plan_create_topic(
     state: &ClusterState,
     spec: &CreateTopicSpec,
     defaults: &TopicDefaults,
     default_partitions: i32,
-    shard_count: usize,
 ) -> Result<MetadataChange, TopicError> {
     validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
     if state.topic(&spec.name).is_some() {
@@ -147,12 +152,7 @@ pub fn plan_create_topic(
         .collect();
     let config = topic_config(defaults, &overrides)?;
     let topic_id = random_topic_id(&spec.name);
-    let start = topic_id[0] as usize % shard_count;
-    let owners = place_partitions(
-        &state.partitions_per_shard(shard_count),
-        partitions as usize,
-        start,
-    );
+    let owners = place_on_live_nodes(state, partitions as usize, topic_id[0] as usize)?;
     Ok(MetadataChange::TopicCreated(TopicMeta {
         name: spec.name.clone(),
         topic_id,
@@ -180,7 +180,7 @@ fn refuse_compaction(name: &str, value: &str) -> Result<(), InvalidTopicConfig> 
         return Err(InvalidTopicConfig {
             name: name.to_owned(),
             value: value.to_owned(),
-            reason: "compaction is not supported yet",
+            reason: "compaction is not supported yet".into(),
         });
     }
     Ok(())
@@ -200,10 +200,10 @@ pub fn plan_alter_configs(
     let mut overrides = topic.overrides.clone();
     for alteration in &spec.alterations {
         let name = alteration.name.as_str();
-        let invalid = |reason| InvalidTopicConfig {
+        let invalid = |reason: &'static str| InvalidTopicConfig {
             name: name.to_owned(),
             value: alteration.value.clone().unwrap_or_default(),
-            reason,
+            reason: reason.into(),
         };
         let Some(default_value) = default_entries.get(name) else {
             return Err(invalid("unknown or unsupported topic config").into());
@@ -260,11 +260,10 @@ fn edit_list(current: &str, items: &str, operation: ConfigOperation) -> String {
 }
 
 /// Decides a CreatePartitions change: the topic grows to `spec.count` partitions, the new ones
-/// placed on the least-loaded shards as at creation.
+/// placed on the least-loaded nodes as at creation.
 pub fn plan_create_partitions(
     state: &ClusterState,
     spec: &CreatePartitionsSpec,
-    shard_count: usize,
 ) -> Result<MetadataChange, TopicError> {
     let topic = state
         .topic(&spec.topic)
@@ -287,16 +286,38 @@ pub fn plan_create_partitions(
             "replica assignments are not supported; the broker places new partitions".into(),
         ));
     }
-    let start = (topic.topic_id[0] as usize + current) % shard_count;
-    let added = place_partitions(
-        &state.partitions_per_shard(shard_count),
-        spec.count as usize - current,
-        start,
-    );
+    let start = topic.topic_id[0] as usize + current;
+    let added = place_on_live_nodes(state, spec.count as usize - current, start)?;
     Ok(MetadataChange::PartitionsAdded {
         name: spec.topic.clone(),
         added,
     })
+}
+
+/// Owners for `count` new partitions among the shards of live brokers, least-loaded first;
+/// `start` rotates where ties begin, so partition 0 of successive topics spreads.
+fn place_on_live_nodes(
+    state: &ClusterState,
+    count: usize,
+    start: usize,
+) -> Result<Vec<Node>, TopicError> {
+    let nodes: Vec<Node> = state
+        .brokers()
+        .filter(|broker| !broker.fenced)
+        .flat_map(|broker| broker.nodes())
+        .collect();
+    if nodes.is_empty() {
+        return Err(TopicError::NoLiveBrokers);
+    }
+    let loads = state.partitions_per_node();
+    let current: Vec<usize> = nodes
+        .iter()
+        .map(|node| loads.get(node).copied().unwrap_or(0))
+        .collect();
+    Ok(place_partitions(&current, count, start % nodes.len())
+        .into_iter()
+        .map(|index| nodes[index.index()])
+        .collect())
 }
 
 /// Decides a topic deletion.
@@ -338,6 +359,23 @@ mod tests {
         TopicDefaults::default()
     }
 
+    fn one_broker_of_two_shards() -> ClusterState {
+        let mut state = ClusterState::default();
+        state.apply(&MetadataChange::BrokerRegistered(crate::meta::BrokerInfo {
+            id: 0,
+            rack: None,
+            host: "127.0.0.1".into(),
+            ports: vec![9092, 9093],
+            epoch: 1,
+            fenced: false,
+        }));
+        state
+    }
+
+    fn per_shard(state: &ClusterState) -> Vec<usize> {
+        state.partitions_per_node().into_values().collect()
+    }
+
     fn spec(name: &str, partitions: i32) -> CreateTopicSpec {
         CreateTopicSpec {
             name: name.into(),
@@ -351,24 +389,24 @@ mod tests {
     #[test]
     fn creation_is_validated_and_placed() {
         // Proves defaults apply for -1, bad input is refused, and placement is balanced.
-        let mut state = ClusterState::default();
-        let change = plan_create_topic(&state, &spec("t", -1), &defaults(), 3, 2).unwrap();
+        let mut state = one_broker_of_two_shards();
+        let change = plan_create_topic(&state, &spec("t", -1), &defaults(), 3).unwrap();
         state.apply(&change);
         assert_eq!(state.topic("t").unwrap().partitions.len(), 3);
-        let change = plan_create_topic(&state, &spec("u", 3), &defaults(), 3, 2).unwrap();
+        let change = plan_create_topic(&state, &spec("u", 3), &defaults(), 3).unwrap();
         state.apply(&change);
-        assert_eq!(state.partitions_per_shard(2), vec![3, 3]);
-        let again = plan_create_topic(&state, &spec("t", 1), &defaults(), 3, 2);
+        assert_eq!(per_shard(&state), vec![3, 3]);
+        let again = plan_create_topic(&state, &spec("t", 1), &defaults(), 3);
         assert_eq!(again, Err(TopicError::AlreadyExists("t".into())));
-        assert!(plan_create_topic(&state, &spec("x", 0), &defaults(), 3, 2).is_err());
-        assert!(plan_create_topic(&state, &spec("bad/name", 1), &defaults(), 3, 2).is_err());
+        assert!(plan_create_topic(&state, &spec("x", 0), &defaults(), 3).is_err());
+        assert!(plan_create_topic(&state, &spec("bad/name", 1), &defaults(), 3).is_err());
         let mut replicated = spec("r", 1);
         replicated.replication_factor = 3;
-        assert!(plan_create_topic(&state, &replicated, &defaults(), 3, 2).is_err());
+        assert!(plan_create_topic(&state, &replicated, &defaults(), 3).is_err());
         let mut configured = spec("c", 1);
         configured.configs = vec![("retention.ms".into(), Some("x".into()))];
         assert!(matches!(
-            plan_create_topic(&state, &configured, &defaults(), 3, 2),
+            plan_create_topic(&state, &configured, &defaults(), 3),
             Err(TopicError::InvalidConfig(_))
         ));
         assert!(plan_delete_topic(&state, "nope").is_err());
@@ -389,9 +427,9 @@ mod tests {
         }
     }
 
-    fn invalid_reason(result: Result<MetadataChange, TopicError>) -> &'static str {
+    fn invalid_reason(result: Result<MetadataChange, TopicError>) -> String {
         match result {
-            Err(TopicError::InvalidConfig(error)) => error.reason,
+            Err(TopicError::InvalidConfig(error)) => error.reason.into_owned(),
             other => panic!("expected an invalid config, got {other:?}"),
         }
     }
@@ -401,13 +439,13 @@ mod tests {
         // Proves overrides are recorded at creation, SET/DELETE/APPEND/SUBTRACT change them, and
         // refused alterations (unknown names, non-list APPEND, compaction) change nothing.
         use ConfigOperation::{Append, Delete, Set, Subtract};
-        let mut state = ClusterState::default();
+        let mut state = one_broker_of_two_shards();
         let mut configured = spec("t", 1);
         configured.configs = vec![
             ("retention.ms".into(), Some("1000".into())),
             ("segment.bytes".into(), None),
         ];
-        state.apply(&plan_create_topic(&state, &configured, &defaults(), 1, 2).unwrap());
+        state.apply(&plan_create_topic(&state, &configured, &defaults(), 1).unwrap());
         let topic = state.topic("t").unwrap();
         assert_eq!(topic.config.retention_ms, 1000);
         assert_eq!(topic.overrides.keys().collect::<Vec<_>>(), ["retention.ms"]);
@@ -470,38 +508,38 @@ mod tests {
     fn partitions_only_grow_and_are_placed_least_loaded() {
         // Proves CreatePartitions refuses shrinking, unknown topics and manual assignments, and
         // places the added partitions on the emptier shards.
-        let mut state = ClusterState::default();
-        state.apply(&plan_create_topic(&state, &spec("t", 1), &defaults(), 1, 2).unwrap());
+        let mut state = one_broker_of_two_shards();
+        state.apply(&plan_create_topic(&state, &spec("t", 1), &defaults(), 1).unwrap());
         let grow = |count, manual_assignment| CreatePartitionsSpec {
             topic: "t".into(),
             count,
             manual_assignment,
         };
         assert!(matches!(
-            plan_create_partitions(&state, &grow(1, false), 2),
+            plan_create_partitions(&state, &grow(1, false)),
             Err(TopicError::InvalidPartitions(_))
         ));
         assert!(matches!(
-            plan_create_partitions(&state, &grow(TOPIC_PARTITIONS_MAX + 1, false), 2),
+            plan_create_partitions(&state, &grow(TOPIC_PARTITIONS_MAX + 1, false)),
             Err(TopicError::InvalidPartitions(_))
         ));
         assert!(matches!(
-            plan_create_partitions(&state, &grow(3, true), 2),
+            plan_create_partitions(&state, &grow(3, true)),
             Err(TopicError::InvalidReplicaAssignment(_))
         ));
         let mut unknown = grow(3, false);
         unknown.topic = "nope".into();
         assert!(matches!(
-            plan_create_partitions(&state, &unknown, 2),
+            plan_create_partitions(&state, &unknown),
             Err(TopicError::UnknownTopic(_))
         ));
-        let change = plan_create_partitions(&state, &grow(4, false), 2).unwrap();
+        let change = plan_create_partitions(&state, &grow(4, false)).unwrap();
         let MetadataChange::PartitionsAdded { added, .. } = &change else {
             panic!("expected PartitionsAdded, got {change:?}");
         };
         assert_eq!(added.len(), 3);
         state.apply(&change);
         assert_eq!(state.topic("t").unwrap().partitions.len(), 4);
-        assert_eq!(state.partitions_per_shard(2), vec![2, 2]);
+        assert_eq!(per_shard(&state), vec![2, 2]);
     }
 }

@@ -31,11 +31,12 @@ use crate::le_cursor::LeCursor;
 use crate::protocol::record_batch::crc32c;
 
 use super::controller::topic_config;
-use super::{ClusterState, MetadataChange, ShardId, TopicMeta};
+use super::{ClusterState, MetadataChange, Node, TopicMeta};
 
 /// The metadata directory under the data dir.
 pub const META_DIR_NAME: &str = "__meta";
-const LOG_FILE_NAME: &str = "metadata.log";
+/// The metadata log file under the metadata directory.
+pub const LOG_FILE_NAME: &str = "metadata.log";
 const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record accepted when replaying: far above any real change (a topic with 100k
 /// partitions is ~200 KB), low enough that a corrupt length cannot make start-up allocate much.
@@ -84,6 +85,15 @@ pub enum MetaError {
         file_position: u64,
         /// Where a valid record after it starts.
         valid_position: u64,
+    },
+    /// A change a single broker's log cannot hold (brokers come and go only in a cluster, whose
+    /// changes the controller quorum keeps).
+    #[error("metadata log {path}: a single broker cannot record {change}")]
+    NotSingleBroker {
+        /// The log file.
+        path: PathBuf,
+        /// What the change was.
+        change: String,
     },
 }
 
@@ -192,15 +202,16 @@ fn valid_record_after_damage(
     (from..bytes.len()).find(|&position| decode_record(bytes, position, defaults).is_some())
 }
 
-/// Encodes a change as one log record (header included).
-pub fn encode_record(change: &MetadataChange) -> Vec<u8> {
+/// Encodes a change as one log record (header included); `None` for a change only a cluster
+/// makes, or one placing a partition on another broker than the single one (id 0).
+pub fn encode_record(change: &MetadataChange) -> Option<Vec<u8>> {
     let mut payload = Vec::with_capacity(128);
     match change {
         MetadataChange::TopicCreated(topic) => {
             payload.push(KIND_TOPIC_CREATED);
             put_string(&mut payload, &topic.name);
             payload.extend_from_slice(&topic.topic_id);
-            put_shards(&mut payload, &topic.partitions);
+            put_shards(&mut payload, &topic.partitions)?;
             put_overrides(&mut payload, &topic.overrides);
         }
         MetadataChange::TopicDeleted { name } => {
@@ -210,7 +221,7 @@ pub fn encode_record(change: &MetadataChange) -> Vec<u8> {
         MetadataChange::PartitionsAdded { name, added } => {
             payload.push(KIND_PARTITIONS_ADDED);
             put_string(&mut payload, name);
-            put_shards(&mut payload, added);
+            put_shards(&mut payload, added)?;
         }
         MetadataChange::ConfigChanged {
             name, overrides, ..
@@ -219,12 +230,15 @@ pub fn encode_record(change: &MetadataChange) -> Vec<u8> {
             put_string(&mut payload, name);
             put_overrides(&mut payload, overrides);
         }
+        MetadataChange::ClusterCreated { .. }
+        | MetadataChange::BrokerRegistered(_)
+        | MetadataChange::BrokerFenced { .. } => return None,
     }
     let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     record.extend_from_slice(&crc32c(&payload).to_le_bytes());
     record.extend_from_slice(&payload);
-    record
+    Some(record)
 }
 
 fn put_string(out: &mut Vec<u8>, text: &str) {
@@ -232,11 +246,16 @@ fn put_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-fn put_shards(out: &mut Vec<u8>, shards: &[ShardId]) {
-    out.extend_from_slice(&(shards.len() as u32).to_le_bytes());
-    for shard in shards {
-        out.extend_from_slice(&shard.0.to_le_bytes());
+/// The owners' shards: a single broker's log holds only its own (broker 0) nodes.
+fn put_shards(out: &mut Vec<u8>, owners: &[Node]) -> Option<()> {
+    out.extend_from_slice(&(owners.len() as u32).to_le_bytes());
+    for owner in owners {
+        if owner.broker != 0 {
+            return None;
+        }
+        out.extend_from_slice(&owner.shard.0.to_le_bytes());
     }
+    Some(())
 }
 
 fn put_overrides(out: &mut Vec<u8>, overrides: &BTreeMap<String, String>) {
@@ -285,13 +304,13 @@ fn decode_record(
     Some((change, start + payload_bytes))
 }
 
-/// A u32 count, then that many shard ids.
-fn read_shards(cursor: &mut LeCursor) -> Option<Vec<ShardId>> {
+/// A u32 count, then that many shard ids, each of the single broker (id 0).
+fn read_shards(cursor: &mut LeCursor) -> Option<Vec<Node>> {
     let count = cursor.u32()? as usize;
     if count > cursor.remaining() / 2 {
         return None;
     }
-    (0..count).map(|_| Some(ShardId(cursor.u16()?))).collect()
+    (0..count).map(|_| Some(Node::new(0, cursor.u16()?))).collect()
 }
 
 /// A whole configuration (the older records' form): name and value pairs.
@@ -414,7 +433,10 @@ impl MetadataLogWriter {
 
     /// Appends a change and makes it durable before returning.
     pub async fn append(&mut self, change: &MetadataChange) -> Result<(), MetaError> {
-        let record = encode_record(change);
+        let record = encode_record(change).ok_or_else(|| MetaError::NotSingleBroker {
+            path: self.path.clone(),
+            change: format!("{change:?}"),
+        })?;
         let len = record.len() as u64;
         let io = |error: glommio::GlommioError<()>| MetaError::Io {
             path: self.path.clone(),
@@ -460,6 +482,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn record(change: &MetadataChange) -> Vec<u8> {
+        encode_record(change).expect("a single-broker change")
+    }
+
     fn defaults() -> TopicDefaults {
         TopicDefaults::default()
     }
@@ -469,7 +495,7 @@ mod tests {
         MetadataChange::TopicCreated(TopicMeta {
             name: name.to_owned(),
             topic_id: [7; 16],
-            partitions: vec![ShardId(0), ShardId(1), ShardId(0)],
+            partitions: vec![Node::new(0, 0), Node::new(0, 1), Node::new(0, 0)],
             config: topic_config(&defaults(), &overrides).unwrap(),
             overrides,
         })
@@ -485,14 +511,14 @@ mod tests {
     fn whole_config_record(
         kind: u8,
         name: &str,
-        partitions: &[ShardId],
+        partitions: &[Node],
         config: &TopicConfig,
     ) -> Vec<u8> {
         let mut payload = vec![kind];
         put_string(&mut payload, name);
         if kind == KIND_TOPIC_CREATED_WHOLE_CONFIG {
             payload.extend_from_slice(&[9; 16]);
-            put_shards(&mut payload, partitions);
+            put_shards(&mut payload, partitions).unwrap();
         }
         let entries = config.to_entries();
         payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -513,12 +539,12 @@ mod tests {
         let dir = temp_dir("overrides");
         let loaded = load(&dir, &defaults(), false).unwrap();
         let overrides = BTreeMap::from([("retention.ms".into(), "1000".into())]);
-        let mut bytes = encode_record(&topic("a"));
-        bytes.extend(encode_record(&MetadataChange::PartitionsAdded {
+        let mut bytes = record(&topic("a"));
+        bytes.extend(record(&MetadataChange::PartitionsAdded {
             name: "a".into(),
-            added: vec![ShardId(1)],
+            added: vec![Node::new(0, 1)],
         }));
-        bytes.extend(encode_record(&MetadataChange::ConfigChanged {
+        bytes.extend(record(&MetadataChange::ConfigChanged {
             name: "a".into(),
             config: topic_config(&defaults(), &overrides).unwrap(),
             overrides: overrides.clone(),
@@ -546,7 +572,7 @@ mod tests {
         let mut bytes = whole_config_record(
             KIND_TOPIC_CREATED_WHOLE_CONFIG,
             "old",
-            &[ShardId(0), ShardId(1)],
+            &[Node::new(0, 0), Node::new(0, 1)],
             &config,
         );
         config.set("retention.ms", "5000").unwrap();
@@ -560,7 +586,7 @@ mod tests {
         let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(loaded.records, 2);
         let old = loaded.state.topic("old").unwrap();
-        assert_eq!(old.partitions, vec![ShardId(0), ShardId(1)]);
+        assert_eq!(old.partitions, vec![Node::new(0, 0), Node::new(0, 1)]);
         assert_eq!(old.topic_id, [9; 16]);
         assert_eq!(old.config, config);
         assert_eq!(
@@ -595,13 +621,13 @@ mod tests {
         let loaded = load(&dir, &defaults(), false).unwrap();
         assert_eq!(loaded.records, 0);
         let mut bytes = Vec::new();
-        bytes.extend(encode_record(&topic("a")));
-        bytes.extend(encode_record(&topic("b")));
-        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+        bytes.extend(record(&topic("a")));
+        bytes.extend(record(&topic("b")));
+        bytes.extend(record(&MetadataChange::TopicDeleted {
             name: "a".into(),
         }));
         let whole = bytes.len();
-        let torn = encode_record(&topic("c"));
+        let torn = record(&topic("c"));
         bytes.extend_from_slice(&torn[..torn.len() - 3]);
         fs::write(&loaded.path, &bytes).unwrap();
         let loaded = load(&dir, &defaults(), false).unwrap();
@@ -623,7 +649,7 @@ mod tests {
         let mut starts = Vec::new();
         for topic_name in ["a", "b", "c"] {
             starts.push(bytes.len());
-            bytes.extend(encode_record(&topic(topic_name)));
+            bytes.extend(record(&topic(topic_name)));
         }
         starts.push(bytes.len());
         fs::write(&loaded.path, &bytes).unwrap();
@@ -708,16 +734,16 @@ mod tests {
         // leftover directory may be removed), also when the name was created again.
         let dir = temp_dir("deletions");
         let loaded = load(&dir, &defaults(), false).unwrap();
-        let mut bytes = encode_record(&topic("a"));
-        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+        let mut bytes = record(&topic("a"));
+        bytes.extend(record(&MetadataChange::TopicDeleted {
             name: "a".into(),
         }));
-        bytes.extend(encode_record(&topic("a")));
-        bytes.extend(encode_record(&topic("b")));
-        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+        bytes.extend(record(&topic("a")));
+        bytes.extend(record(&topic("b")));
+        bytes.extend(record(&MetadataChange::TopicDeleted {
             name: "b".into(),
         }));
-        bytes.extend(encode_record(&MetadataChange::TopicDeleted {
+        bytes.extend(record(&MetadataChange::TopicDeleted {
             name: "x".into(),
         }));
         fs::write(&loaded.path, &bytes).unwrap();

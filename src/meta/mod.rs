@@ -1,43 +1,103 @@
-//! Cluster metadata: topics, where each partition lives (its shard), and topic configurations.
+//! Cluster metadata: the brokers, topics, where each partition lives (a shard of a broker), and
+//! topic configurations.
 //!
 //! Every shard keeps its own copy of [`ClusterState`], changed only by applying the
-//! [`MetadataChange`]s that the controller (shard 0) has first made durable in the metadata log
-//! and then broadcast. A shard never edits its copy on its own.
+//! [`MetadataChange`]s that the controller has first made durable (in the metadata log of a
+//! single broker, or committed by the controller quorum of a cluster) and then broadcast. A
+//! shard never edits its copy on its own.
 
 pub mod controller;
+pub mod identity;
 pub mod metadata_log;
 pub mod placement;
 pub mod topic_name;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::TopicConfig;
 
-/// A shard's index: shard i is Kafka node i and listens on port + i.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A shard's index within its broker: shard i listens on the broker's port + i.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ShardId(pub u16);
 
 impl ShardId {
-    /// The Kafka node id of this shard.
-    pub fn node_id(self) -> i32 {
-        i32::from(self.0)
-    }
-
     /// The shard's position in per-shard vectors.
     pub fn index(self) -> usize {
         usize::from(self.0)
     }
 }
 
+/// Bits of a Kafka node id that carry the shard: node id = `broker << NODE_SHARD_BITS | shard`.
+pub const NODE_SHARD_BITS: u32 = 10;
+
+/// One shard of one broker: a Kafka node of its own, with its own port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Node {
+    /// The broker (`--node-id`; 0 for a single broker).
+    pub broker: u32,
+    /// The shard within the broker.
+    pub shard: ShardId,
+}
+
+impl Node {
+    /// Shard `shard` of `broker`.
+    pub fn new(broker: u32, shard: u16) -> Self {
+        Self {
+            broker,
+            shard: ShardId(shard),
+        }
+    }
+
+    /// The Kafka node id: the broker id above the shard's bits, so a single broker (id 0) has
+    /// node ids 0, 1, 2, ... as before clusters existed.
+    pub fn node_id(self) -> i32 {
+        ((self.broker << NODE_SHARD_BITS) | u32::from(self.shard.0)) as i32
+    }
+
+    /// The node of a Kafka node id, if it is one Spate could have made.
+    pub fn from_node_id(node_id: i32) -> Option<Self> {
+        let id = u32::try_from(node_id).ok()?;
+        let broker = id >> NODE_SHARD_BITS;
+        (broker <= crate::config::NODE_ID_MAX).then(|| Self::new(broker, (id & ((1 << NODE_SHARD_BITS) - 1)) as u16))
+    }
+}
+
+/// A broker as the cluster knows it, from its registration with the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// The broker id.
+    pub id: u32,
+    /// Kafka's `broker.rack`, if given.
+    pub rack: Option<String>,
+    /// The host clients reach it at.
+    pub host: String,
+    /// Each shard's port, by shard.
+    pub ports: Vec<u16>,
+    /// Grows with each registration, so a heartbeat of an earlier life is told apart.
+    pub epoch: u64,
+    /// Set when its heartbeats stopped for `broker.session.timeout.ms`: its partitions have
+    /// no leader until it registers again.
+    pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// The broker's nodes, one per shard.
+    pub fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
+        (0..self.ports.len()).map(|shard| Node::new(self.id, shard as u16))
+    }
+}
+
 /// One topic as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
     /// The topic name.
     pub name: String,
     /// Kafka topic id (a UUID), fixed at creation.
     pub topic_id: [u8; 16],
-    /// The owning shard of each partition, by partition index.
-    pub partitions: Vec<ShardId>,
+    /// The owning node of each partition, by partition index.
+    pub partitions: Vec<Node>,
     /// The topic's configuration: the broker defaults with `overrides` applied.
     pub config: TopicConfig,
     /// The configs set on the topic itself (CreateTopics, IncrementalAlterConfigs), by Kafka
@@ -46,7 +106,7 @@ pub struct TopicMeta {
 }
 
 /// A durable change to the cluster metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataChange {
     /// A topic was created with this placement and configuration.
     TopicCreated(TopicMeta),
@@ -60,7 +120,7 @@ pub enum MetadataChange {
         /// The topic's name.
         name: String,
         /// Owners of the added partitions, in partition order.
-        added: Vec<ShardId>,
+        added: Vec<Node>,
     },
     /// A topic's configuration changed.
     ConfigChanged {
@@ -71,11 +131,54 @@ pub enum MetadataChange {
         /// The whole new set of values set on the topic.
         overrides: BTreeMap<String, String>,
     },
+    /// The cluster got its id (the controller quorum's first change).
+    ClusterCreated {
+        /// The cluster id clients see.
+        cluster_id: String,
+    },
+    /// A broker registered (first start or restart): it is alive with a new epoch.
+    BrokerRegistered(BrokerInfo),
+    /// A broker's heartbeats stopped: its partitions have no leader until it registers again.
+    BrokerFenced {
+        /// The broker id.
+        broker: u32,
+        /// The epoch that stopped heartbeating.
+        epoch: u64,
+    },
 }
 
-/// The topics of the cluster, as of the last change applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+impl std::fmt::Display for MetadataChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataChange::TopicCreated(topic) => write!(
+                f,
+                "create topic {} ({} partitions)",
+                topic.name,
+                topic.partitions.len()
+            ),
+            MetadataChange::TopicDeleted { name } => write!(f, "delete topic {name}"),
+            MetadataChange::PartitionsAdded { name, added } => {
+                write!(f, "add {} partitions to {name}", added.len())
+            }
+            MetadataChange::ConfigChanged { name, .. } => write!(f, "change configs of {name}"),
+            MetadataChange::ClusterCreated { cluster_id } => {
+                write!(f, "create cluster {cluster_id}")
+            }
+            MetadataChange::BrokerRegistered(broker) => {
+                write!(f, "register broker {} epoch {}", broker.id, broker.epoch)
+            }
+            MetadataChange::BrokerFenced { broker, epoch } => {
+                write!(f, "fence broker {broker} epoch {epoch}")
+            }
+        }
+    }
+}
+
+/// The brokers and topics of the cluster, as of the last change applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
+    cluster_id: Option<String>,
+    brokers: BTreeMap<u32, BrokerInfo>,
     topics: BTreeMap<String, TopicMeta>,
     /// Names whose deletion a change recorded (some may have been created again since): the
     /// only topics whose leftover partition directories may be removed.
@@ -110,7 +213,43 @@ impl ClusterState {
                     topic.overrides = overrides.clone();
                 }
             }
+            MetadataChange::ClusterCreated { cluster_id } => {
+                self.cluster_id.get_or_insert_with(|| cluster_id.clone());
+            }
+            MetadataChange::BrokerRegistered(broker) => {
+                self.brokers.insert(broker.id, broker.clone());
+            }
+            MetadataChange::BrokerFenced { broker, epoch } => {
+                if let Some(info) = self.brokers.get_mut(broker)
+                    && info.epoch == *epoch
+                {
+                    info.fenced = true;
+                }
+            }
         }
+    }
+
+    /// The cluster id, once the controller chose it.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    /// A broker by id.
+    pub fn broker(&self, id: u32) -> Option<&BrokerInfo> {
+        self.brokers.get(&id)
+    }
+
+    /// Every registered broker, fenced or not, by id.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values()
+    }
+
+    /// Whether `node`'s broker is registered and not fenced: only then does it lead its
+    /// partitions.
+    pub fn node_is_live(&self, node: Node) -> bool {
+        self.brokers
+            .get(&node.broker)
+            .is_some_and(|broker| !broker.fenced && node.shard.index() < broker.ports.len())
     }
 
     /// A topic by name.
@@ -143,13 +282,11 @@ impl ClusterState {
         self.topics.values()
     }
 
-    /// Partitions owned by each of `shard_count` shards.
-    pub fn partitions_per_shard(&self, shard_count: usize) -> Vec<usize> {
-        let mut counts = vec![0; shard_count];
-        for shard in self.topics.values().flat_map(|topic| &topic.partitions) {
-            if let Some(count) = counts.get_mut(shard.index()) {
-                *count += 1;
-            }
+    /// Partitions owned by each node.
+    pub fn partitions_per_node(&self) -> BTreeMap<Node, usize> {
+        let mut counts = BTreeMap::new();
+        for node in self.topics.values().flat_map(|topic| &topic.partitions) {
+            *counts.entry(*node).or_default() += 1;
         }
         counts
     }

@@ -64,7 +64,7 @@ pub struct RecordBatchHeader {
 const _: () = assert!(size_of::<RecordBatchHeader>() == RECORD_BATCH_HEADER_BYTES);
 
 /// A batch's compression codec (attribute bits 0-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Compression {
     /// Records stored as they are.
     None,

@@ -6,4 +6,4 @@ pub mod log_store;
 pub mod network;
 pub mod runtime;
 
-pub use runtime::GlommioRuntime;
+pub use runtime::{GlommioRuntime, WatchReceiver, WatchSender, watch_channel};

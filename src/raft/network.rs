@@ -12,6 +12,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -40,21 +42,30 @@ const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_PRE_VOTE: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
+/// A request for the service beside Raft on the same port (the cluster controller's).
+pub(crate) const KIND_SERVICE: u8 = 16;
 /// Set on the kind of a response to the request of the same kind.
-const KIND_RESPONSE: u8 = 0x80;
+pub(crate) const KIND_RESPONSE: u8 = 0x80;
 
 /// One decoded frame.
-struct Frame {
-    kind: u8,
-    id: u64,
-    body: Vec<u8>,
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) id: u64,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What answers `KIND_SERVICE` requests beside Raft: the body in, the response body out; an
+/// error closes the connection.
+pub trait RaftSideService {
+    /// Answers one request.
+    fn answer(&self, body: Vec<u8>) -> Pin<Box<dyn Future<Output = io::Result<Vec<u8>>> + '_>>;
 }
 
 fn invalid(message: impl Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_string())
 }
 
-async fn write_frame(stream: &mut TcpStream, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_frame(stream: &mut TcpStream, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
     let total = HEADER_BYTES + body.len();
     if total > FRAME_BYTES_MAX {
         return Err(invalid(format_args!(
@@ -70,7 +81,7 @@ async fn write_frame(stream: &mut TcpStream, kind: u8, id: u64, body: &[u8]) -> 
     stream.flush().await
 }
 
-async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await?;
     let length = u32::from_be_bytes(length) as usize;
@@ -94,7 +105,7 @@ async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
 }
 
 /// Runs `future` for at most `limit`; `None` when the limit passed first.
-async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
     futures_lite::future::or(async { Some(future.await) }, async {
         glommio::timer::sleep(limit).await;
         None
@@ -105,12 +116,29 @@ async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T
 /// Makes a `RaftPeer` per target; `local_id` is the node sending (openraft's `Timeout` names it).
 pub struct RaftNetwork<C: RaftTypeConfig> {
     local_id: C::NodeId,
+    /// Where to dial each node, overriding the address in the membership: each broker reaches
+    /// the voters at the addresses of its own `--controller-quorum-voters`.
+    addresses: std::collections::BTreeMap<C::NodeId, String>,
 }
 
 impl<C: RaftTypeConfig> RaftNetwork<C> {
-    /// A factory for node `local_id`'s clients.
+    /// A factory for node `local_id`'s clients, dialling the membership's addresses.
     pub fn new(local_id: C::NodeId) -> Self {
-        Self { local_id }
+        Self {
+            local_id,
+            addresses: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// A factory dialling the nodes in `addresses` there, whatever the membership says.
+    pub fn with_addresses(
+        local_id: C::NodeId,
+        addresses: std::collections::BTreeMap<C::NodeId, String>,
+    ) -> Self {
+        Self {
+            local_id,
+            addresses,
+        }
     }
 }
 
@@ -121,10 +149,15 @@ where
     type Network = RaftPeer<C>;
 
     async fn new_client(&mut self, target: C::NodeId, node: &BasicNode) -> RaftPeer<C> {
+        let addr = self
+            .addresses
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         RaftPeer {
             local_id: self.local_id.clone(),
             target,
-            addr: node.addr.clone(),
+            addr,
             stream: None,
             next_id: 0,
             _config: PhantomData,
@@ -290,11 +323,23 @@ where
     C: RaftTypeConfig,
     SM: RaftStateMachine<C, SnapshotData = Vec<u8>>,
 {
+    serve_raft_with(listener, raft, None).await
+}
+
+/// As `serve_raft`, with `service` answering the `KIND_SERVICE` requests.
+pub async fn serve_raft_with<C, SM>(
+    listener: TcpListener,
+    raft: Raft<C, SM>,
+    service: Option<Rc<dyn RaftSideService>>,
+) where
+    C: RaftTypeConfig,
+    SM: RaftStateMachine<C, SnapshotData = Vec<u8>>,
+{
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let raft = raft.clone();
-                glommio::spawn_local(serve_connection(stream, raft)).detach();
+                glommio::spawn_local(serve_connection(stream, raft, service.clone())).detach();
             }
             Err(error) => {
                 tracing::warn!(%error, "raft listener accept failed");
@@ -304,14 +349,17 @@ where
     }
 }
 
-async fn serve_connection<C, SM>(mut stream: TcpStream, raft: Raft<C, SM>)
-where
+async fn serve_connection<C, SM>(
+    mut stream: TcpStream,
+    raft: Raft<C, SM>,
+    service: Option<Rc<dyn RaftSideService>>,
+) where
     C: RaftTypeConfig,
     SM: RaftStateMachine<C, SnapshotData = Vec<u8>>,
 {
     let _ = stream.set_nodelay(true);
     loop {
-        let frame = match read_frame(&mut stream).await {
+        let mut frame = match read_frame(&mut stream).await {
             Ok(frame) => frame,
             Err(error) => {
                 if error.kind() != io::ErrorKind::UnexpectedEof {
@@ -320,7 +368,11 @@ where
                 return;
             }
         };
-        let body = match answer(&raft, &frame).await {
+        let answered = match (&service, frame.kind) {
+            (Some(service), KIND_SERVICE) => service.answer(std::mem::take(&mut frame.body)).await,
+            _ => answer(&raft, &frame).await,
+        };
+        let body = match answered {
             Ok(body) => body,
             Err(error) => {
                 tracing::warn!(%error, kind = frame.kind, "raft request refused, connection closed");

@@ -47,7 +47,7 @@ use openraft_rt::{AsyncRuntime, OptionalSend};
 pub use mpsc::{LocalMpsc, MpscReceiver, MpscSender, MpscWeakSender};
 pub use mutex::{LocalMutex, LocalMutexGuard};
 pub use oneshot::{LocalOneshot, OneshotReceiver, OneshotRecvError, OneshotSender};
-pub use watch::{LocalWatch, WatchReceiver, WatchSender};
+pub use watch::{LocalWatch, WatchReceiver, WatchSender, channel as watch_channel};
 
 /// Locked I/O memory of an executor made by `GlommioRuntime::new`: tests do little I/O, and
 /// several runtimes may exist at once under an 8 MiB `ulimit -l`.

@@ -7,22 +7,32 @@
 //! hands them their new config), then updates its copy of the metadata. The client is answered
 //! only after every shard has applied the change, so a topic it was told exists can be used at
 //! once on every node.
+//!
+//! In a cluster, shard 0 forwards the request to the controller quorum's leader instead
+//! (src/cluster/broker_link.rs), which decides with the same functions and commits through
+//! Raft; every broker's link applies the committed change here with `apply_everywhere`, and the
+//! client is answered once its own broker has applied it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
+use crate::cluster::controller_rpc::AdminRequest;
 use crate::log::PartitionLog;
 use crate::meta::controller::{
     AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError, plan_alter_configs,
     plan_create_partitions, plan_create_topic, plan_delete_topic,
 };
 use crate::meta::metadata_log::MetadataLogWriter;
-use crate::meta::{ClusterState, MetadataChange, ShardId};
+use crate::meta::{ClusterState, MetadataChange, Node, ShardId};
 
 use super::mesh::{MeshReply, MeshRequest};
 use super::{PartitionRoute, Shard};
+
+/// The shard that takes every topic change of its broker: the single broker's controller, or
+/// a cluster broker's link to the controller quorum.
+pub const CONTROL_SHARD: ShardId = ShardId(0);
 
 /// Shard 0's controller state.
 pub struct Controller {
@@ -59,7 +69,13 @@ pub async fn serve_mesh_request(shard: Rc<Shard>, request: MeshRequest) -> MeshR
             specs,
             validate_only,
         } => MeshReply::Topics(create_partitions_here(&shard, specs, validate_only).await),
-        MeshRequest::Apply(change) => MeshReply::Applied(apply_change(&shard, &change, true).await),
+        MeshRequest::Apply { change, fresh } => {
+            MeshReply::Applied(apply_change(&shard, &change, fresh).await)
+        }
+        MeshRequest::ControllerLeader(leader) => {
+            shard.controller_leader.set(leader);
+            MeshReply::Applied(Ok(()))
+        }
         MeshRequest::PartitionsOffline(partitions) => {
             shard.offline.record(&partitions);
             MeshReply::Applied(Ok(()))
@@ -83,7 +99,7 @@ pub async fn create_topics(
     specs: Vec<CreateTopicSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.controller.is_some() {
+    if shard.id == CONTROL_SHARD {
         return create_topics_here(shard, specs, validate_only).await;
     }
     let count = specs.len();
@@ -100,7 +116,7 @@ async fn call_controller(
     request: MeshRequest,
     count: usize,
 ) -> Vec<Result<(), TopicError>> {
-    match shard.mesh().call(ShardId(0), request).await {
+    match shard.mesh().call(CONTROL_SHARD, request).await {
         Ok(MeshReply::Topics(results)) if results.len() == count => results,
         _ => unreachable_controller(count),
     }
@@ -112,7 +128,7 @@ pub async fn alter_configs(
     specs: Vec<AlterConfigsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.controller.is_some() {
+    if shard.id == CONTROL_SHARD {
         return alter_configs_here(shard, specs, validate_only).await;
     }
     let count = specs.len();
@@ -129,7 +145,7 @@ pub async fn create_partitions(
     specs: Vec<CreatePartitionsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.controller.is_some() {
+    if shard.id == CONTROL_SHARD {
         return create_partitions_here(shard, specs, validate_only).await;
     }
     let count = specs.len();
@@ -142,7 +158,7 @@ pub async fn create_partitions(
 
 /// Deletes topics through the controller, from any shard. One result per name, in order.
 pub async fn delete_topics(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
-    if shard.controller.is_some() {
+    if shard.id == CONTROL_SHARD {
         return delete_topics_here(shard, names).await;
     }
     let count = names.len();
@@ -154,19 +170,29 @@ async fn create_topics_here(
     specs: Vec<CreateTopicSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
+    if let Some(link) = shard.cluster_link() {
+        return link
+            .admin(AdminRequest::CreateTopics {
+                specs,
+                validate_only,
+            })
+            .await;
+    }
     decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
         plan_create_topic(
             cluster,
             spec,
             &shard.config.topic_defaults,
             shard.config.default_partitions,
-            shard.shard_count,
         )
     })
     .await
 }
 
 async fn delete_topics_here(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+    if let Some(link) = shard.cluster_link() {
+        return link.admin(AdminRequest::DeleteTopics(names)).await;
+    }
     decide_and_commit(shard, &names, false, |cluster, name| {
         plan_delete_topic(cluster, name)
     })
@@ -178,6 +204,14 @@ async fn alter_configs_here(
     specs: Vec<AlterConfigsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
+    if let Some(link) = shard.cluster_link() {
+        return link
+            .admin(AdminRequest::AlterConfigs {
+                specs,
+                validate_only,
+            })
+            .await;
+    }
     decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
         plan_alter_configs(cluster, spec, &shard.config.topic_defaults)
     })
@@ -189,8 +223,16 @@ async fn create_partitions_here(
     specs: Vec<CreatePartitionsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
+    if let Some(link) = shard.cluster_link() {
+        return link
+            .admin(AdminRequest::CreatePartitions {
+                specs,
+                validate_only,
+            })
+            .await;
+    }
     decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
-        plan_create_partitions(cluster, spec, shard.shard_count)
+        plan_create_partitions(cluster, spec)
     })
     .await
 }
@@ -204,7 +246,9 @@ async fn decide_and_commit<T>(
     validate_only: bool,
     plan: impl Fn(&ClusterState, &T) -> Result<MetadataChange, TopicError>,
 ) -> Vec<Result<(), TopicError>> {
-    let controller = shard.controller.as_ref().expect("called on shard 0");
+    let Some(controller) = shard.controller.as_ref() else {
+        return unreachable_controller(items.len());
+    };
     let Ok(_permit) = controller.lock.acquire_permit(1).await else {
         return unreachable_controller(items.len());
     };
@@ -235,24 +279,48 @@ async fn commit(
     let appended = writer.append(&change).await;
     *controller.metadata_log.borrow_mut() = Some(writer);
     appended.map_err(|error| storage(error.to_string()))?;
+    apply_everywhere(shard, &change, true).await.map_err(storage)
+}
+
+/// Applies a durable change on every shard of this broker, this one included.
+pub async fn apply_everywhere(
+    shard: &Rc<Shard>,
+    change: &MetadataChange,
+    fresh: bool,
+) -> Result<(), String> {
     for peer in 0..shard.shard_count {
         let peer = ShardId(peer as u16);
         let applied = if peer == shard.id {
-            apply_change(shard, &change, true).await
+            apply_change(shard, change, fresh).await
         } else {
-            match shard
-                .mesh()
-                .call(peer, MeshRequest::Apply(change.clone()))
-                .await
-            {
+            let request = MeshRequest::Apply {
+                change: change.clone(),
+                fresh,
+            };
+            match shard.mesh().call(peer, request).await {
                 Ok(MeshReply::Applied(result)) => result,
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(error) => Err(error.to_string()),
             }
         };
-        applied.map_err(|error| storage(format!("shard {}: {error}", peer.0)))?;
+        applied.map_err(|error| format!("shard {}: {error}", peer.0))?;
     }
     Ok(())
+}
+
+/// Tells every shard of this broker who leads the controller quorum now (for Metadata's
+/// controller_id). A shard that cannot be told keeps the old value until the next change.
+pub fn announce_controller_leader(shard: &Rc<Shard>, leader: Option<u32>) {
+    shard.controller_leader.set(leader);
+    for peer in (0..shard.shard_count).map(|peer| ShardId(peer as u16)) {
+        if peer != shard.id {
+            let mesh = Rc::clone(shard.mesh());
+            glommio::spawn_local(async move {
+                let _ = mesh.call(peer, MeshRequest::ControllerLeader(leader)).await;
+            })
+            .detach();
+        }
+    }
 }
 
 /// Applies a durable change on this shard: opens or deletes the partitions it owns, then updates
@@ -301,6 +369,9 @@ pub async fn apply_change(
             }
             shard.groups.remove_topic(name).await;
         }
+        MetadataChange::ClusterCreated { .. }
+        | MetadataChange::BrokerRegistered(_)
+        | MetadataChange::BrokerFenced { .. } => shard.cluster.borrow_mut().apply(change),
         MetadataChange::ConfigChanged { name, config, .. } => {
             shard.cluster.borrow_mut().apply(change);
             let partitions = shard
@@ -322,12 +393,12 @@ async fn open_owned(
     shard: &Rc<Shard>,
     topic: &str,
     first_partition: usize,
-    owners: &[ShardId],
+    owners: &[Node],
     config: &crate::config::TopicConfig,
     fresh: bool,
 ) -> Result<(), String> {
     for (i, owner) in owners.iter().enumerate() {
-        if *owner != shard.id {
+        if *owner != shard.node() {
             continue;
         }
         let partition = first_partition + i;

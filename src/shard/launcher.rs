@@ -1,7 +1,8 @@
 //! Start-up and shutdown of the whole broker, on the main thread (which may block).
 //!
 //! In order: create the data dir, take its lock (a second broker on it is refused; see
-//! `io::data_dir_lock`), warn if it is on a memory file system, replay the metadata log, check
+//! `io::data_dir_lock`), check the cluster flags and the data dir's identity (`meta::identity`:
+//! another broker id, mode or cluster is refused), warn if it is on a memory file system, replay the metadata log, check
 //! the group offset stores, remove the partition directories of deleted topics (left by an
 //! interrupted deletion), write the iopoll probe file, bind every shard's port
 //! (so `--port 0` ports are known before any shard starts and every shard can list them all in
@@ -22,8 +23,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::group::offset_store::{self, OffsetStoreError};
 use crate::io::data_dir_lock::{DataDirLock, DataDirLockError};
+use crate::meta::identity::{self, IdentityError};
 use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
-use crate::meta::{ClusterState, ShardId};
+use crate::cluster::local_state;
+use crate::meta::{BrokerInfo, ClusterState, MetadataChange, Node, ShardId};
 
 use super::mesh::{MeshEnds, build_mesh};
 use super::shard_main::{ShardStart, shard_main};
@@ -45,9 +48,15 @@ pub enum LaunchError {
     /// Another broker holds the data dir, or its lock could not be taken.
     #[error(transparent)]
     Lock(#[from] DataDirLockError),
+    /// The data dir belongs to another broker, mode or cluster, or its identity is unreadable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// The metadata log could not be read, or is corrupt.
     #[error(transparent)]
     Meta(#[from] metadata_log::MetaError),
+    /// A cluster broker's copy of the cluster metadata could not be read.
+    #[error(transparent)]
+    LocalState(#[from] local_state::LocalStateError),
     /// A group offset store could not be read, or is corrupt.
     #[error(transparent)]
     Offsets(#[from] OffsetStoreError),
@@ -130,32 +139,66 @@ fn start_until(
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let lock = DataDirLock::acquire(&data_dir)?;
-    warn_if_memory_file_system(&data_dir);
-    let _ = std::fs::remove_file(data_dir.join(LISTENERS_FILE_NAME));
-    let loaded = metadata_log::load(
+    config.validate_cluster().map_err(LaunchError::Config)?;
+    let identity = identity::check_or_format(
         &data_dir,
-        &config.topic_defaults,
-        config.unsafe_truncate_corrupt_metadata,
+        config.node_id.unwrap_or(0),
+        config.cluster_mode(),
     )?;
     tracing::info!(
-        topics = loaded.state.topics().count(),
-        records = loaded.records,
-        "metadata loaded"
+        node_id = identity.node_id,
+        cluster_mode = identity.cluster_mode,
+        "data dir identity checked"
     );
+    warn_if_memory_file_system(&data_dir);
+    let _ = std::fs::remove_file(data_dir.join(LISTENERS_FILE_NAME));
+    let broker_id = config.node_id.unwrap_or(0);
+    let voter = config
+        .controller_quorum_voters
+        .iter()
+        .find(|voter| voter.id == broker_id)
+        .cloned();
+    // A single broker replays its metadata log; a cluster broker reads its copy of what the
+    // controller quorum committed (src/cluster/local_state.rs).
+    let (mut state, applied, metadata_log) = if config.cluster_mode() {
+        let local = local_state::load(&data_dir)?;
+        tracing::info!(
+            topics = local.state.topics().count(),
+            applied = local.applied,
+            "cluster metadata loaded"
+        );
+        (local.state, local.applied, None)
+    } else {
+        let loaded = metadata_log::load(
+            &data_dir,
+            &config.topic_defaults,
+            config.unsafe_truncate_corrupt_metadata,
+        )?;
+        tracing::info!(
+            topics = loaded.state.topics().count(),
+            records = loaded.records,
+            "metadata loaded"
+        );
+        (loaded.state, 0, Some((loaded.path, loaded.end_position)))
+    };
     offset_store::check_stores(&data_dir, config.unsafe_truncate_corrupt_offsets)?;
-    remove_deleted_partition_dirs(&data_dir, &loaded.state)?;
+    remove_deleted_partition_dirs(&data_dir, &state)?;
     crate::io::probe::write_probe_file(&data_dir)
         .map_err(io_error("writing the iopoll probe file"))?;
     let cpus = shard_cpus(config.cores)?;
     let shard_count = cpus.len();
-    for topic in loaded.state.topics() {
-        if let Some(shard) = topic.partitions.iter().find(|s| s.index() >= shard_count) {
+    for topic in state.topics() {
+        let beyond = topic
+            .partitions
+            .iter()
+            .find(|node| node.broker == broker_id && node.shard.index() >= shard_count);
+        if let Some(node) = beyond {
             return Err(LaunchError::Config(format!(
                 "topic {:?} has a partition on shard {}, but only {shard_count} cores were given; \
                  start with at least {} cores",
                 topic.name,
-                shard.0,
-                shard.0 + 1
+                node.shard.0,
+                node.shard.0 + 1
             )));
         }
     }
@@ -165,6 +208,24 @@ fn start_until(
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()
         .map_err(io_error("reading a bound port"))?;
+    let mut controller_listener = match &voter {
+        Some(voter) => Some(
+            bind_retrying(&voter.host, voter.port)
+                .map_err(io_error(format!("listening for the controller on {}", voter.address())))?,
+        ),
+        None => None,
+    };
+    if !config.cluster_mode() {
+        // A single broker is its own one-broker cluster; it registers with nobody.
+        state.apply(&MetadataChange::BrokerRegistered(BrokerInfo {
+            id: 0,
+            rack: config.rack.clone(),
+            host: config.advertised_host().to_owned(),
+            ports: ports.clone(),
+            epoch: 1,
+            fenced: false,
+        }));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_sender, ready) = mpsc::channel();
     let mut handles = Vec::with_capacity(shard_count);
@@ -172,13 +233,20 @@ fn start_until(
     for (((index, cpu), listener), mesh_ends) in cpus.iter().enumerate().zip(listeners).zip(mesh) {
         let start = ShardStart {
             id: ShardId(index as u16),
+            broker_id,
+            applied,
+            controller_listener: if index == 0 {
+                controller_listener.take()
+            } else {
+                None
+            },
             shard_count,
             config: config.clone(),
             ports: ports.clone(),
-            cluster: loaded.state.clone(),
+            cluster: state.clone(),
             listener,
             mesh: mesh_ends,
-            metadata_log: (index == 0).then(|| (loaded.path.clone(), loaded.end_position)),
+            metadata_log: if index == 0 { metadata_log.clone() } else { None },
             stop: Arc::clone(&stop),
             ready: ready_sender.clone(),
         };
@@ -203,7 +271,7 @@ fn start_until(
         }
         return Err(error);
     }
-    publish_listeners(&config, &ports)?;
+    publish_listeners(&config, broker_id, &ports)?;
     Ok(RunningBroker {
         host: config.host.clone(),
         ports,
@@ -307,9 +375,10 @@ fn bind_retrying(host: &str, port: u16) -> std::io::Result<StdTcpListener> {
     }
 }
 
-fn publish_listeners(config: &BrokerConfig, ports: &[u16]) -> Result<(), LaunchError> {
+fn publish_listeners(config: &BrokerConfig, broker_id: u32, ports: &[u16]) -> Result<(), LaunchError> {
     let mut text = String::new();
-    for (node, port) in ports.iter().enumerate() {
+    for (shard, port) in ports.iter().enumerate() {
+        let node = Node::new(broker_id, shard as u16).node_id();
         text.push_str(&format!("{node} {}:{port}\n", config.host));
         tracing::info!(
             node,

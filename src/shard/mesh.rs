@@ -62,8 +62,16 @@ pub enum MeshRequest {
         /// Only check the requests.
         validate_only: bool,
     },
-    /// From the controller: apply this durable change (open or delete owned partitions).
-    Apply(MetadataChange),
+    /// From the controller: apply this durable change (open or delete owned partitions);
+    /// `fresh` as in `control::apply_change`.
+    Apply {
+        /// The change.
+        change: MetadataChange,
+        /// Made now, rather than recovered from a whole state.
+        fresh: bool,
+    },
+    /// From shard 0 of a cluster broker: the controller leader's broker id changed.
+    ControllerLeader(Option<u32>),
     /// From a partition's owner: these partitions of its own went offline.
     PartitionsOffline(Vec<OfflinePartition>),
 }

@@ -19,16 +19,17 @@ pub mod retention;
 pub mod routing;
 pub mod shard_main;
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::cluster::broker_link::BrokerLink;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::group::classic_group::GroupLimits;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
-use crate::meta::{ClusterState, ShardId};
+use crate::meta::{ClusterState, Node, ShardId};
 
 use self::mesh::Mesh;
 use self::producer_ids::ProducerIdAllocator;
@@ -40,16 +41,18 @@ pub enum PartitionRoute {
     UnknownTopic,
     /// The topic exists but has no such partition.
     UnknownPartition,
-    /// Another shard owns it: the client must ask that node.
-    Elsewhere(ShardId),
+    /// Another node owns it: the client must ask that node.
+    Elsewhere(Node),
     /// This shard owns it.
     Here(Rc<PartitionLog>),
 }
 
 /// One shard's state.
 pub struct Shard {
-    /// This shard's id (= Kafka node id).
+    /// This shard's index within the broker.
     pub id: ShardId,
+    /// This broker's id (`--node-id`; 0 for a single broker).
+    pub broker_id: u32,
     /// Shards in the broker.
     pub shard_count: usize,
     /// Broker configuration.
@@ -66,8 +69,13 @@ pub struct Shard {
     pub request_budget: Rc<RequestBudget>,
     /// The mesh, connected once at start.
     mesh: OnceCell<Rc<Mesh>>,
-    /// Shard 0 only: the metadata log and the lock that serialises topic changes.
+    /// Shard 0 of a single broker: the metadata log and the lock that serialises topic changes.
     pub controller: Option<control::Controller>,
+    /// Shard 0 of a cluster broker: its link to the controller quorum.
+    cluster_link: OnceCell<Rc<BrokerLink>>,
+    /// The controller quorum's leader (broker id), as shard 0 last heard; a single broker is
+    /// its own controller.
+    pub controller_leader: Cell<Option<u32>>,
     /// Producer ids handed out by this shard.
     pub producer_ids: ProducerIdAllocator,
     /// The consumer groups this shard coordinates.
@@ -80,6 +88,7 @@ impl Shard {
     /// A shard with its state but no partitions opened yet.
     pub fn new(
         id: ShardId,
+        broker_id: u32,
         shard_count: usize,
         config: Rc<BrokerConfig>,
         ports: Rc<[u16]>,
@@ -89,6 +98,7 @@ impl Shard {
         let cache = Rc::new(ShardCache::new(config.cache_bytes_per_shard));
         Self {
             id,
+            broker_id,
             shard_count,
             ports,
             cluster: RefCell::new(cluster),
@@ -97,7 +107,9 @@ impl Shard {
             request_budget: RequestBudget::new(config.queued_max_request_bytes),
             mesh: OnceCell::new(),
             controller: metadata_log.map(control::Controller::new),
-            producer_ids: ProducerIdAllocator::new(id),
+            cluster_link: OnceCell::new(),
+            controller_leader: Cell::new((!config.cluster_mode()).then_some(broker_id)),
+            producer_ids: ProducerIdAllocator::new(Node::new(broker_id, id.0)),
             offline: offline::OfflinePartitions::default(),
             groups: Rc::new(GroupCoordinator::new(
                 id.0,
@@ -111,6 +123,24 @@ impl Shard {
             )),
             config,
         }
+    }
+
+    /// This shard as a Kafka node.
+    pub fn node(&self) -> Node {
+        Node {
+            broker: self.broker_id,
+            shard: self.id,
+        }
+    }
+
+    /// Shard 0's link to the controller quorum, in a cluster.
+    pub fn cluster_link(&self) -> Option<&Rc<BrokerLink>> {
+        self.cluster_link.get()
+    }
+
+    /// Sets the link once at start-up (shard 0 of a cluster broker).
+    pub fn attach_cluster_link(&self, link: Rc<BrokerLink>) {
+        assert!(self.cluster_link.set(link).is_ok(), "link attached twice");
     }
 
     /// The mesh. Panics before `attach_mesh`, which start-up calls before serving anything.
@@ -138,7 +168,7 @@ impl Shard {
                 None => return PartitionRoute::UnknownPartition,
             }
         };
-        if owner != self.id {
+        if owner != self.node() {
             return PartitionRoute::Elsewhere(owner);
         }
         let partitions = self.partitions.borrow();

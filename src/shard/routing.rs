@@ -1,11 +1,13 @@
-//! Routing that is a pure function of its inputs: which shard coordinates a consumer group.
+//! Routing that is a pure function of its inputs: which node coordinates a consumer group.
 //!
 //! Partitions are not routed here: their placement is decided once by the controller
-//! (least-loaded) and recorded in the metadata log, so a partition's owner is a table lookup
-//! (`Shard::route`). A group's coordinator needs no record: it is a hash of the group id, the same
-//! on every shard and across restarts with the same core count.
+//! (least-loaded) and recorded in the metadata, so a partition's owner is a table lookup
+//! (`Shard::route`). A group's coordinator needs no record: it is a hash of the group id over
+//! the nodes of every registered broker (fenced ones included, so a broker's death does not
+//! move its groups), the same on every shard and broker and across restarts with the same
+//! brokers and core counts. A single broker's nodes are its shards.
 
-use crate::meta::ShardId;
+use crate::meta::{ClusterState, Node, ShardId};
 use crate::protocol::record_batch::crc32c;
 
 /// The shard coordinating `group_id` among `shard_count` shards.
@@ -13,6 +15,16 @@ pub fn group_shard(group_id: &str, shard_count: usize) -> ShardId {
     assert!(shard_count > 0, "at least one shard");
     // CRC-32C rather than std's hasher: it is fixed across processes and Rust versions.
     ShardId((crc32c(group_id.as_bytes()) as usize % shard_count) as u16)
+}
+
+/// The node coordinating `group_id`: among every registered broker's nodes in (broker, shard)
+/// order; `None` while no broker is known.
+pub fn group_node(group_id: &str, cluster: &ClusterState) -> Option<Node> {
+    let nodes: Vec<Node> = cluster.brokers().flat_map(|broker| broker.nodes()).collect();
+    if nodes.is_empty() {
+        return None;
+    }
+    Some(nodes[crc32c(group_id.as_bytes()) as usize % nodes.len()])
 }
 
 #[cfg(test)]

@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::cluster::broker_link::{self, BrokerLink};
+use crate::cluster::controller_service::start_controller;
+use crate::cluster::local_state::LocalState;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::log::{PartitionLog, recovery};
 use crate::meta::metadata_log::MetadataLogWriter;
-use crate::meta::{ClusterState, MetadataChange, ShardId};
+use crate::meta::{BrokerInfo, ClusterState, ShardId};
 
 use super::Shard;
-use super::control::serve_mesh_request;
+use super::control::{CONTROL_SHARD, serve_mesh_request};
 use super::launcher::STOP_POLL_INTERVAL;
 use super::listener::accept_loop;
 use super::mesh::{Mesh, MeshEnds};
@@ -24,6 +27,8 @@ use super::mesh::{Mesh, MeshEnds};
 pub struct ShardStart {
     /// This shard.
     pub id: ShardId,
+    /// This broker's id (0 for a single broker).
+    pub broker_id: u32,
     /// Shards in the broker.
     pub shard_count: usize,
     /// Broker configuration.
@@ -32,6 +37,10 @@ pub struct ShardStart {
     pub ports: Vec<u16>,
     /// The metadata replayed at start.
     pub cluster: ClusterState,
+    /// In a cluster: the controller log index `cluster` is as of.
+    pub applied: u64,
+    /// Shard 0 of a controller quorum voter: the bound controller port.
+    pub controller_listener: Option<StdTcpListener>,
     /// This shard's bound listening socket.
     pub listener: StdTcpListener,
     /// This shard's mesh channel ends.
@@ -48,6 +57,9 @@ pub struct ShardStart {
 pub async fn shard_main(start: ShardStart) {
     let ShardStart {
         id,
+        broker_id,
+        applied,
+        controller_listener,
         shard_count,
         config,
         ports,
@@ -67,7 +79,7 @@ pub async fn shard_main(start: ShardStart) {
             glommio::timer::sleep(STOP_POLL_INTERVAL).await;
         }
     });
-    let shard = match prepare(id, shard_count, config, ports, metadata_log).await {
+    let shard = match prepare(id, broker_id, shard_count, config, ports, metadata_log).await {
         Ok(shard) => shard,
         Err(reason) => {
             let _ = ready.send(Err(reason));
@@ -111,10 +123,47 @@ pub async fn shard_main(start: ShardStart) {
             return;
         }
     };
+    let controller = match controller_listener {
+        Some(listener) => match start_controller(Rc::clone(&shard.config), broker_id, listener).await {
+            Ok(controller) => Some(controller),
+            Err(reason) => {
+                let _ = ready.send(Err(reason));
+                return;
+            }
+        },
+        None => None,
+    };
+    let link_task = (shard.config.cluster_mode() && id == CONTROL_SHARD).then(|| {
+        let link = Rc::new(BrokerLink::new(
+            shard.config.controller_quorum_voters.clone(),
+            BrokerInfo {
+                id: broker_id,
+                rack: shard.config.rack.clone(),
+                host: shard.config.advertised_host().to_owned(),
+                ports: shard.ports.to_vec(),
+                epoch: 0,
+                fenced: false,
+            },
+            shard.config.topic_defaults.clone(),
+            Duration::from_millis(shard.config.broker_heartbeat_interval_ms),
+            LocalState {
+                applied,
+                state: cluster.clone(),
+            },
+        ));
+        shard.attach_cluster_link(Rc::clone(&link));
+        glommio::spawn_local(broker_link::run(Rc::clone(&shard), link))
+    });
     let accepting = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener));
     let _ = ready.send(Ok(id));
     stopped.await;
     accepting.cancel().await;
+    if let Some(task) = link_task {
+        task.cancel().await;
+    }
+    if let Some(controller) = controller {
+        controller.shutdown().await;
+    }
     retention.cancel().await;
     offline_sweeps.cancel().await;
     close_partitions(&shard).await;
@@ -122,6 +171,7 @@ pub async fn shard_main(start: ShardStart) {
 
 async fn prepare(
     id: ShardId,
+    broker_id: u32,
     shard_count: usize,
     config: BrokerConfig,
     ports: Vec<u16>,
@@ -143,6 +193,7 @@ async fn prepare(
     // mesh connects, so it never routes to a partition that is not open yet.
     Ok(Rc::new(Shard::new(
         id,
+        broker_id,
         shard_count,
         Rc::new(config),
         ports.into(),
@@ -169,7 +220,7 @@ async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<()
                 .partitions
                 .iter()
                 .enumerate()
-                .filter(|(_, owner)| **owner == shard.id)
+                .filter(|(_, owner)| **owner == shard.node())
                 .map(|(partition, _)| (topic.name.clone(), partition, topic.config.clone()))
         })
         .collect();
@@ -207,10 +258,7 @@ async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<()
             );
         }
     }
-    for topic in cluster.topics() {
-        let change = MetadataChange::TopicCreated(topic.clone());
-        shard.cluster.borrow_mut().apply(&change);
-    }
+    *shard.cluster.borrow_mut() = cluster.clone();
     tracing::info!(
         shard = shard.id.0,
         partitions = opened,

@@ -1,0 +1,383 @@
+//! A cluster broker's link to the controller quorum, on its shard 0: registers the broker,
+//! heartbeats, fetches the committed metadata changes and applies them on every shard, and
+//! forwards clients' topic changes to the controller leader.
+//!
+//! A fetch is the heartbeat: the leader holds it until a change is committed or up to
+//! `broker.heartbeat.interval.ms`, so changes reach every broker within one round trip of
+//! their commit and an idle cluster exchanges one small request per broker per interval.
+//! Changes are written to the broker's local copy (src/cluster/local_state.rs) before they are
+//! applied, so a crash between the two replays them at the next start.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::{QuorumVoter, TopicDefaults};
+use crate::meta::controller::{TopicError, topic_config};
+use crate::meta::identity::{self, IdentityError};
+use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
+use crate::raft::network::within;
+use crate::raft::{WatchReceiver, WatchSender, watch_channel};
+use crate::shard::Shard;
+use crate::shard::control::apply_everywhere;
+
+use super::controller_rpc::{AdminRequest, ControllerClient, ControllerRequest, ControllerResponse};
+use super::local_state::{self, LocalState};
+
+/// How long a registration or admin call waits for the controller's answer.
+const CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a forwarded topic change may take, leader changes included.
+const ADMIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Pause before trying the next voter after a failure, so a quorum without a leader is not
+/// hammered.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Shard 0's link to the controller.
+pub struct BrokerLink {
+    voters: Vec<QuorumVoter>,
+    /// The broker as it registers.
+    info: BrokerInfo,
+    defaults: TopicDefaults,
+    heartbeat_interval: Duration,
+    /// The voter believed to lead, by index in `voters`.
+    leader: Cell<Option<usize>>,
+    /// The voter to try next when no leader is known.
+    next_voter: Cell<usize>,
+    /// Set when the leader stopped answering, until one answers again.
+    leader_lost: Cell<bool>,
+    /// The metadata as applied here, and its controller log index.
+    state: RefCell<ClusterState>,
+    applied: WatchSender<u64>,
+    _applied_receiver: WatchReceiver<u64>,
+    /// The admin connection, taken out while in use.
+    admin_client: Cell<Option<(usize, ControllerClient)>>,
+}
+
+impl BrokerLink {
+    /// The link of broker `info.id`, starting from what it applied before (`local`).
+    pub fn new(
+        voters: Vec<QuorumVoter>,
+        info: BrokerInfo,
+        defaults: TopicDefaults,
+        heartbeat_interval: Duration,
+        local: LocalState,
+    ) -> Self {
+        let (applied, applied_receiver) = watch_channel(local.applied);
+        Self {
+            voters,
+            info,
+            defaults,
+            heartbeat_interval,
+            leader: Cell::new(None),
+            next_voter: Cell::new(0),
+            leader_lost: Cell::new(false),
+            state: RefCell::new(local.state),
+            applied,
+            _applied_receiver: applied_receiver,
+            admin_client: Cell::new(None),
+        }
+    }
+
+    /// The controller leader's broker id, as last heard.
+    pub fn leader(&self) -> Option<u32> {
+        self.leader.get().map(|index| self.voters[index].id)
+    }
+
+    fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Sends `request` to the leader (or the next voter when none is known); `None` after a
+    /// failure or a redirect, having noted the leader to try next.
+    async fn call(
+        &self,
+        client: &mut Option<(usize, ControllerClient)>,
+        request: &ControllerRequest,
+        limit: Duration,
+    ) -> Option<ControllerResponse> {
+        let target = self.leader.get().unwrap_or_else(|| {
+            let next = self.next_voter.get() % self.voters.len();
+            self.next_voter.set(next + 1);
+            next
+        });
+        if client.as_ref().is_none_or(|(index, _)| *index != target) {
+            *client = Some((target, ControllerClient::new(self.voters[target].address())));
+        }
+        let (_, connection) = client.as_mut().expect("set above");
+        match connection.call(request, limit).await {
+            Ok(ControllerResponse::NotLeader { leader }) => {
+                let known = leader.and_then(|id| self.voters.iter().position(|v| v.id == id));
+                self.leader.set(known.filter(|index| *index != target));
+                glommio::timer::sleep(RETRY_PAUSE).await;
+                None
+            }
+            Ok(response) => {
+                self.leader.set(Some(target));
+                Some(response)
+            }
+            Err(error) => {
+                tracing::debug!(voter = self.voters[target].id, %error, "controller unreachable");
+                if self.leader.get() == Some(target) {
+                    self.leader_lost.set(true);
+                }
+                self.leader.set(None);
+                *client = None;
+                glommio::timer::sleep(RETRY_PAUSE).await;
+                None
+            }
+        }
+    }
+
+    /// Forwards a topic change to the controller leader; answers once this broker applied it,
+    /// so the client's next request here sees it. One result per item.
+    pub async fn admin(&self, request: AdminRequest) -> Vec<Result<(), TopicError>> {
+        let count = request.len();
+        let deadline = Instant::now() + ADMIN_LIMIT;
+        let request = ControllerRequest::Admin(request);
+        let mut client = self.admin_client.take();
+        let answer = loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break None;
+            }
+            let limit = (deadline - now).min(ADMIN_LIMIT);
+            if let Some(ControllerResponse::Admin { results, applied }) =
+                self.call(&mut client, &request, limit).await
+                && results.len() == count
+            {
+                break Some((results, applied));
+            }
+        };
+        self.admin_client.set(client);
+        let Some((results, applied)) = answer else {
+            return (0..count)
+                .map(|_| {
+                    Err(TopicError::ControllerUnavailable(
+                        "no controller leader answered in time".into(),
+                    ))
+                })
+                .collect();
+        };
+        let mut applied_watch = self.applied.subscribe();
+        while self.applied() < applied {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || within(left, applied_watch.changed()).await.is_none() {
+                break;
+            }
+        }
+        results
+    }
+
+    /// A topic change with the configuration this broker derives from its own defaults and
+    /// the topic's overrides (as a single broker does at start).
+    fn localized(&self, change: MetadataChange) -> MetadataChange {
+        match change {
+            MetadataChange::TopicCreated(mut topic) => {
+                if let Ok(config) = topic_config(&self.defaults, &topic.overrides) {
+                    topic.config = config;
+                }
+                MetadataChange::TopicCreated(topic)
+            }
+            MetadataChange::ConfigChanged {
+                name,
+                config,
+                overrides,
+            } => MetadataChange::ConfigChanged {
+                config: topic_config(&self.defaults, &overrides).unwrap_or(config),
+                name,
+                overrides,
+            },
+            other => other,
+        }
+    }
+
+    /// Applies changes fetched from the controller: durable here first, then on every shard.
+    /// `fresh` is false for changes derived from a whole state, whose partition directories
+    /// may hold this broker's data from before.
+    async fn apply(&self, shard: &Rc<Shard>, changes: Vec<MetadataChange>, applied: u64, fresh: bool) {
+        let applied = applied.max(self.applied());
+        if changes.is_empty() {
+            return;
+        }
+        let changes: Vec<MetadataChange> =
+            changes.into_iter().map(|change| self.localized(change)).collect();
+        let mut next = self.state.borrow().clone();
+        for change in &changes {
+            next.apply(change);
+        }
+        let local = LocalState {
+            applied,
+            state: next.clone(),
+        };
+        if let Err(error) = local_state::store(&shard.config.data_dir, &local).await {
+            tracing::error!(%error, "cannot record the cluster metadata; will fetch it again");
+            glommio::timer::sleep(RETRY_PAUSE).await;
+            return;
+        }
+        for change in &changes {
+            if let Err(error) = apply_everywhere(shard, change, fresh).await {
+                tracing::error!(%error, ?change, "applying a metadata change failed");
+            }
+        }
+        *self.state.borrow_mut() = next;
+        let _ = self.applied.send(applied);
+    }
+
+    fn note_leader(&self, shard: &Rc<Shard>, leader: u32) {
+        self.leader_lost.set(false);
+        if shard.controller_leader.get() != Some(leader) {
+            tracing::info!(leader, "controller leader");
+            crate::shard::control::announce_controller_leader(shard, Some(leader));
+        }
+    }
+
+    /// Forgets the leader once it stopped answering, so Metadata stops naming it.
+    fn note_leader_lost(&self, shard: &Rc<Shard>) {
+        if self.leader_lost.get() && shard.controller_leader.get().is_some() {
+            tracing::info!("controller leader lost");
+            crate::shard::control::announce_controller_leader(shard, None);
+        }
+    }
+}
+
+/// Runs the link until the shard stops: register, then fetch and apply, registering again
+/// whenever the controller asks.
+pub async fn run(shard: Rc<Shard>, link: Rc<BrokerLink>) {
+    let mut client = None;
+    loop {
+        let epoch = register(&shard, &link, &mut client).await;
+        loop {
+            let request = ControllerRequest::Fetch {
+                broker: link.info.id,
+                epoch,
+                applied: link.applied(),
+                wait_ms: link.heartbeat_interval.as_millis() as u64,
+            };
+            let limit = link.heartbeat_interval + CALL_LIMIT;
+            match link.call(&mut client, &request, limit).await {
+                Some(ControllerResponse::Changes {
+                    leader,
+                    applied,
+                    changes,
+                }) => {
+                    link.note_leader(&shard, leader);
+                    let changes = changes.into_iter().map(|(_, change)| change).collect();
+                    link.apply(&shard, changes, applied, true).await;
+                }
+                Some(ControllerResponse::State {
+                    leader,
+                    applied,
+                    state,
+                }) => {
+                    link.note_leader(&shard, leader);
+                    let changes = differences(&link.state.borrow(), &state);
+                    tracing::info!(applied, changes = changes.len(), "caught up from the whole controller state");
+                    link.apply(&shard, changes, applied, false).await;
+                }
+                Some(ControllerResponse::Reregister) => break,
+                Some(other) => tracing::warn!(?other, "unexpected controller answer to a fetch"),
+                None => link.note_leader_lost(&shard),
+            }
+        }
+    }
+}
+
+async fn register(
+    shard: &Rc<Shard>,
+    link: &BrokerLink,
+    client: &mut Option<(usize, ControllerClient)>,
+) -> u64 {
+    let request = ControllerRequest::Register(link.info.clone());
+    loop {
+        if let Some(ControllerResponse::Registered { cluster_id, epoch }) =
+            link.call(client, &request, CALL_LIMIT).await
+        {
+            if let Err(error) = adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await {
+                tracing::error!(%error, "refusing to join the controller quorum's cluster; stopping");
+                std::process::exit(2);
+            }
+            tracing::info!(broker = link.info.id, epoch, %cluster_id, "registered with the controller");
+            return epoch;
+        }
+    }
+}
+
+/// Checks the quorum's cluster id against the data dir's (`meta.properties`) and records it
+/// there the first time: a data dir of another cluster must not take part in this one.
+async fn adopt_cluster_id(
+    data_dir: &std::path::Path,
+    node_id: u32,
+    cluster_id: &str,
+) -> Result<(), IdentityError> {
+    let data_dir = data_dir.to_owned();
+    let cluster_id = cluster_id.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || {
+            let identity = identity::check_or_format(&data_dir, node_id, true)?;
+            if identity::check_cluster_id(&identity, &cluster_id)? {
+                identity::store_cluster_id(&data_dir, &identity, &cluster_id)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// The changes that turn `from` into `to` (for a broker catching up from a whole state).
+pub fn differences(from: &ClusterState, to: &ClusterState) -> Vec<MetadataChange> {
+    let mut changes = Vec::new();
+    if let Some(cluster_id) = to.cluster_id()
+        && from.cluster_id() != Some(cluster_id)
+    {
+        changes.push(MetadataChange::ClusterCreated {
+            cluster_id: cluster_id.to_owned(),
+        });
+    }
+    for broker in to.brokers() {
+        if from.broker(broker.id) != Some(broker) {
+            let registered = BrokerInfo {
+                fenced: false,
+                ..broker.clone()
+            };
+            changes.push(MetadataChange::BrokerRegistered(registered));
+            if broker.fenced {
+                changes.push(MetadataChange::BrokerFenced {
+                    broker: broker.id,
+                    epoch: broker.epoch,
+                });
+            }
+        }
+    }
+    for topic in from.topics() {
+        let same = to
+            .topic(&topic.name)
+            .is_some_and(|now| now.topic_id == topic.topic_id);
+        if !same {
+            changes.push(MetadataChange::TopicDeleted {
+                name: topic.name.clone(),
+            });
+        }
+    }
+    for topic in to.topics() {
+        match from.topic(&topic.name) {
+            Some(before) if before.topic_id == topic.topic_id => {
+                if topic.partitions.len() > before.partitions.len() {
+                    changes.push(MetadataChange::PartitionsAdded {
+                        name: topic.name.clone(),
+                        added: topic.partitions[before.partitions.len()..].to_vec(),
+                    });
+                }
+                if topic.overrides != before.overrides {
+                    changes.push(MetadataChange::ConfigChanged {
+                        name: topic.name.clone(),
+                        config: topic.config.clone(),
+                        overrides: topic.overrides.clone(),
+                    });
+                }
+            }
+            _ => changes.push(MetadataChange::TopicCreated(topic.clone())),
+        }
+    }
+    changes
+}
