@@ -5,8 +5,8 @@
 
 use std::rc::Rc;
 
-use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::meta::controller::CreateTopicSpec;
+use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
 use crate::protocol::messages::describe_cluster::{
@@ -330,7 +330,11 @@ fn topic_metadata(
                     leader_id: if live { owner.node_id() } else { -1 },
                     leader_epoch: 0,
                     replica_nodes: vec![owner.node_id()],
-                    isr_nodes: if live { vec![owner.node_id()] } else { Vec::new() },
+                    isr_nodes: if live {
+                        vec![owner.node_id()]
+                    } else {
+                        Vec::new()
+                    },
                     offline_replicas: if offline || !live {
                         vec![owner.node_id()]
                     } else {

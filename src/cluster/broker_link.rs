@@ -21,7 +21,9 @@ use crate::raft::{WatchReceiver, WatchSender, watch_channel};
 use crate::shard::Shard;
 use crate::shard::control::apply_everywhere;
 
-use super::controller_rpc::{AdminRequest, ControllerClient, ControllerRequest, ControllerResponse};
+use super::controller_rpc::{
+    AdminRequest, ControllerClient, ControllerRequest, ControllerResponse,
+};
 use super::local_state::{self, LocalState};
 
 /// How long a registration or admin call waits for the controller's answer.
@@ -196,13 +198,21 @@ impl BrokerLink {
     /// Applies changes fetched from the controller: durable here first, then on every shard.
     /// `fresh` is false for changes derived from a whole state, whose partition directories
     /// may hold this broker's data from before.
-    async fn apply(&self, shard: &Rc<Shard>, changes: Vec<MetadataChange>, applied: u64, fresh: bool) {
+    async fn apply(
+        &self,
+        shard: &Rc<Shard>,
+        changes: Vec<MetadataChange>,
+        applied: u64,
+        fresh: bool,
+    ) {
         let applied = applied.max(self.applied());
         if changes.is_empty() {
             return;
         }
-        let changes: Vec<MetadataChange> =
-            changes.into_iter().map(|change| self.localized(change)).collect();
+        let changes: Vec<MetadataChange> = changes
+            .into_iter()
+            .map(|change| self.localized(change))
+            .collect();
         let mut next = self.state.borrow().clone();
         for change in &changes {
             next.apply(change);
@@ -273,7 +283,11 @@ pub async fn run(shard: Rc<Shard>, link: Rc<BrokerLink>) {
                 }) => {
                     link.note_leader(&shard, leader);
                     let changes = differences(&link.state.borrow(), &state);
-                    tracing::info!(applied, changes = changes.len(), "caught up from the whole controller state");
+                    tracing::info!(
+                        applied,
+                        changes = changes.len(),
+                        "caught up from the whole controller state"
+                    );
                     link.apply(&shard, changes, applied, false).await;
                 }
                 Some(ControllerResponse::Reregister) => break,
@@ -294,7 +308,9 @@ async fn register(
         if let Some(ControllerResponse::Registered { cluster_id, epoch }) =
             link.call(client, &request, CALL_LIMIT).await
         {
-            if let Err(error) = adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await {
+            if let Err(error) =
+                adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await
+            {
                 tracing::error!(%error, "refusing to join the controller quorum's cluster; stopping");
                 std::process::exit(2);
             }

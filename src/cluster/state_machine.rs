@@ -190,7 +190,11 @@ impl RaftSnapshotBuilder<ControllerRaft> for ControllerStore {
                 last_log_id: inner.last_applied,
                 last_membership: inner.membership.clone(),
             };
-            (meta, Self::snapshot_bytes(&inner)?, inner.snapshot_path.clone())
+            (
+                meta,
+                Self::snapshot_bytes(&inner)?,
+                inner.snapshot_path.clone(),
+            )
         };
         // Durable before openraft may purge the log it replaces.
         Self::persist_snapshot(path, bytes.clone()).await?;
@@ -227,7 +231,7 @@ impl RaftStateMachine<ControllerRaft> for ControllerStore {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let log_id = entry.log_id.clone();
+            let log_id = entry.log_id;
             let index = log_id.index();
             {
                 let mut inner = self.inner.borrow_mut();
