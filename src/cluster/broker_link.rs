@@ -397,3 +397,96 @@ pub fn differences(from: &ClusterState, to: &ClusterState) -> Vec<MetadataChange
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::TopicConfig;
+    use crate::meta::{Node, TopicMeta};
+
+    fn topic(name: &str, id: u8, partitions: usize) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            topic_id: [id; 16],
+            partitions: (0..partitions).map(|p| Node::new(1, p as u16)).collect(),
+            config: TopicConfig::from_defaults(&TopicDefaults::default()),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    fn broker(id: u32, epoch: u64, fenced: bool) -> BrokerInfo {
+        BrokerInfo {
+            id,
+            rack: None,
+            host: "127.0.0.1".into(),
+            ports: vec![9092],
+            epoch,
+            fenced,
+        }
+    }
+
+    #[test]
+    fn differences_turn_one_state_into_the_other() {
+        // Proves a broker catching up from a whole state ends with exactly that state: topics
+        // created, deleted, re-created under a new id, grown and re-configured, brokers
+        // registered and fenced.
+        let mut from = ClusterState::default();
+        for change in [
+            MetadataChange::BrokerRegistered(broker(1, 1, false)),
+            MetadataChange::TopicCreated(topic("kept", 1, 2)),
+            MetadataChange::TopicCreated(topic("gone", 2, 1)),
+            MetadataChange::TopicCreated(topic("reborn", 3, 1)),
+        ] {
+            from.apply(&change);
+        }
+        let mut to = from.clone();
+        let mut grown = topic("kept", 1, 3);
+        grown.overrides.insert("retention.ms".into(), "1000".into());
+        for change in [
+            MetadataChange::ClusterCreated {
+                cluster_id: "c".into(),
+            },
+            MetadataChange::BrokerRegistered(broker(2, 1, false)),
+            MetadataChange::BrokerRegistered(broker(1, 2, false)),
+            MetadataChange::BrokerFenced {
+                broker: 1,
+                epoch: 2,
+            },
+            MetadataChange::PartitionsAdded {
+                name: "kept".into(),
+                added: vec![Node::new(1, 2)],
+            },
+            MetadataChange::ConfigChanged {
+                name: "kept".into(),
+                config: grown.config.clone(),
+                overrides: grown.overrides.clone(),
+            },
+            MetadataChange::TopicDeleted {
+                name: "gone".into(),
+            },
+            MetadataChange::TopicDeleted {
+                name: "reborn".into(),
+            },
+            MetadataChange::TopicCreated(topic("reborn", 4, 2)),
+            MetadataChange::TopicCreated(topic("new", 5, 1)),
+        ] {
+            to.apply(&change);
+        }
+        let mut caught_up = from.clone();
+        for change in differences(&from, &to) {
+            caught_up.apply(&change);
+        }
+        assert_eq!(caught_up.cluster_id(), to.cluster_id());
+        assert_eq!(
+            caught_up.brokers().collect::<Vec<_>>(),
+            to.brokers().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            caught_up.topics().collect::<Vec<_>>(),
+            to.topics().collect::<Vec<_>>()
+        );
+        assert!(differences(&to, &to).is_empty());
+    }
+}
