@@ -316,7 +316,8 @@ fn topic_metadata(
                 } else {
                     shard.offline.contains(topic.topic_id, index)
                 };
-                let live = *owner == shard.node() || cluster.node_is_live(*owner);
+                // A broker serves its own partitions whatever the controller last said of it.
+                let live = owner.broker == shard.broker_id || cluster.node_is_live(*owner);
                 let error_code = if !live {
                     ErrorCode::LeaderNotAvailable.code()
                 } else if offline {
