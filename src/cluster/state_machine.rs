@@ -300,3 +300,23 @@ impl RaftStateMachine<ControllerRaft> for ControllerStore {
             }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_naming_its_file() {
+        // Proves a voter never starts from a snapshot it cannot read (it would otherwise
+        // start empty and replay only the log after the snapshot, losing what it held), while
+        // no snapshot at all is an empty state.
+        let dir = std::path::Path::new("/var/lib/spate/__meta/raft");
+        let empty = ControllerStore::new(dir, None).unwrap();
+        assert_eq!(empty.applied_index(), 0);
+        let error = ControllerStore::new(dir, Some(b"{\"last_applied\":".to_vec()))
+            .err()
+            .expect("a damaged snapshot is an error")
+            .to_string();
+        assert!(error.contains(SNAPSHOT_FILE_NAME), "{error}");
+    }
+}
