@@ -5,8 +5,8 @@
 
 use std::rc::Rc;
 
-use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::meta::controller::CreateTopicSpec;
+use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
 use crate::protocol::messages::describe_cluster::{
@@ -316,7 +316,8 @@ fn topic_metadata(
                 } else {
                     shard.offline.contains(topic.topic_id, index)
                 };
-                let live = *owner == shard.node() || cluster.node_is_live(*owner);
+                // A broker serves its own partitions whatever the controller last said of it.
+                let live = owner.broker == shard.broker_id || cluster.node_is_live(*owner);
                 let error_code = if !live {
                     ErrorCode::LeaderNotAvailable.code()
                 } else if offline {
@@ -330,7 +331,11 @@ fn topic_metadata(
                     leader_id: if live { owner.node_id() } else { -1 },
                     leader_epoch: 0,
                     replica_nodes: vec![owner.node_id()],
-                    isr_nodes: if live { vec![owner.node_id()] } else { Vec::new() },
+                    isr_nodes: if live {
+                        vec![owner.node_id()]
+                    } else {
+                        Vec::new()
+                    },
                     offline_replicas: if offline || !live {
                         vec![owner.node_id()]
                     } else {

@@ -21,7 +21,9 @@ use crate::raft::{WatchReceiver, WatchSender, watch_channel};
 use crate::shard::Shard;
 use crate::shard::control::apply_everywhere;
 
-use super::controller_rpc::{AdminRequest, ControllerClient, ControllerRequest, ControllerResponse};
+use super::controller_rpc::{
+    AdminRequest, ControllerClient, ControllerRequest, ControllerResponse,
+};
 use super::local_state::{self, LocalState};
 
 /// How long a registration or admin call waits for the controller's answer.
@@ -196,13 +198,21 @@ impl BrokerLink {
     /// Applies changes fetched from the controller: durable here first, then on every shard.
     /// `fresh` is false for changes derived from a whole state, whose partition directories
     /// may hold this broker's data from before.
-    async fn apply(&self, shard: &Rc<Shard>, changes: Vec<MetadataChange>, applied: u64, fresh: bool) {
+    async fn apply(
+        &self,
+        shard: &Rc<Shard>,
+        changes: Vec<MetadataChange>,
+        applied: u64,
+        fresh: bool,
+    ) {
         let applied = applied.max(self.applied());
         if changes.is_empty() {
             return;
         }
-        let changes: Vec<MetadataChange> =
-            changes.into_iter().map(|change| self.localized(change)).collect();
+        let changes: Vec<MetadataChange> = changes
+            .into_iter()
+            .map(|change| self.localized(change))
+            .collect();
         let mut next = self.state.borrow().clone();
         for change in &changes {
             next.apply(change);
@@ -273,7 +283,11 @@ pub async fn run(shard: Rc<Shard>, link: Rc<BrokerLink>) {
                 }) => {
                     link.note_leader(&shard, leader);
                     let changes = differences(&link.state.borrow(), &state);
-                    tracing::info!(applied, changes = changes.len(), "caught up from the whole controller state");
+                    tracing::info!(
+                        applied,
+                        changes = changes.len(),
+                        "caught up from the whole controller state"
+                    );
                     link.apply(&shard, changes, applied, false).await;
                 }
                 Some(ControllerResponse::Reregister) => break,
@@ -294,7 +308,9 @@ async fn register(
         if let Some(ControllerResponse::Registered { cluster_id, epoch }) =
             link.call(client, &request, CALL_LIMIT).await
         {
-            if let Err(error) = adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await {
+            if let Err(error) =
+                adopt_cluster_id(&shard.config.data_dir, link.info.id, &cluster_id).await
+            {
                 tracing::error!(%error, "refusing to join the controller quorum's cluster; stopping");
                 std::process::exit(2);
             }
@@ -380,4 +396,97 @@ pub fn differences(from: &ClusterState, to: &ClusterState) -> Vec<MetadataChange
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::TopicConfig;
+    use crate::meta::{Node, TopicMeta};
+
+    fn topic(name: &str, id: u8, partitions: usize) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            topic_id: [id; 16],
+            partitions: (0..partitions).map(|p| Node::new(1, p as u16)).collect(),
+            config: TopicConfig::from_defaults(&TopicDefaults::default()),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    fn broker(id: u32, epoch: u64, fenced: bool) -> BrokerInfo {
+        BrokerInfo {
+            id,
+            rack: None,
+            host: "127.0.0.1".into(),
+            ports: vec![9092],
+            epoch,
+            fenced,
+        }
+    }
+
+    #[test]
+    fn differences_turn_one_state_into_the_other() {
+        // Proves a broker catching up from a whole state ends with exactly that state: topics
+        // created, deleted, re-created under a new id, grown and re-configured, brokers
+        // registered and fenced.
+        let mut from = ClusterState::default();
+        for change in [
+            MetadataChange::BrokerRegistered(broker(1, 1, false)),
+            MetadataChange::TopicCreated(topic("kept", 1, 2)),
+            MetadataChange::TopicCreated(topic("gone", 2, 1)),
+            MetadataChange::TopicCreated(topic("reborn", 3, 1)),
+        ] {
+            from.apply(&change);
+        }
+        let mut to = from.clone();
+        let mut grown = topic("kept", 1, 3);
+        grown.overrides.insert("retention.ms".into(), "1000".into());
+        for change in [
+            MetadataChange::ClusterCreated {
+                cluster_id: "c".into(),
+            },
+            MetadataChange::BrokerRegistered(broker(2, 1, false)),
+            MetadataChange::BrokerRegistered(broker(1, 2, false)),
+            MetadataChange::BrokerFenced {
+                broker: 1,
+                epoch: 2,
+            },
+            MetadataChange::PartitionsAdded {
+                name: "kept".into(),
+                added: vec![Node::new(1, 2)],
+            },
+            MetadataChange::ConfigChanged {
+                name: "kept".into(),
+                config: grown.config.clone(),
+                overrides: grown.overrides.clone(),
+            },
+            MetadataChange::TopicDeleted {
+                name: "gone".into(),
+            },
+            MetadataChange::TopicDeleted {
+                name: "reborn".into(),
+            },
+            MetadataChange::TopicCreated(topic("reborn", 4, 2)),
+            MetadataChange::TopicCreated(topic("new", 5, 1)),
+        ] {
+            to.apply(&change);
+        }
+        let mut caught_up = from.clone();
+        for change in differences(&from, &to) {
+            caught_up.apply(&change);
+        }
+        assert_eq!(caught_up.cluster_id(), to.cluster_id());
+        assert_eq!(
+            caught_up.brokers().collect::<Vec<_>>(),
+            to.brokers().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            caught_up.topics().collect::<Vec<_>>(),
+            to.topics().collect::<Vec<_>>()
+        );
+        assert!(differences(&to, &to).is_empty());
+    }
 }

@@ -160,7 +160,10 @@ impl ControllerClient {
                 self.stream = None;
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no answer from the controller at {} in {limit:?}", self.addr),
+                    format!(
+                        "no answer from the controller at {} in {limit:?}",
+                        self.addr
+                    ),
                 ))
             }
         }

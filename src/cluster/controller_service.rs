@@ -247,7 +247,13 @@ impl ControllerService {
         })
     }
 
-    async fn fetch(&self, broker: u32, epoch: u64, applied: u64, wait_ms: u64) -> ControllerResponse {
+    async fn fetch(
+        &self,
+        broker: u32,
+        epoch: u64,
+        applied: u64,
+        wait_ms: u64,
+    ) -> ControllerResponse {
         // A new leader may not have applied the broker's registration yet: catch up first.
         if !self.is_current(broker, epoch)
             && (self.linearize().await.is_err() || !self.is_current(broker, epoch))
@@ -257,7 +263,8 @@ impl ControllerService {
         self.heartbeats.borrow_mut().insert(broker, Instant::now());
         if self.store.applied_index() <= applied {
             let mut applied_watch = self.store.watch_applied();
-            let wait = Duration::from_millis(wait_ms.min(self.config.broker_session_timeout_ms / 2));
+            let wait =
+                Duration::from_millis(wait_ms.min(self.config.broker_session_timeout_ms / 2));
             let _ = within(wait, applied_watch.changed()).await;
         }
         let leader = self.id;
@@ -400,7 +407,12 @@ async fn fence_silent_brokers(service: Rc<ControllerService>) {
             if !service.is_current(broker, epoch) {
                 continue;
             }
-            tracing::warn!(broker, epoch, timeout_ms = timeout.as_millis() as u64, "broker stopped heartbeating; fencing it");
+            tracing::warn!(
+                broker,
+                epoch,
+                timeout_ms = timeout.as_millis() as u64,
+                "broker stopped heartbeating; fencing it"
+            );
             if let Err(error) = service
                 .commit(MetadataChange::BrokerFenced { broker, epoch })
                 .await

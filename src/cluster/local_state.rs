@@ -106,7 +106,11 @@ mod tests {
             fenced: false,
         }));
         std::fs::create_dir_all(dir.path().join(META_DIR_NAME)).unwrap();
-        let bytes = serde_json::to_vec(&LocalState { applied: 9, state: state.clone() }).unwrap();
+        let bytes = serde_json::to_vec(&LocalState {
+            applied: 9,
+            state: state.clone(),
+        })
+        .unwrap();
         write_file_atomically(&path(dir.path()), &bytes).unwrap();
         let loaded = load(dir.path()).unwrap();
         assert_eq!((loaded.applied, loaded.state), (9, state));

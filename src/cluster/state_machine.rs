@@ -190,7 +190,11 @@ impl RaftSnapshotBuilder<ControllerRaft> for ControllerStore {
                 last_log_id: inner.last_applied,
                 last_membership: inner.membership.clone(),
             };
-            (meta, Self::snapshot_bytes(&inner)?, inner.snapshot_path.clone())
+            (
+                meta,
+                Self::snapshot_bytes(&inner)?,
+                inner.snapshot_path.clone(),
+            )
         };
         // Durable before openraft may purge the log it replaces.
         Self::persist_snapshot(path, bytes.clone()).await?;
@@ -227,7 +231,7 @@ impl RaftStateMachine<ControllerRaft> for ControllerStore {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let log_id = entry.log_id.clone();
+            let log_id = entry.log_id;
             let index = log_id.index();
             {
                 let mut inner = self.inner.borrow_mut();
@@ -294,5 +298,25 @@ impl RaftStateMachine<ControllerRaft> for ControllerStore {
                 meta,
                 snapshot: bytes,
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_naming_its_file() {
+        // Proves a voter never starts from a snapshot it cannot read (it would otherwise
+        // start empty and replay only the log after the snapshot, losing what it held), while
+        // no snapshot at all is an empty state.
+        let dir = std::path::Path::new("/var/lib/spate/__meta/raft");
+        let empty = ControllerStore::new(dir, None).unwrap();
+        assert_eq!(empty.applied_index(), 0);
+        let error = ControllerStore::new(dir, Some(b"{\"last_applied\":".to_vec()))
+            .err()
+            .expect("a damaged snapshot is an error")
+            .to_string();
+        assert!(error.contains(SNAPSHOT_FILE_NAME), "{error}");
     }
 }

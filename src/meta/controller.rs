@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::config::{InvalidTopicConfig, TopicConfig, TopicDefaults};
 
-use super::placement::place_partitions;
+use super::placement::{PlacementNode, place_replicas};
 use super::topic_name::validate_topic_name;
 use super::{ClusterState, MetadataChange, Node, TopicMeta};
 
@@ -294,29 +294,35 @@ pub fn plan_create_partitions(
     })
 }
 
-/// Owners for `count` new partitions among the shards of live brokers, least-loaded first;
-/// `start` rotates where ties begin, so partition 0 of successive topics spreads.
+/// Owners for `count` new partitions among the shards of live brokers: spread evenly over the
+/// brokers, each on its broker's least-loaded shard, emptier brokers first; `start` rotates
+/// which broker leads first, so partition 0 of successive topics spreads.
 fn place_on_live_nodes(
     state: &ClusterState,
     count: usize,
     start: usize,
 ) -> Result<Vec<Node>, TopicError> {
-    let nodes: Vec<Node> = state
+    let loads = state.partitions_per_node();
+    let nodes: Vec<PlacementNode> = state
         .brokers()
         .filter(|broker| !broker.fenced)
-        .flat_map(|broker| broker.nodes())
+        .flat_map(|broker| {
+            broker.nodes().map(|node| PlacementNode {
+                broker: node.broker,
+                shard: node.shard.0,
+                rack: broker.rack.clone(),
+                partitions: loads.get(&node).copied().unwrap_or(0),
+            })
+        })
         .collect();
-    if nodes.is_empty() {
-        return Err(TopicError::NoLiveBrokers);
-    }
-    let loads = state.partitions_per_node();
-    let current: Vec<usize> = nodes
-        .iter()
-        .map(|node| loads.get(node).copied().unwrap_or(0))
-        .collect();
-    Ok(place_partitions(&current, count, start % nodes.len())
+    let placed = place_replicas(&nodes, count, 1, start).map_err(|_| TopicError::NoLiveBrokers)?;
+    Ok(placed
         .into_iter()
-        .map(|index| nodes[index.index()])
+        .filter_map(|replicas| {
+            replicas
+                .first()
+                .map(|&(broker, shard)| Node::new(broker, shard))
+        })
         .collect())
 }
 

@@ -310,7 +310,9 @@ fn read_shards(cursor: &mut LeCursor) -> Option<Vec<Node>> {
     if count > cursor.remaining() / 2 {
         return None;
     }
-    (0..count).map(|_| Some(Node::new(0, cursor.u16()?))).collect()
+    (0..count)
+        .map(|_| Some(Node::new(0, cursor.u16()?)))
+        .collect()
 }
 
 /// A whole configuration (the older records' form): name and value pairs.
@@ -623,9 +625,7 @@ mod tests {
         let mut bytes = Vec::new();
         bytes.extend(record(&topic("a")));
         bytes.extend(record(&topic("b")));
-        bytes.extend(record(&MetadataChange::TopicDeleted {
-            name: "a".into(),
-        }));
+        bytes.extend(record(&MetadataChange::TopicDeleted { name: "a".into() }));
         let whole = bytes.len();
         let torn = record(&topic("c"));
         bytes.extend_from_slice(&torn[..torn.len() - 3]);
@@ -735,17 +735,11 @@ mod tests {
         let dir = temp_dir("deletions");
         let loaded = load(&dir, &defaults(), false).unwrap();
         let mut bytes = record(&topic("a"));
-        bytes.extend(record(&MetadataChange::TopicDeleted {
-            name: "a".into(),
-        }));
+        bytes.extend(record(&MetadataChange::TopicDeleted { name: "a".into() }));
         bytes.extend(record(&topic("a")));
         bytes.extend(record(&topic("b")));
-        bytes.extend(record(&MetadataChange::TopicDeleted {
-            name: "b".into(),
-        }));
-        bytes.extend(record(&MetadataChange::TopicDeleted {
-            name: "x".into(),
-        }));
+        bytes.extend(record(&MetadataChange::TopicDeleted { name: "b".into() }));
+        bytes.extend(record(&MetadataChange::TopicDeleted { name: "x".into() }));
         fs::write(&loaded.path, &bytes).unwrap();
         let mut state = load(&dir, &defaults(), false).unwrap().state;
         assert!(state.deletion_recorded("a"));

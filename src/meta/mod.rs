@@ -60,7 +60,8 @@ impl Node {
     pub fn from_node_id(node_id: i32) -> Option<Self> {
         let id = u32::try_from(node_id).ok()?;
         let broker = id >> NODE_SHARD_BITS;
-        (broker <= crate::config::NODE_ID_MAX).then(|| Self::new(broker, (id & ((1 << NODE_SHARD_BITS) - 1)) as u16))
+        (broker <= crate::config::NODE_ID_MAX)
+            .then(|| Self::new(broker, (id & ((1 << NODE_SHARD_BITS) - 1)) as u16))
     }
 }
 

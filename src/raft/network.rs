@@ -65,7 +65,12 @@ fn invalid(message: impl Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_string())
 }
 
-pub(crate) async fn write_frame(stream: &mut TcpStream, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_frame(
+    stream: &mut TcpStream,
+    kind: u8,
+    id: u64,
+    body: &[u8],
+) -> io::Result<()> {
     let total = HEADER_BYTES + body.len();
     if total > FRAME_BYTES_MAX {
         return Err(invalid(format_args!(

@@ -279,7 +279,9 @@ async fn commit(
     let appended = writer.append(&change).await;
     *controller.metadata_log.borrow_mut() = Some(writer);
     appended.map_err(|error| storage(error.to_string()))?;
-    apply_everywhere(shard, &change, true).await.map_err(storage)
+    apply_everywhere(shard, &change, true)
+        .await
+        .map_err(storage)
 }
 
 /// Applies a durable change on every shard of this broker, this one included.

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::cluster::local_state;
 use crate::config::BrokerConfig;
 use crate::group::offset_store::{self, OffsetStoreError};
 use crate::io::data_dir_lock::{DataDirLock, DataDirLockError};
 use crate::meta::identity::{self, IdentityError};
 use crate::meta::metadata_log::{self, META_DIR_NAME, write_file_atomically};
-use crate::cluster::local_state;
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange, Node, ShardId};
 
 use super::mesh::{MeshEnds, build_mesh};
@@ -208,13 +208,13 @@ fn start_until(
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()
         .map_err(io_error("reading a bound port"))?;
-    let mut controller_listener = match &voter {
-        Some(voter) => Some(
-            bind_retrying(&voter.host, voter.port)
-                .map_err(io_error(format!("listening for the controller on {}", voter.address())))?,
-        ),
-        None => None,
-    };
+    let mut controller_listener =
+        match &voter {
+            Some(voter) => Some(bind_retrying(&voter.host, voter.port).map_err(io_error(
+                format!("listening for the controller on {}", voter.address()),
+            ))?),
+            None => None,
+        };
     if !config.cluster_mode() {
         // A single broker is its own one-broker cluster; it registers with nobody.
         state.apply(&MetadataChange::BrokerRegistered(BrokerInfo {
@@ -246,7 +246,11 @@ fn start_until(
             cluster: state.clone(),
             listener,
             mesh: mesh_ends,
-            metadata_log: if index == 0 { metadata_log.clone() } else { None },
+            metadata_log: if index == 0 {
+                metadata_log.clone()
+            } else {
+                None
+            },
             stop: Arc::clone(&stop),
             ready: ready_sender.clone(),
         };
@@ -375,7 +379,11 @@ fn bind_retrying(host: &str, port: u16) -> std::io::Result<StdTcpListener> {
     }
 }
 
-fn publish_listeners(config: &BrokerConfig, broker_id: u32, ports: &[u16]) -> Result<(), LaunchError> {
+fn publish_listeners(
+    config: &BrokerConfig,
+    broker_id: u32,
+    ports: &[u16],
+) -> Result<(), LaunchError> {
     let mut text = String::new();
     for (shard, port) in ports.iter().enumerate() {
         let node = Node::new(broker_id, shard as u16).node_id();

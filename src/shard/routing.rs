@@ -20,7 +20,10 @@ pub fn group_shard(group_id: &str, shard_count: usize) -> ShardId {
 /// The node coordinating `group_id`: among every registered broker's nodes in (broker, shard)
 /// order; `None` while no broker is known.
 pub fn group_node(group_id: &str, cluster: &ClusterState) -> Option<Node> {
-    let nodes: Vec<Node> = cluster.brokers().flat_map(|broker| broker.nodes()).collect();
+    let nodes: Vec<Node> = cluster
+        .brokers()
+        .flat_map(|broker| broker.nodes())
+        .collect();
     if nodes.is_empty() {
         return None;
     }

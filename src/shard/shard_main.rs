@@ -124,13 +124,15 @@ pub async fn shard_main(start: ShardStart) {
         }
     };
     let controller = match controller_listener {
-        Some(listener) => match start_controller(Rc::clone(&shard.config), broker_id, listener).await {
-            Ok(controller) => Some(controller),
-            Err(reason) => {
-                let _ = ready.send(Err(reason));
-                return;
+        Some(listener) => {
+            match start_controller(Rc::clone(&shard.config), broker_id, listener).await {
+                Ok(controller) => Some(controller),
+                Err(reason) => {
+                    let _ = ready.send(Err(reason));
+                    return;
+                }
             }
-        },
+        }
         None => None,
     };
     let link_task = (shard.config.cluster_mode() && id == CONTROL_SHARD).then(|| {
