@@ -17,7 +17,7 @@ use cluster_common::{
 };
 use common::{consume, create_topic, flush_all_delivered, producer, run_with_timeout, send};
 use rdkafka::Offset;
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer};
 
 /// One cluster at a time: each starts three brokers.
 static CLUSTER_TURN: Mutex<()> = Mutex::new(());
@@ -776,4 +776,140 @@ fn a_frozen_controller_leader_is_fenced_and_rejoins_after_sigcont() {
         matches!(answer, Ok((0, _))),
         "produce to {before_topic}/{frozen_partition} at resumed broker {leader}: {answer:?}"
     );
+}
+
+/// Waits (bounded by `timeout`) until the producer has `count` delivery reports.
+fn wait_deliveries(producer: &common::TestProducer, count: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while producer.context().deliveries_count() < count {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+// Proves the "produces and consumes through the loss and return of any one broker" with
+// librdkafka: an idempotent acks=all producer sends to all six partitions before and while broker
+// 2 is dead (SIGKILL, down past its session timeout); records for the partitions of brokers 1 and
+// 3 are acknowledged while it is down, those for broker 2's partitions once it is back; then a
+// consumer reads every acknowledged record at its acknowledged offset, each partition in send
+// order (a retried record may be stored twice, as in tests/crash_kill9.rs, but none is lost).
+#[test]
+fn rdkafka_produces_through_the_loss_and_return_of_a_broker() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let bootstrap = cluster.bootstrap();
+    let topic = "through-loss";
+    let partitions = 6;
+    create_topic(&bootstrap, topic, partitions, &[]);
+    let metadata = wait_topic_ready(&cluster, &[1, 2, 3], topic, 6, Duration::from_secs(5));
+    let leaders = metadata.leaders(topic);
+    let on_2: BTreeSet<i32> = (0..partitions)
+        .filter(|&p| broker_of(leaders[p as usize]) == 2)
+        .collect();
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let per_round = 50;
+    let send_round = |round: usize| {
+        for partition in 0..partitions {
+            for i in 0..per_round {
+                let id = (round * per_round + i) * partitions as usize + partition as usize;
+                let value = format!("record {id}");
+                send(
+                    &producer,
+                    BaseRecord::with_opaque_to(topic, id)
+                        .partition(partition)
+                        .payload(value.as_bytes()),
+                );
+            }
+        }
+    };
+    send_round(0);
+    let round_records = per_round * partitions as usize;
+    let mut acknowledged = flush_all_delivered(&producer, round_records);
+
+    cluster.kill(2);
+    let killed = Instant::now();
+    send_round(1);
+    let served = round_records - per_round * on_2.len();
+    if !wait_deliveries(&producer, served, Duration::from_secs(15)) {
+        cluster.fail(&format!(
+            "{} of the {served} records for brokers 1 and 3 acknowledged 15 s after broker 2's SIGKILL",
+            producer.context().deliveries_count()
+        ));
+    }
+    let while_down = producer.context().deliveries_take();
+    for delivery in &while_down {
+        assert!(
+            delivery.error.is_none() && !on_2.contains(&delivery.partition),
+            "while broker 2 is down, only its partitions {on_2:?} wait: {delivery:?}"
+        );
+    }
+    acknowledged.extend(while_down);
+    // Past the session timeout, so broker 2 is fenced and clients see its partitions leaderless.
+    thread::sleep(Duration::from_millis(3_500).saturating_sub(killed.elapsed()));
+    cluster.restart(2);
+    acknowledged.extend(flush_all_delivered(&producer, per_round * on_2.len()));
+    assert_eq!(acknowledged.len(), 2 * round_records);
+
+    let mut acked_by_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+    for delivery in &acknowledged {
+        acked_by_partition
+            .entry(delivery.partition)
+            .or_default()
+            .push((delivery.offset, delivery.id));
+    }
+    let consumer = common::consumer(&bootstrap, &[]);
+    let starts: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let records = consume(
+        &consumer,
+        topic,
+        &starts,
+        &vec![2 * per_round; partitions as usize],
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    );
+    for (partition, acked) in &acked_by_partition {
+        let stored: BTreeMap<i64, String> = records[partition]
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        for (offset, id) in acked {
+            assert_eq!(
+                stored.get(offset),
+                Some(&format!("record {id}")),
+                "{topic}/{partition}: record {id} at its acknowledged offset {offset}"
+            );
+        }
+        let mut first_seen: Vec<usize> = Vec::new();
+        for value in stored.values() {
+            let id: usize = value
+                .strip_prefix("record ")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("{topic}/{partition}: unexpected value {value:?}"));
+            if !first_seen.contains(&id) {
+                first_seen.push(id);
+            }
+        }
+        let mut sent: Vec<usize> = acked.iter().map(|(_, id)| *id).collect();
+        sent.sort_unstable();
+        assert_eq!(
+            first_seen, sent,
+            "{topic}/{partition}: every record once in send order (retried copies aside)"
+        );
+    }
 }
