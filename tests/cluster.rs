@@ -913,3 +913,67 @@ fn rdkafka_produces_through_the_loss_and_return_of_a_broker() {
         );
     }
 }
+
+// Proves a broker outside the controller quorum (broker 4 of four, voters 1..3) joins the
+// cluster: every broker lists its shard, a 4-partition topic has a partition on each of the four
+// brokers, and broker 4's partition takes and serves records; cut off from all three voters it is
+// fenced (its partition leaderless, seen from broker 1), and after the heal it is back and its
+// records are intact.
+#[test]
+fn a_broker_outside_the_quorum_joins_is_fenced_when_cut_off_and_returns() {
+    let _turn = turn();
+    let cluster = Cluster::start(ClusterSpec {
+        brokers: 4,
+        ..ClusterSpec::three()
+    });
+    let topic = "four";
+    assert_eq!(
+        connect(&cluster, 4)
+            .create_topic(topic, 4, 10_000)
+            .map(|(code, _)| code),
+        Ok(0),
+        "CreateTopics at the non-voter"
+    );
+    let metadata = wait_topic_ready(&cluster, &[1, 2, 3, 4], topic, 4, Duration::from_secs(5));
+    let leaders = metadata.leaders(topic);
+    assert_eq!(
+        brokers_of(&leaders),
+        BTreeSet::from([1, 2, 3, 4]),
+        "one partition per broker: {leaders:?}"
+    );
+    let on_4 = leaders
+        .iter()
+        .position(|&node| broker_of(node) == 4)
+        .expect("a partition on broker 4") as i32;
+    let mut producer = AckedProducer::new(topic);
+    producer.produce(&cluster, &metadata, on_4, 0);
+
+    for voter in 1..=3 {
+        cluster.cut_link(4, voter);
+    }
+    cluster.metadata_wait(
+        1,
+        Duration::from_secs(15),
+        "broker 4 fenced, its partition leaderless",
+        |m| {
+            m.nodes.keys().all(|&node| broker_of(node) != 4)
+                && m.topics.get(topic).is_some_and(|t| {
+                    let p = &t.partitions[on_4 as usize];
+                    p.leader == -1 && p.error_code == LEADER_NOT_AVAILABLE
+                })
+        },
+    );
+    for voter in 1..=3 {
+        cluster.heal_link(4, voter);
+    }
+    cluster.wait_ready(Duration::from_secs(15));
+    let after = cluster.metadata_wait(
+        1,
+        Duration::from_secs(10),
+        "broker 4's partition led by it again",
+        |m| m.topic_ready(topic, 4) && m.leaders(topic) == leaders,
+    );
+    producer.produce(&cluster, &after, on_4, 1);
+    let acked = producer.acked;
+    check_acked_readable(&cluster, &after, topic, &acked);
+}
