@@ -24,15 +24,13 @@ use openraft::{BasicNode, Config, Raft};
 use openraft_rt::WatchReceiver as _;
 
 use crate::config::{BrokerConfig, QuorumVoter};
-use crate::meta::controller::{
-    TopicError, plan_alter_configs, plan_create_partitions, plan_create_topic, plan_delete_topic,
-};
-use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
+use crate::meta::controller::{AdminRequest, TopicError};
+use crate::meta::{BrokerInfo, MetadataChange};
 use crate::raft::log_store::RaftLogStore;
 use crate::raft::network::{RaftNetwork, RaftSideService, serve_raft_with, within};
 
 use super::ControllerRaft;
-use super::controller_rpc::{AdminRequest, ControllerRequest, ControllerResponse};
+use super::controller_rpc::{ControllerRequest, ControllerResponse};
 use super::state_machine::{CatchUp, ControllerStore};
 
 /// The controller's Raft directory, under the metadata directory.
@@ -292,63 +290,27 @@ impl ControllerService {
             tracing::debug!(%error, "controller lost the lead before a topic change");
             return self.not_leader();
         }
-        let defaults = &self.config.topic_defaults;
-        let results = match request {
-            AdminRequest::CreateTopics {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, |state, spec| {
-                    plan_create_topic(state, spec, defaults, self.config.default_partitions)
-                })
-                .await
-            }
-            AdminRequest::DeleteTopics(names) => {
-                self.decide(&names, false, |state, name| plan_delete_topic(state, name))
-                    .await
-            }
-            AdminRequest::AlterConfigs {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, |state, spec| {
-                    plan_alter_configs(state, spec, defaults)
-                })
-                .await
-            }
-            AdminRequest::CreatePartitions {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, plan_create_partitions)
-                    .await
-            }
-        };
-        debug_assert_eq!(results.len(), count);
-        ControllerResponse::Admin {
-            results,
-            applied: self.store.applied_index(),
-        }
-    }
-
-    /// Plans each item against the state after the previous item's change, and commits it
-    /// unless `validate_only`.
-    async fn decide<T>(
-        &self,
-        items: &[T],
-        validate_only: bool,
-        plan: impl Fn(&ClusterState, &T) -> Result<MetadataChange, TopicError>,
-    ) -> Vec<Result<(), TopicError>> {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let planned = self.store.with_state(|state| plan(state, item));
+        let config = &self.config;
+        let mut results = Vec::with_capacity(count);
+        for index in 0..count {
+            let planned = self.store.with_state(|state| {
+                request.plan(
+                    index,
+                    state,
+                    &config.topic_defaults,
+                    config.default_partitions,
+                )
+            });
             results.push(match planned {
-                Ok(_) if validate_only => Ok(()),
+                Ok(_) if request.validate_only() => Ok(()),
                 Ok(change) => self.commit(change).await,
                 Err(error) => Err(error),
             });
         }
-        results
+        ControllerResponse::Admin {
+            results,
+            applied: self.store.applied_index(),
+        }
     }
 }
 
