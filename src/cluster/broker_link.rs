@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{QuorumVoter, TopicDefaults};
-use crate::meta::controller::{TopicError, topic_config};
+use crate::meta::controller::{AdminRequest, TopicError, topic_config};
 use crate::meta::identity::{self, IdentityError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
 use crate::raft::network::within;
@@ -21,9 +21,7 @@ use crate::raft::{WatchReceiver, WatchSender, watch_channel};
 use crate::shard::Shard;
 use crate::shard::control::apply_everywhere;
 
-use super::controller_rpc::{
-    AdminRequest, ControllerClient, ControllerRequest, ControllerResponse,
-};
+use super::controller_rpc::{ControllerClient, ControllerRequest, ControllerResponse};
 use super::local_state::{self, LocalState};
 
 /// How long a registration or admin call waits for the controller's answer.

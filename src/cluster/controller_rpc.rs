@@ -10,9 +10,7 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::controller::{
-    AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError,
-};
+use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
 use crate::raft::network::{KIND_RESPONSE, KIND_SERVICE, read_frame, within, write_frame};
 
@@ -35,51 +33,6 @@ pub enum ControllerRequest {
     },
     /// A topic change from a client of the broker.
     Admin(AdminRequest),
-}
-
-/// The topic changes clients ask for, forwarded to the controller.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum AdminRequest {
-    /// CreateTopics.
-    CreateTopics {
-        /// The topics.
-        specs: Vec<CreateTopicSpec>,
-        /// Only check them.
-        validate_only: bool,
-    },
-    /// DeleteTopics.
-    DeleteTopics(Vec<String>),
-    /// IncrementalAlterConfigs / AlterConfigs.
-    AlterConfigs {
-        /// The changes, one per topic.
-        specs: Vec<AlterConfigsSpec>,
-        /// Only check them.
-        validate_only: bool,
-    },
-    /// CreatePartitions.
-    CreatePartitions {
-        /// The new counts.
-        specs: Vec<CreatePartitionsSpec>,
-        /// Only check them.
-        validate_only: bool,
-    },
-}
-
-impl AdminRequest {
-    /// How many results the request has.
-    pub fn len(&self) -> usize {
-        match self {
-            AdminRequest::CreateTopics { specs, .. } => specs.len(),
-            AdminRequest::DeleteTopics(names) => names.len(),
-            AdminRequest::AlterConfigs { specs, .. } => specs.len(),
-            AdminRequest::CreatePartitions { specs, .. } => specs.len(),
-        }
-    }
-
-    /// Whether it has no items.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The controller's answer.

@@ -24,15 +24,13 @@ use openraft::{BasicNode, Config, Raft};
 use openraft_rt::WatchReceiver as _;
 
 use crate::config::{BrokerConfig, QuorumVoter};
-use crate::meta::controller::{
-    TopicError, plan_alter_configs, plan_create_partitions, plan_create_topic, plan_delete_topic,
-};
+use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
 use crate::raft::log_store::RaftLogStore;
 use crate::raft::network::{RaftNetwork, RaftSideService, serve_raft_with, within};
 
 use super::ControllerRaft;
-use super::controller_rpc::{AdminRequest, ControllerRequest, ControllerResponse};
+use super::controller_rpc::{ControllerRequest, ControllerResponse};
 use super::state_machine::{CatchUp, ControllerStore};
 
 /// The controller's Raft directory, under the metadata directory.
@@ -60,8 +58,9 @@ pub struct ControllerService {
     lock: Semaphore,
     /// When each broker last fetched, as this leader saw it.
     heartbeats: RefCell<HashMap<u32, Instant>>,
-    /// The term this node last led in: a new term starts every broker's session afresh.
-    leading_term: Cell<Option<u64>>,
+    /// The term this node leads in and since when it knows: a new term starts every broker's
+    /// session afresh.
+    leading_term: Cell<Option<(u64, Instant)>>,
 }
 
 /// Starts the controller node of voter `id` on this shard: opens its log and state machine in
@@ -292,63 +291,56 @@ impl ControllerService {
             tracing::debug!(%error, "controller lost the lead before a topic change");
             return self.not_leader();
         }
-        let defaults = &self.config.topic_defaults;
-        let results = match request {
-            AdminRequest::CreateTopics {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, |state, spec| {
-                    plan_create_topic(state, spec, defaults, self.config.default_partitions)
-                })
-                .await
-            }
-            AdminRequest::DeleteTopics(names) => {
-                self.decide(&names, false, |state, name| plan_delete_topic(state, name))
-                    .await
-            }
-            AdminRequest::AlterConfigs {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, |state, spec| {
-                    plan_alter_configs(state, spec, defaults)
-                })
-                .await
-            }
-            AdminRequest::CreatePartitions {
-                specs,
-                validate_only,
-            } => {
-                self.decide(&specs, validate_only, plan_create_partitions)
-                    .await
-            }
-        };
-        debug_assert_eq!(results.len(), count);
+        let config = &self.config;
+        let mut results = Vec::with_capacity(count);
+        for index in 0..count {
+            let planned = self.store.with_state(|state| {
+                let view = self.placement_view(state);
+                request.plan(
+                    index,
+                    view.as_ref().unwrap_or(state),
+                    &config.topic_defaults,
+                    config.default_partitions,
+                )
+            });
+            results.push(match planned {
+                Ok(_) if request.validate_only() => Ok(()),
+                Ok(change) => self.commit(change).await,
+                Err(error) => Err(error),
+            });
+        }
         ControllerResponse::Admin {
             results,
             applied: self.store.applied_index(),
         }
     }
+}
 
-    /// Plans each item against the state after the previous item's change, and commits it
-    /// unless `validate_only`.
-    async fn decide<T>(
-        &self,
-        items: &[T],
-        validate_only: bool,
-        plan: impl Fn(&ClusterState, &T) -> Result<MetadataChange, TopicError>,
-    ) -> Vec<Result<(), TopicError>> {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let planned = self.store.with_state(|state| plan(state, item));
-            results.push(match planned {
-                Ok(_) if validate_only => Ok(()),
-                Ok(change) => self.commit(change).await,
-                Err(error) => Err(error),
+impl ControllerService {
+    /// The metadata to place new partitions against, when it differs from `state`: brokers
+    /// this leader has not heard from within two heartbeat intervals count as fenced. A broker
+    /// that died is fenced only once its session times out, and a new leader first gives every
+    /// broker a whole session; new partitions should not land on it meanwhile. `None` when
+    /// every unfenced broker was heard, or when none was (just after an election).
+    fn placement_view(&self, state: &ClusterState) -> Option<ClusterState> {
+        let recent = Duration::from_millis(2 * self.config.broker_heartbeat_interval_ms);
+        let heartbeats = self.heartbeats.borrow();
+        let heard = |id: u32| heartbeats.get(&id).is_some_and(|at| at.elapsed() <= recent);
+        let (silent, live): (Vec<&BrokerInfo>, Vec<&BrokerInfo>) = state
+            .brokers()
+            .filter(|broker| !broker.fenced)
+            .partition(|broker| !heard(broker.id));
+        if silent.is_empty() || live.is_empty() {
+            return None;
+        }
+        let mut view = state.clone();
+        for broker in silent {
+            view.apply(&MetadataChange::BrokerFenced {
+                broker: broker.id,
+                epoch: broker.epoch,
             });
         }
-        results
+        Some(view)
     }
 }
 
@@ -382,18 +374,22 @@ async fn fence_silent_brokers(service: Rc<ControllerService>) {
         }
         let term = service.raft.metrics().borrow_watched().current_term;
         let now = Instant::now();
-        if service.leading_term.get() != Some(term) {
-            service.leading_term.set(Some(term));
-            service.heartbeats.borrow_mut().clear();
-        }
+        let since = match service.leading_term.get() {
+            Some((leading, since)) if leading == term => since,
+            _ => {
+                service.leading_term.set(Some((term, now)));
+                service.heartbeats.borrow_mut().clear();
+                now
+            }
+        };
         let silent: Vec<(u32, u64)> = {
-            let mut heartbeats = service.heartbeats.borrow_mut();
+            let heartbeats = service.heartbeats.borrow();
             service.store.with_state(|state| {
                 state
                     .brokers()
                     .filter(|broker| !broker.fenced)
                     .filter(|broker| {
-                        let last = *heartbeats.entry(broker.id).or_insert(now);
+                        let last = heartbeats.get(&broker.id).copied().unwrap_or(since);
                         now.duration_since(last) > timeout
                     })
                     .map(|broker| (broker.id, broker.epoch))

@@ -79,6 +79,84 @@ pub struct CreatePartitionsSpec {
     pub manual_assignment: bool,
 }
 
+/// A topic change clients asked for, as it travels to the controller (over the mesh to shard 0,
+/// and in a cluster on to the controller quorum's leader).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum AdminRequest {
+    /// CreateTopics.
+    CreateTopics {
+        /// The topics.
+        specs: Vec<CreateTopicSpec>,
+        /// Only check them.
+        validate_only: bool,
+    },
+    /// DeleteTopics.
+    DeleteTopics(Vec<String>),
+    /// IncrementalAlterConfigs / AlterConfigs.
+    AlterConfigs {
+        /// The changes, one per topic.
+        specs: Vec<AlterConfigsSpec>,
+        /// Only check them.
+        validate_only: bool,
+    },
+    /// CreatePartitions.
+    CreatePartitions {
+        /// The new counts.
+        specs: Vec<CreatePartitionsSpec>,
+        /// Only check them.
+        validate_only: bool,
+    },
+}
+
+impl AdminRequest {
+    /// How many results the request has.
+    pub fn len(&self) -> usize {
+        match self {
+            AdminRequest::CreateTopics { specs, .. } => specs.len(),
+            AdminRequest::DeleteTopics(names) => names.len(),
+            AdminRequest::AlterConfigs { specs, .. } => specs.len(),
+            AdminRequest::CreatePartitions { specs, .. } => specs.len(),
+        }
+    }
+
+    /// Whether it has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the items are only to be checked, not made.
+    pub fn validate_only(&self) -> bool {
+        match self {
+            AdminRequest::CreateTopics { validate_only, .. }
+            | AdminRequest::AlterConfigs { validate_only, .. }
+            | AdminRequest::CreatePartitions { validate_only, .. } => *validate_only,
+            AdminRequest::DeleteTopics(_) => false,
+        }
+    }
+
+    /// Decides item `index` against `state` (the state after the previous items' changes).
+    pub fn plan(
+        &self,
+        index: usize,
+        state: &ClusterState,
+        defaults: &TopicDefaults,
+        default_partitions: i32,
+    ) -> Result<MetadataChange, TopicError> {
+        match self {
+            AdminRequest::CreateTopics { specs, .. } => {
+                plan_create_topic(state, &specs[index], defaults, default_partitions)
+            }
+            AdminRequest::DeleteTopics(names) => plan_delete_topic(state, &names[index]),
+            AdminRequest::AlterConfigs { specs, .. } => {
+                plan_alter_configs(state, &specs[index], defaults)
+            }
+            AdminRequest::CreatePartitions { specs, .. } => {
+                plan_create_partitions(state, &specs[index])
+            }
+        }
+    }
+}
+
 /// Why a topic change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TopicError {

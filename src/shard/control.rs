@@ -18,14 +18,12 @@ use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
-use crate::cluster::controller_rpc::AdminRequest;
 use crate::log::PartitionLog;
 use crate::meta::controller::{
-    AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError, plan_alter_configs,
-    plan_create_partitions, plan_create_topic, plan_delete_topic,
+    AdminRequest, AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError,
 };
 use crate::meta::metadata_log::MetadataLogWriter;
-use crate::meta::{ClusterState, MetadataChange, Node, ShardId};
+use crate::meta::{MetadataChange, Node, ShardId};
 
 use super::mesh::{MeshReply, MeshRequest};
 use super::{PartitionRoute, Shard};
@@ -54,21 +52,7 @@ impl Controller {
 /// Answers a request that arrived over the mesh.
 pub async fn serve_mesh_request(shard: Rc<Shard>, request: MeshRequest) -> MeshReply {
     match request {
-        MeshRequest::CreateTopics {
-            specs,
-            validate_only,
-        } => MeshReply::Topics(create_topics_here(&shard, specs, validate_only).await),
-        MeshRequest::DeleteTopics(names) => {
-            MeshReply::Topics(delete_topics_here(&shard, names).await)
-        }
-        MeshRequest::AlterConfigs {
-            specs,
-            validate_only,
-        } => MeshReply::Topics(alter_configs_here(&shard, specs, validate_only).await),
-        MeshRequest::CreatePartitions {
-            specs,
-            validate_only,
-        } => MeshReply::Topics(create_partitions_here(&shard, specs, validate_only).await),
+        MeshRequest::Admin(request) => MeshReply::Topics(admin_here(&shard, request).await),
         MeshRequest::Apply { change, fresh } => {
             MeshReply::Applied(apply_change(&shard, &change, fresh).await)
         }
@@ -99,27 +83,14 @@ pub async fn create_topics(
     specs: Vec<CreateTopicSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.id == CONTROL_SHARD {
-        return create_topics_here(shard, specs, validate_only).await;
-    }
-    let count = specs.len();
-    let request = MeshRequest::CreateTopics {
-        specs,
-        validate_only,
-    };
-    call_controller(shard, request, count).await
-}
-
-/// Sends a topic request to the controller; one result per topic, in order.
-async fn call_controller(
-    shard: &Rc<Shard>,
-    request: MeshRequest,
-    count: usize,
-) -> Vec<Result<(), TopicError>> {
-    match shard.mesh().call(CONTROL_SHARD, request).await {
-        Ok(MeshReply::Topics(results)) if results.len() == count => results,
-        _ => unreachable_controller(count),
-    }
+    admin(
+        shard,
+        AdminRequest::CreateTopics {
+            specs,
+            validate_only,
+        },
+    )
+    .await
 }
 
 /// Changes topic configs through the controller, from any shard. One result per spec, in order.
@@ -128,15 +99,14 @@ pub async fn alter_configs(
     specs: Vec<AlterConfigsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.id == CONTROL_SHARD {
-        return alter_configs_here(shard, specs, validate_only).await;
-    }
-    let count = specs.len();
-    let request = MeshRequest::AlterConfigs {
-        specs,
-        validate_only,
-    };
-    call_controller(shard, request, count).await
+    admin(
+        shard,
+        AdminRequest::AlterConfigs {
+            specs,
+            validate_only,
+        },
+    )
+    .await
 }
 
 /// Adds partitions through the controller, from any shard. One result per spec, in order.
@@ -145,118 +115,61 @@ pub async fn create_partitions(
     specs: Vec<CreatePartitionsSpec>,
     validate_only: bool,
 ) -> Vec<Result<(), TopicError>> {
-    if shard.id == CONTROL_SHARD {
-        return create_partitions_here(shard, specs, validate_only).await;
-    }
-    let count = specs.len();
-    let request = MeshRequest::CreatePartitions {
-        specs,
-        validate_only,
-    };
-    call_controller(shard, request, count).await
+    admin(
+        shard,
+        AdminRequest::CreatePartitions {
+            specs,
+            validate_only,
+        },
+    )
+    .await
 }
 
 /// Deletes topics through the controller, from any shard. One result per name, in order.
 pub async fn delete_topics(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+    admin(shard, AdminRequest::DeleteTopics(names)).await
+}
+
+/// Makes a topic change from any shard: shard 0 takes it (over the mesh from the others).
+async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<Result<(), TopicError>> {
     if shard.id == CONTROL_SHARD {
-        return delete_topics_here(shard, names).await;
+        return admin_here(shard, request).await;
     }
-    let count = names.len();
-    call_controller(shard, MeshRequest::DeleteTopics(names), count).await
+    let count = request.len();
+    match shard
+        .mesh()
+        .call(CONTROL_SHARD, MeshRequest::Admin(request))
+        .await
+    {
+        Ok(MeshReply::Topics(results)) if results.len() == count => results,
+        _ => unreachable_controller(count),
+    }
 }
 
-async fn create_topics_here(
-    shard: &Rc<Shard>,
-    specs: Vec<CreateTopicSpec>,
-    validate_only: bool,
-) -> Vec<Result<(), TopicError>> {
+/// Shard 0's side: a cluster broker forwards the change to the controller quorum; a single
+/// broker decides and commits it here, one request at a time under the controller's lock, each
+/// item planned against the metadata after the previous item's change. One result per item.
+async fn admin_here(shard: &Rc<Shard>, request: AdminRequest) -> Vec<Result<(), TopicError>> {
     if let Some(link) = shard.cluster_link() {
-        return link
-            .admin(AdminRequest::CreateTopics {
-                specs,
-                validate_only,
-            })
-            .await;
+        return link.admin(request).await;
     }
-    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
-        plan_create_topic(
-            cluster,
-            spec,
-            &shard.config.topic_defaults,
-            shard.config.default_partitions,
-        )
-    })
-    .await
-}
-
-async fn delete_topics_here(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<(), TopicError>> {
-    if let Some(link) = shard.cluster_link() {
-        return link.admin(AdminRequest::DeleteTopics(names)).await;
-    }
-    decide_and_commit(shard, &names, false, |cluster, name| {
-        plan_delete_topic(cluster, name)
-    })
-    .await
-}
-
-async fn alter_configs_here(
-    shard: &Rc<Shard>,
-    specs: Vec<AlterConfigsSpec>,
-    validate_only: bool,
-) -> Vec<Result<(), TopicError>> {
-    if let Some(link) = shard.cluster_link() {
-        return link
-            .admin(AdminRequest::AlterConfigs {
-                specs,
-                validate_only,
-            })
-            .await;
-    }
-    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
-        plan_alter_configs(cluster, spec, &shard.config.topic_defaults)
-    })
-    .await
-}
-
-async fn create_partitions_here(
-    shard: &Rc<Shard>,
-    specs: Vec<CreatePartitionsSpec>,
-    validate_only: bool,
-) -> Vec<Result<(), TopicError>> {
-    if let Some(link) = shard.cluster_link() {
-        return link
-            .admin(AdminRequest::CreatePartitions {
-                specs,
-                validate_only,
-            })
-            .await;
-    }
-    decide_and_commit(shard, &specs, validate_only, |cluster, spec| {
-        plan_create_partitions(cluster, spec)
-    })
-    .await
-}
-
-/// The controller's one loop for every topic change, on shard 0 under its lock: plans each item
-/// against the current metadata (after the previous item's change), and commits the change unless
-/// `validate_only`. One result per item, in order.
-async fn decide_and_commit<T>(
-    shard: &Rc<Shard>,
-    items: &[T],
-    validate_only: bool,
-    plan: impl Fn(&ClusterState, &T) -> Result<MetadataChange, TopicError>,
-) -> Vec<Result<(), TopicError>> {
     let Some(controller) = shard.controller.as_ref() else {
-        return unreachable_controller(items.len());
+        return unreachable_controller(request.len());
     };
     let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-        return unreachable_controller(items.len());
+        return unreachable_controller(request.len());
     };
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let planned = plan(&shard.cluster.borrow(), item);
+    let config = &shard.config;
+    let mut results = Vec::with_capacity(request.len());
+    for index in 0..request.len() {
+        let planned = request.plan(
+            index,
+            &shard.cluster.borrow(),
+            &config.topic_defaults,
+            config.default_partitions,
+        );
         results.push(match planned {
-            Ok(_) if validate_only => Ok(()),
+            Ok(_) if request.validate_only() => Ok(()),
             Ok(change) => commit(shard, controller, change).await,
             Err(error) => Err(error),
         });

@@ -19,9 +19,7 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{Latency, Shares};
 
-use crate::meta::controller::{
-    AlterConfigsSpec, CreatePartitionsSpec, CreateTopicSpec, TopicError,
-};
+use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{MetadataChange, ShardId};
 
 use super::offline::OfflinePartition;
@@ -39,29 +37,8 @@ const MESH_LATENCY: Duration = Duration::from_millis(1);
 /// A request to another shard.
 #[derive(Debug)]
 pub enum MeshRequest {
-    /// To the controller: create these topics (`validate_only` decides without creating).
-    CreateTopics {
-        /// The topics.
-        specs: Vec<CreateTopicSpec>,
-        /// Only check the requests.
-        validate_only: bool,
-    },
-    /// To the controller: delete these topics.
-    DeleteTopics(Vec<String>),
-    /// To the controller: change these topics' configs (`validate_only` decides without changing).
-    AlterConfigs {
-        /// The changes, one per topic.
-        specs: Vec<AlterConfigsSpec>,
-        /// Only check the requests.
-        validate_only: bool,
-    },
-    /// To the controller: add partitions to these topics (`validate_only` decides without adding).
-    CreatePartitions {
-        /// The new counts, one per topic.
-        specs: Vec<CreatePartitionsSpec>,
-        /// Only check the requests.
-        validate_only: bool,
-    },
+    /// To shard 0: make this topic change (through the controller).
+    Admin(AdminRequest),
     /// From the controller: apply this durable change (open or delete owned partitions);
     /// `fresh` as in `control::apply_change`.
     Apply {
