@@ -17,7 +17,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use openraft::{BasicNode, Config, Raft};
 use raft_common::{TestConfig, TestDir, TestStateMachine};
 use spate::raft::log_store::RaftLogStore;
-use spate::raft::network::{RaftNetwork, serve_raft};
+use spate::raft::network::{RaftNetwork, SERVER_CONNECTIONS_MAX, serve_raft};
 use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
 
 const WRITE_BYTES_MAX: u64 = 64 * 1024;
@@ -319,6 +319,66 @@ fn hostile_frames_close_their_connection_and_the_node_keeps_serving() {
 
     write(&node, "after");
     wait_applied(&[&node], &["after".to_owned()]);
+    node.stop();
+}
+
+/// Opens a connection to `addr` that sends half a frame header and reports whether the server
+/// keeps it open waiting for the rest (it is being served) rather than closing it at once.
+fn held_open(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(&[0, 0]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    matches!(
+        stream.read(&mut byte),
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    )
+}
+
+#[test]
+fn a_flood_of_connections_is_capped_and_the_node_keeps_committing() {
+    // Proves strangers cannot hold the server's connections without bound: while
+    // SERVER_CONNECTIONS_MAX connections sit open (each claiming a 60 MiB frame it never
+    // sends), one more is closed at once, the node still commits, and connections are served
+    // again once the flood goes away.
+    use std::io::Write;
+    let dir = TestDir::new("raft-flood");
+    let node = Node::start(1, dir.sub_dir());
+    let members = BTreeMap::from([(1, BasicNode::new(&node.addr))]);
+    node.ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    assert_eq!(agreed_leader(&[&node]), 1);
+    assert!(
+        held_open(&node.addr),
+        "a connection is served before the flood"
+    );
+    let flood: Vec<std::net::TcpStream> = (0..SERVER_CONNECTIONS_MAX)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&node.addr).unwrap();
+            stream.write_all(&(60u32 << 20).to_be_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + STEP_LIMIT;
+    while held_open(&node.addr) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a connection over the cap stayed open"
+        );
+    }
+    write(&node, "during");
+    drop(flood);
+    let deadline = std::time::Instant::now() + STEP_LIMIT;
+    while !held_open(&node.addr) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection served after the flood"
+        );
+    }
+    wait_applied(&[&node], &["during".to_owned()]);
     node.stop();
 }
 

@@ -35,6 +35,17 @@ use serde::de::DeserializeOwned;
 /// and the connection is closed before anything is allocated for it. Bounds a snapshot's size.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// How much of a frame is read (and allocated) at a time.
+const READ_STEP_BYTES: usize = 64 * 1024;
+
+/// Connections the server keeps at once; more are closed at accept. Voters and brokers need a
+/// few each, so this only bounds what a flood of strangers can hold.
+pub const SERVER_CONNECTIONS_MAX: usize = 1024;
+
+/// A server connection with no request for this long is closed: peers send Raft heartbeats
+/// and broker fetches far more often, so only an abandoned or hostile connection is idle.
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Bytes before the body: length, kind, request id.
 const HEADER_BYTES: usize = 4 + 1 + 8;
 
@@ -97,8 +108,14 @@ pub(crate) async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
             FRAME_BYTES_MAX - 4
         )));
     }
-    let mut rest = vec![0u8; length];
-    stream.read_exact(&mut rest).await?;
+    // Grown as bytes arrive, so a peer that claims a large frame and sends nothing holds no
+    // more memory than it sent.
+    let mut rest = Vec::with_capacity(length.min(READ_STEP_BYTES));
+    while rest.len() < length {
+        let filled = rest.len();
+        rest.resize(filled + (length - filled).min(READ_STEP_BYTES), 0);
+        stream.read_exact(&mut rest[filled..]).await?;
+    }
     let kind = rest[0];
     let id = u64::from_be_bytes(rest[1..9].try_into().expect("9 bytes checked above"));
     rest.drain(..9);
@@ -340,11 +357,26 @@ pub async fn serve_raft_with<C, SM>(
     C: RaftTypeConfig,
     SM: RaftStateMachine<C, SnapshotData = Vec<u8>>,
 {
+    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if open.get() >= SERVER_CONNECTIONS_MAX => {
+                tracing::warn!(
+                    limit = SERVER_CONNECTIONS_MAX,
+                    "raft connection refused: too many open"
+                );
+                drop(stream);
+            }
             Ok(stream) => {
                 let raft = raft.clone();
-                glommio::spawn_local(serve_connection(stream, raft, service.clone())).detach();
+                let service = service.clone();
+                let open = Rc::clone(&open);
+                open.set(open.get() + 1);
+                glommio::spawn_local(async move {
+                    serve_connection(stream, raft, service).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
             }
             Err(error) => {
                 tracing::warn!(%error, "raft listener accept failed");
@@ -364,12 +396,16 @@ async fn serve_connection<C, SM>(
 {
     let _ = stream.set_nodelay(true);
     loop {
-        let mut frame = match read_frame(&mut stream).await {
-            Ok(frame) => frame,
-            Err(error) => {
+        let mut frame = match within(SERVER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
                 if error.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::warn!(%error, "raft connection closed");
                 }
+                return;
+            }
+            None => {
+                tracing::debug!("idle raft connection closed");
                 return;
             }
         };
