@@ -14,8 +14,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cluster_common::{
-    Cluster, ClusterSpec, KafkaConnection, LinkProxy, StartOutcome, fetch_all, host_of,
-    process_state,
+    BrokerProcess, Cluster, ClusterSpec, KafkaConnection, LinkProxy, StartOutcome, fetch_all,
+    host_of, process_state, test_dir,
 };
 use common::wire::{Wire, batch, produce};
 use spate::protocol::Response;
@@ -150,6 +150,54 @@ fn a_failed_start_is_reported_with_its_status_and_stderr() {
     }
     cluster.restart(1);
     cluster.wait_ready(Duration::from_secs(20));
+}
+
+// Proves a start that stalls (here: frozen by SIGSTOP before it listens) is given up after the
+// start timeout, its thread stacks written to stderr.log, and the broker killed and started once
+// more, successfully.
+#[test]
+fn a_stalled_start_is_killed_and_started_once_more() {
+    let dir = test_dir("stall");
+    let args: Vec<String> = [
+        "serve",
+        "--data-dir",
+        &dir.join("broker-1/data").display().to_string(),
+        "--host",
+        "127.0.1.1",
+        "--port",
+        "0",
+        "--cores",
+        "1",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let mut broker = BrokerProcess::new(1, dir.join("broker-1"), args.clone(), 1);
+    broker.set_start_timeout(Duration::from_secs(1));
+    // The stop must land before the broker listens; a start faster than that is tried again.
+    for _ in 0..5 {
+        broker.spawn_with(&args);
+        broker.stop();
+        if broker.listeners().is_err() {
+            break;
+        }
+        broker.kill_if_running();
+    }
+    assert!(
+        broker.listeners().is_err(),
+        "froze a start before it listened"
+    );
+    let starts_before = broker.start_count();
+    broker.finish_start().expect("started on the second try");
+    assert_eq!(broker.start_count(), starts_before + 1, "started once more");
+    assert!(broker.listeners().is_ok());
+    let stderr = std::fs::read_to_string(broker.stderr_path()).unwrap();
+    assert!(
+        stderr.contains("=== harness: start timed out; threads:"),
+        "thread stacks in stderr.log"
+    );
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // Proves dropping a cluster kills even a SIGSTOPped broker, reaps it and removes its directory.

@@ -12,9 +12,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long one broker may take from spawn to its `listeners` file (a restart after SIGKILL
-/// runs recovery first).
-pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one broker may take from spawn to its `listeners` file before its start counts as
+/// stalled. A start takes well under a second here, recovery after SIGKILL included.
+pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a restart is retried while the broker exits because a port is still in use: after
 /// SIGKILL the kernel may release a dead process's listening sockets only after its io_uring is
 /// torn down.
@@ -45,6 +45,10 @@ pub struct BrokerProcess {
     child: Option<Child>,
     stopped: bool,
     start_count: u32,
+    /// Length of stderr.log when the last start began, to read what that start wrote.
+    start_position: u64,
+    /// How long a start may take before it counts as stalled.
+    start_timeout: Duration,
 }
 
 impl BrokerProcess {
@@ -63,7 +67,24 @@ impl BrokerProcess {
             child: None,
             stopped: false,
             start_count: 0,
+            start_position: 0,
+            start_timeout: BROKER_START_TIMEOUT,
         }
+    }
+
+    /// How long a start may take before it counts as stalled (`BROKER_START_TIMEOUT` unless
+    /// set).
+    pub fn set_start_timeout(&mut self, timeout: Duration) {
+        self.start_timeout = timeout;
+    }
+
+    /// Starts so far.
+    pub fn start_count(&self) -> u32 {
+        self.start_count
+    }
+
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr_path
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -87,9 +108,8 @@ impl BrokerProcess {
         self.child.as_ref().expect("the broker runs").id()
     }
 
-    /// Starts the process with `args` (its own or edited ones); returns the stderr length at
-    /// start, to read what this start wrote.
-    pub(super) fn spawn_with(&mut self, args: &[String]) -> u64 {
+    /// Starts the process with `args` (its own or edited ones) without waiting.
+    pub fn spawn_with(&mut self, args: &[String]) {
         assert!(self.child.is_none(), "broker {} already runs", self.index);
         self.start_count += 1;
         // A previous run's file names ports that are gone; the broker writes a new one once
@@ -135,10 +155,9 @@ impl BrokerProcess {
             self.start_count, self.index
         )
         .expect("write stderr.log");
-        let position = fs::metadata(&self.stderr_path).map_or(0, |m| m.len());
+        self.start_position = fs::metadata(&self.stderr_path).map_or(0, |m| m.len());
         self.child = Some(command.spawn().expect("spawn spate serve"));
         self.stopped = false;
-        position
     }
 
     /// Starts the broker with `args` and waits (bounded by `timeout`) for its listeners file or
@@ -148,7 +167,13 @@ impl BrokerProcess {
         args: &[String],
         timeout: Duration,
     ) -> Result<StartOutcome, String> {
-        let position = self.spawn_with(args);
+        self.spawn_with(args);
+        self.wait_start(timeout)
+    }
+
+    /// Waits (bounded by `timeout`) for the listeners file or the exit of the process started
+    /// last.
+    fn wait_start(&mut self, timeout: Duration) -> Result<StartOutcome, String> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.listeners().is_ok() {
@@ -159,7 +184,7 @@ impl BrokerProcess {
                 self.child = None;
                 return Ok(StartOutcome::Exited {
                     status,
-                    stderr: read_from(&self.stderr_path, position),
+                    stderr: read_from(&self.stderr_path, self.start_position),
                 });
             }
             if Instant::now() > deadline {
@@ -172,27 +197,75 @@ impl BrokerProcess {
         }
     }
 
-    /// Starts the broker with its own arguments until it is ready; a start that exits because a
-    /// port is still in use is retried for a while.
+    /// Starts the broker with its own arguments and waits until it is ready (`finish_start`).
     pub fn start(&mut self) -> Result<(), String> {
+        let args = self.args.clone();
+        self.spawn_with(&args);
+        self.finish_start()
+    }
+
+    /// Waits until the process started last is ready. A start that exits because a port is still
+    /// in use is retried for a while. A start that never finishes is the rare glommio start-up
+    /// stall tests/common/mod.rs describes (a shard waiting for a wake-up that never comes): its
+    /// thread stacks go to stderr.log and it is killed and started once more, so one stall does
+    /// not fail the test and a second one does.
+    pub fn finish_start(&mut self) -> Result<(), String> {
         let started = Instant::now();
+        let mut stalled_before = false;
         loop {
-            let args = self.args.clone();
-            match self.start_with(&args, BROKER_START_TIMEOUT)? {
-                StartOutcome::Ready => return Ok(()),
-                StartOutcome::Exited { status, stderr } => {
-                    if stderr.contains("Address already in use")
-                        && started.elapsed() < PORT_IN_USE_RETRY_TIMEOUT
-                    {
-                        thread::sleep(Duration::from_millis(100));
-                        continue;
+            match self.wait_start(self.start_timeout) {
+                Ok(StartOutcome::Ready) => return Ok(()),
+                Ok(StartOutcome::Exited { status, stderr }) => {
+                    let port_in_use = stderr.contains("Address already in use")
+                        && started.elapsed() < PORT_IN_USE_RETRY_TIMEOUT;
+                    if !port_in_use {
+                        return Err(format!(
+                            "broker {} exited with {status} while starting",
+                            self.index
+                        ));
                     }
-                    return Err(format!(
-                        "broker {} exited with {status} while starting",
-                        self.index
-                    ));
+                    thread::sleep(Duration::from_millis(100));
+                }
+                Err(stalled) => {
+                    self.log_thread_stacks();
+                    self.kill();
+                    if stalled_before {
+                        return Err(format!("{stalled}, twice (thread stacks in stderr.log)"));
+                    }
+                    stalled_before = true;
+                    eprintln!(
+                        "cluster harness: {stalled} (thread stacks in {}); killed, starting it once more",
+                        self.stderr_path.display()
+                    );
                 }
             }
+            let args = self.args.clone();
+            self.spawn_with(&args);
+        }
+    }
+
+    /// Appends the kernel stack and wait channel of every thread of the (hung) broker to
+    /// stderr.log, so a start that never finishes shows where it waits.
+    fn log_thread_stacks(&self) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let mut text = String::new();
+        let task_dir = format!("/proc/{}/task", child.id());
+        for entry in fs::read_dir(&task_dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let read = |name: &str| fs::read_to_string(path.join(name)).unwrap_or_default();
+            text.push_str(&format!(
+                "thread {} ({}) state {:?} wchan {}\n{}\n",
+                entry.file_name().to_string_lossy(),
+                read("comm").trim(),
+                process_state(&path.join("stat")),
+                read("wchan"),
+                read("stack")
+            ));
+        }
+        if let Ok(mut log) = OpenOptions::new().append(true).open(&self.stderr_path) {
+            let _ = writeln!(log, "=== harness: start timed out; threads:\n{text}");
         }
     }
 

@@ -163,7 +163,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the cluster and waits (bounded) until it is ready.
     pub fn start(spec: ClusterSpec) -> Cluster {
-        let cluster = Cluster::spawn(spec);
+        let mut cluster = Cluster::spawn(spec);
+        for i in 1..=cluster.brokers.len() {
+            if let Err(error) = cluster.broker_mut(i).finish_start() {
+                cluster.fail(&error);
+            }
+        }
         cluster.wait_ready(READY_TIMEOUT);
         cluster
     }
