@@ -110,7 +110,7 @@ fn main() {
 
     let mut failovers = Vec::new();
     for round in 0..FAILOVERS {
-        let leader = cluster.controller_leader();
+        let leader = agreed_leader(&cluster);
         let other = cluster.live().into_iter().find(|&b| b != leader).unwrap();
         let mut connection = connect(&cluster, other, 0);
         cluster.kill(leader);
@@ -167,6 +167,29 @@ fn main() {
         2 * SEQUENTIAL_TOPICS + PROPAGATION_TOPICS + FAILOVERS + 1,
         percent.join(", ")
     );
+}
+
+/// The controller leader once every live broker names the same one (a broker that just
+/// restarted may still name the leader it knew before).
+fn agreed_leader(cluster: &Cluster) -> usize {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let named: Vec<Option<i32>> = cluster
+            .live()
+            .into_iter()
+            .map(|broker| cluster.metadata(broker).ok().map(|m| m.controller_id))
+            .collect();
+        if let Some(Some(first)) = named.first()
+            && named.iter().all(|id| *id == Some(*first))
+        {
+            return cluster_common::broker_of(*first);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "brokers disagree on the controller: {named:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn connect(cluster: &Cluster, broker: usize, shard: usize) -> KafkaConnection {

@@ -39,11 +39,13 @@ pub const RAFT_DIR_NAME: &str = "raft";
 /// Largest write of the controller log before an fdatasync.
 const RAFT_WRITE_BYTES_MAX: u64 = 1024 * 1024;
 
-/// Raft timing: heartbeats well inside the election timeout, and an election timeout long
-/// enough that a busy 2-core machine does not depose healthy leaders.
+/// Raft timing: heartbeats well inside the election timeout (Kafka's KRaft uses 1 s), which
+/// is long enough that a busy 2-core machine does not depose healthy leaders. openraft's
+/// leader lease is the election timeout's maximum, so a dead leader is replaced within about
+/// twice that.
 const RAFT_HEARTBEAT_MS: u64 = 100;
-const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
-const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
+const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
 
 /// The controller's openraft node.
 pub type ControllerNode = Raft<ControllerRaft, ControllerStore>;
