@@ -2,14 +2,15 @@
 //!
 //! In order: create the data dir, take its lock (a second broker on it is refused; see
 //! `io::data_dir_lock`), check the cluster flags and the data dir's identity (`meta::identity`:
-//! another broker id, mode or cluster is refused), warn if it is on a memory file system, replay the metadata log, check
-//! the group offset stores, remove the partition directories of deleted topics (left by an
-//! interrupted deletion), write the iopoll probe file, bind every shard's port
-//! (so `--port 0` ports are known before any shard starts and every shard can list them all in
-//! Metadata), start one pinned executor per shard, wait until each has opened and recovered its
-//! partitions, then publish `DATA_DIR/listeners`. SIGINT or SIGTERM then stops the shards: each
-//! closes its partitions (in-flight writes finish, data is synced, files closed) and the process
-//! exits 0.
+//! another broker id, mode or cluster is refused), warn if it is on a memory file system, load
+//! the metadata (a single broker replays its metadata log, a cluster broker reads its copy of
+//! what the controller quorum committed), check the group offset stores, remove the partition
+//! directories of deleted topics (left by an interrupted deletion), write the iopoll probe file,
+//! bind every shard's port (so `--port 0` ports are known before any shard starts and every
+//! shard can list them all in Metadata) and a voter's controller port, start one pinned
+//! executor per shard, wait until each has opened and recovered its partitions, then publish
+//! `DATA_DIR/listeners`. SIGINT or SIGTERM then stops the shards: each closes its partitions
+//! (in-flight writes finish, data is synced, files closed) and the process exits 0.
 
 use std::net::TcpListener as StdTcpListener;
 use std::path::Path;
