@@ -407,6 +407,58 @@ fn a_topic_is_created_within_10_s_of_the_controller_leader_s_sigkill() {
     wait_topic_ready(&cluster, &[1, 2, 3], topic, 2, Duration::from_secs(10));
 }
 
+#[test]
+fn a_refused_topic_change_right_after_a_failover_is_answered_at_once() {
+    // Proves a broker answers a forwarded change as soon as it applied everything up to the
+    // controller's answer even when the controller's last entry is a new leader's blank entry
+    // (no change to apply): a CreateTopics of an existing topic sent right after a failover
+    // gets TOPIC_ALREADY_EXISTS at once, not after the next change (here the dead broker's
+    // fencing, 3 s later) or the 15 s forwarding limit.
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "exists";
+    create_retrying(
+        &cluster,
+        &[1],
+        topic,
+        1,
+        Instant::now() + Duration::from_secs(10),
+    )
+    .unwrap_or_else(|error| cluster.fail(&error));
+    let leader = cluster.controller_leader();
+    let survivors: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+    let survivor = survivors[0];
+    cluster.kill(leader);
+    // Both survivors name the same new leader (a broker that knows no leader names itself,
+    // so agreement means one of them heard from the new leader).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let named: Vec<Option<i32>> = survivors
+            .iter()
+            .map(|&i| cluster.metadata(i).ok().map(|m| m.controller_id))
+            .collect();
+        if named[0].is_some_and(|id| broker_of(id) != leader) && named[0] == named[1] {
+            break;
+        }
+        if Instant::now() > deadline {
+            cluster.fail(&format!("no agreed new controller leader: {named:?}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut connection = connect(&cluster, survivor);
+    let asked = Instant::now();
+    let answer = connection.create_topic(topic, 1, 10_000);
+    let took = asked.elapsed();
+    assert!(
+        matches!(answer, Ok((TOPIC_ALREADY_EXISTS, _))),
+        "CreateTopics of an existing topic: {answer:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "the answer took {took:?}: it waited for a later change"
+    );
+}
+
 /// Records acknowledged per partition: (offset, value).
 type Acked = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
 

@@ -205,6 +205,11 @@ impl BrokerLink {
     ) {
         let applied = applied.max(self.applied());
         if changes.is_empty() {
+            // Entries without changes (a new leader's blank entry) advance the index only;
+            // the file keeps the last index with a change, which replays the same at start.
+            if applied > self.applied() {
+                let _ = self.applied.send(applied);
+            }
             return;
         }
         let changes: Vec<MetadataChange> = changes
