@@ -459,6 +459,83 @@ fn a_refused_topic_change_right_after_a_failover_is_answered_at_once() {
     );
 }
 
+#[test]
+fn consumer_groups_coordinated_on_every_broker_consume_and_commit() {
+    // Proves FindCoordinator works across brokers: three groups whose coordinators are on
+    // brokers 1, 2 and 3 (crc32c(group) % 3 over the cluster's nodes) each read every record
+    // of a topic spread over the three brokers with a subscribing rdkafka consumer, commit,
+    // and a new member of the group finds the committed offsets at the end of each partition.
+    use rdkafka::TopicPartitionList;
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::message::Message;
+    let _turn = turn();
+    let cluster = Cluster::start(ClusterSpec::three());
+    let bootstrap = cluster.bootstrap();
+    let topic = "grouped";
+    create_topic(&bootstrap, topic, 3, &[]);
+    wait_topic_ready(&cluster, &[1, 2, 3], topic, 3, Duration::from_secs(10));
+    let mut produced = Produced::new();
+    produce_with_rdkafka(&bootstrap, topic, 3, 20, &mut produced);
+    let ends: BTreeMap<i32, i64> = produced
+        .iter()
+        .map(|(&partition, records)| (partition, records.len() as i64))
+        .collect();
+    // Nodes are (broker, shard) in order, one shard each: node index i is broker i + 1.
+    let groups: Vec<String> = (0..3)
+        .map(|broker| {
+            (0..)
+                .map(|n| format!("group-{n}"))
+                .find(|g| spate::protocol::record_batch::crc32c(g.as_bytes()) % 3 == broker)
+                .expect("a group name for every broker")
+        })
+        .collect();
+    let member = |group: &str| -> common::TestConsumer {
+        common::client_config(&bootstrap)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create_with_context(common::TestContext::new(group))
+            .expect("an rdkafka consumer")
+    };
+    for group in &groups {
+        let consumer = member(group);
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let total: i64 = ends.values().sum();
+        let mut read = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read < total {
+            assert!(Instant::now() < deadline, "{group}: read {read} of {total}");
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                assert_eq!(message.topic(), topic);
+                read += 1;
+            }
+        }
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .unwrap_or_else(|error| panic!("{group}: commit: {error}"));
+        drop(consumer);
+        let fresh = member(group);
+        let mut wanted = TopicPartitionList::new();
+        for &partition in ends.keys() {
+            wanted.add_partition(topic, partition);
+        }
+        let committed = fresh
+            .committed_offsets(wanted, Duration::from_secs(10))
+            .unwrap_or_else(|error| panic!("{group}: committed offsets: {error}"));
+        for (&partition, &end) in &ends {
+            let offset = committed
+                .find_partition(topic, partition)
+                .map(|element| element.offset());
+            assert_eq!(
+                offset,
+                Some(Offset::Offset(end)),
+                "{group}: committed offset of partition {partition}"
+            );
+        }
+    }
+}
+
 /// Records acknowledged per partition: (offset, value).
 type Acked = BTreeMap<i32, Vec<(i64, Vec<u8>)>>;
 
