@@ -28,6 +28,7 @@ fn turn() -> MutexGuard<'static, ()> {
 
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+const REQUEST_TIMED_OUT: i16 = 7;
 /// Bound on one kcat run.
 const KCAT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -534,6 +535,44 @@ fn consumer_groups_coordinated_on_every_broker_consume_and_commit() {
             );
         }
     }
+}
+
+#[test]
+fn a_topic_change_without_a_quorum_is_answered_within_its_timeout() {
+    // Proves CreateTopics honours its timeout_ms as Kafka's controller does: with two of the
+    // three voters frozen nothing can commit, and the client is answered REQUEST_TIMED_OUT
+    // after about its 1 s rather than held; once they resume the cluster takes changes again.
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let leader = cluster.controller_leader();
+    let others: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+    let mut connection = connect(&cluster, leader);
+    for &i in &others {
+        cluster.stop(i);
+    }
+    let asked = Instant::now();
+    let answer = connection.create_topic("no-quorum", 1, 1_000);
+    let took = asked.elapsed();
+    for &i in &others {
+        cluster.resume(i);
+    }
+    assert!(
+        matches!(answer, Ok((REQUEST_TIMED_OUT, _))),
+        "CreateTopics without a quorum: {answer:?} after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "answered after {took:?}, asked within 1 s"
+    );
+    cluster.wait_ready(Duration::from_secs(30));
+    create_retrying(
+        &cluster,
+        &[1, 2, 3],
+        "with-quorum",
+        1,
+        Instant::now() + Duration::from_secs(15),
+    )
+    .unwrap_or_else(|error| cluster.fail(&error));
 }
 
 /// Records acknowledged per partition: (offset, value).

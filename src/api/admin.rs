@@ -1,9 +1,14 @@
 //! CreateTopics, DeleteTopics and CreatePartitions, all decided and committed by the controller
-//! (shard 0) and answered once every shard has applied the change.
+//! (shard 0, or the controller quorum in a cluster) and answered once every shard of this broker
+//! has applied the change, or with REQUEST_TIMED_OUT once the request's timeout_ms passed.
 
+use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
-use crate::meta::controller::{CreatePartitionsSpec, CreateTopicSpec};
+use crate::io::deadline::within;
+
+use crate::meta::controller::{CreatePartitionsSpec, CreateTopicSpec, TopicError};
 use crate::protocol::ErrorCode;
 use crate::protocol::field::Uuid;
 use crate::protocol::messages::create_partitions::{
@@ -20,6 +25,29 @@ use crate::shard::control::{create_partitions, create_topics, delete_topics};
 
 use super::configs::topic_config_source;
 use super::errors::topic_error_code;
+
+/// Runs a topic change to its end in a task of its own, but answers within `timeout_ms` when it
+/// is positive: a change that takes longer (a controller quorum electing a leader) is still
+/// made, and the client is told REQUEST_TIMED_OUT for each item, as Kafka's controller does.
+/// The change is never cut short, so every shard applies it or none.
+async fn within_timeout(
+    timeout_ms: i32,
+    count: usize,
+    work: impl Future<Output = Vec<Result<(), TopicError>>> + 'static,
+) -> Vec<Result<(), TopicError>> {
+    let task = glommio::spawn_local(work).detach();
+    let finished = if timeout_ms > 0 {
+        within(Duration::from_millis(timeout_ms as u64), task).await
+    } else {
+        Some(task.await)
+    };
+    match finished {
+        Some(Some(results)) => results,
+        _ => (0..count)
+            .map(|_| Err(TopicError::TimedOut(timeout_ms)))
+            .collect(),
+    }
+}
 
 /// Answers a CreateTopics request.
 pub async fn handle_create_topics(
@@ -42,7 +70,13 @@ pub async fn handle_create_topics(
                 .collect(),
         })
         .collect();
-    let results = create_topics(shard, specs, request.validate_only).await;
+    let count = specs.len();
+    let validate_only = request.validate_only;
+    let work = {
+        let shard = Rc::clone(shard);
+        async move { create_topics(&shard, specs, validate_only).await }
+    };
+    let results = within_timeout(request.timeout_ms, count, work).await;
     let cluster = shard.cluster.borrow();
     let topics = request
         .topics
@@ -135,7 +169,12 @@ pub async fn handle_delete_topics(
             })
             .collect()
     };
-    let results = delete_topics(shard, names.clone()).await;
+    let work = {
+        let shard = Rc::clone(shard);
+        let names = names.clone();
+        async move { delete_topics(&shard, names).await }
+    };
+    let results = within_timeout(request.timeout_ms, names.len(), work).await;
     let responses = names
         .into_iter()
         .zip(ids)
@@ -156,15 +195,14 @@ pub async fn handle_delete_topics(
     }
 }
 
-/// Answers a CreatePartitions request. The change is complete when answered, so `timeout_ms`
-/// never expires first. A topic named twice is refused (INVALID_REQUEST), as Kafka does: which
-/// count was meant is unknown.
+/// Answers a CreatePartitions request (within `timeout_ms`, see `within_timeout`). A topic named
+/// twice is refused (INVALID_REQUEST), as Kafka does: which count was meant is unknown.
 pub async fn handle_create_partitions(
     shard: &Rc<Shard>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let duplicated = |name: &str| request.topics.iter().filter(|t| t.name == name).count() > 1;
-    let specs = request
+    let specs: Vec<CreatePartitionsSpec> = request
         .topics
         .iter()
         .filter(|topic| !duplicated(&topic.name))
@@ -174,7 +212,13 @@ pub async fn handle_create_partitions(
             manual_assignment: topic.assignments.is_some(),
         })
         .collect();
-    let mut results = create_partitions(shard, specs, request.validate_only)
+    let count = specs.len();
+    let validate_only = request.validate_only;
+    let work = {
+        let shard = Rc::clone(shard);
+        async move { create_partitions(&shard, specs, validate_only).await }
+    };
+    let mut results = within_timeout(request.timeout_ms, count, work)
         .await
         .into_iter();
     let results = request

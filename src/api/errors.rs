@@ -25,6 +25,7 @@ pub fn topic_error_code(error: &TopicError) -> ErrorCode {
         TopicError::NoLiveBrokers => ErrorCode::InvalidReplicationFactor,
         // Retriable: admin clients look the controller up again and retry.
         TopicError::ControllerUnavailable(_) => ErrorCode::NotController,
+        TopicError::TimedOut(_) => ErrorCode::RequestTimedOut,
     }
 }
 

@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{QuorumVoter, TopicDefaults};
+use crate::io::deadline::within;
 use crate::meta::controller::{AdminRequest, TopicError, topic_config};
 use crate::meta::identity::{self, IdentityError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
-use crate::raft::network::within;
 use crate::raft::{WatchReceiver, WatchSender, watch_channel};
 use crate::shard::Shard;
 use crate::shard::control::apply_everywhere;

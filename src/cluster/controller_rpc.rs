@@ -10,9 +10,10 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use serde::{Deserialize, Serialize};
 
+use crate::io::deadline::within;
 use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
-use crate::raft::network::{KIND_RESPONSE, KIND_SERVICE, read_frame, within, write_frame};
+use crate::raft::network::{KIND_RESPONSE, KIND_SERVICE, read_frame, write_frame};
 
 /// A broker's request to the controller.
 #[derive(Debug, Serialize, Deserialize)]

@@ -24,10 +24,11 @@ use openraft::{BasicNode, Config, Raft};
 use openraft_rt::WatchReceiver as _;
 
 use crate::config::{BrokerConfig, QuorumVoter};
+use crate::io::deadline::within;
 use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
 use crate::raft::log_store::RaftLogStore;
-use crate::raft::network::{RaftNetwork, RaftSideService, serve_raft_with, within};
+use crate::raft::network::{RaftNetwork, RaftSideService, serve_raft_with};
 
 use super::ControllerRaft;
 use super::controller_rpc::{ControllerRequest, ControllerResponse};

@@ -1,6 +1,6 @@
 //! The thin I/O layer over glommio: direct (O_DIRECT) files, the fault-injection seam below them,
 //! the iopoll probe, the CPUs shards may pin themselves to, frame reads that skip zeroing, the
-//! data-dir lock, and telling a memory file system from a disk.
+//! data-dir lock, telling a memory file system from a disk, and bounded waits.
 //!
 //! Everything the log needs from glommio's file API goes through here, so glommio stays
 //! replaceable (it is unmaintained; see the architecture anchors). Callers must run the probe
@@ -8,6 +8,7 @@
 
 pub mod cpus;
 pub mod data_dir_lock;
+pub mod deadline;
 pub mod direct_file;
 pub mod faults;
 pub mod memory_file_system;

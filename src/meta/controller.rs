@@ -181,6 +181,9 @@ pub enum TopicError {
     /// The controller quorum has no leader, or it could not be reached in time.
     #[error("the controller is not available: {0}")]
     ControllerUnavailable(String),
+    /// The change was not complete within the request's timeout_ms; it may still be made.
+    #[error("not complete within the request's timeout of {0} ms; it may still complete")]
+    TimedOut(i32),
     /// Manual replica assignments are not supported.
     #[error("manual replica assignment is not supported; give a partition count")]
     ManualAssignment,

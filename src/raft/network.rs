@@ -31,6 +31,8 @@ use openraft::{BasicNode, Raft, RaftNetworkV2, RaftTypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::io::deadline::within;
+
 /// Largest frame either side reads (length field included): a longer one is hostile or a bug,
 /// and the connection is closed before anything is allocated for it. Bounds a snapshot's size.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -124,15 +126,6 @@ pub(crate) async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
         id,
         body: rest,
     })
-}
-
-/// Runs `future` for at most `limit`; `None` when the limit passed first.
-pub(crate) async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(future.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
 }
 
 /// Makes a `RaftPeer` per target; `local_id` is the node sending (openraft's `Timeout` names it).
