@@ -80,11 +80,6 @@ impl BrokerLink {
         }
     }
 
-    /// The controller leader's broker id, as last heard.
-    pub fn leader(&self) -> Option<u32> {
-        self.leader.get().map(|index| self.voters[index].id)
-    }
-
     fn applied(&self) -> u64 {
         *self.applied.borrow()
     }

@@ -128,11 +128,6 @@ impl ControllerStore {
         })
     }
 
-    /// The metadata as of the last applied entry.
-    pub fn state(&self) -> ClusterState {
-        self.inner.borrow().state.clone()
-    }
-
     /// Runs `read` on the metadata as of the last applied entry.
     pub fn with_state<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> T {
         read(&self.inner.borrow().state)
