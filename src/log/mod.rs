@@ -6,7 +6,8 @@
 //! `appender` (aligned O_DIRECT appends), `writer` (the group-commit task), `reader` (fetch reads),
 //! `stored_batch` (a batch as kept: patched head, client's body), `tail_generation` (which
 //! batches a dropped unwritten tail took), `cache` (the per-shard
-//! recent-batch cache), `recovery` (finding the end of the data at open),
+//! recent-batch cache), `recovery` (finding the end of the data at open), `truncation` (cutting
+//! the log back to an offset),
 //! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
 //! `producer_state` (idempotent producers), `producer_snapshot` (that state at each roll),
 //! `refusal_warnings` (rate-limited offline warnings), `shutdown_marker` (what a clean close
@@ -36,6 +37,7 @@ pub mod shutdown_marker;
 pub mod signal;
 pub mod stored_batch;
 pub mod tail_generation;
+pub mod truncation;
 mod writer;
 
 pub use cache::ShardCache;

@@ -929,6 +929,8 @@ impl Drop for PartitionLog {
 mod fault_tests;
 #[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod truncation_tests;
 
 #[cfg(test)]
 mod tests {
