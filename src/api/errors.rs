@@ -76,6 +76,8 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        // Replication between brokers only; a client never sends a replica's append.
+        LogError::NotAtLogEnd { .. } => ErrorCode::UnknownServerError,
     }
 }
 

@@ -70,6 +70,10 @@ pub enum LogError {
     /// The partition log was closed or deleted.
     #[error("partition log closed")]
     Closed,
+    /// A replica was sent a batch that does not start at its log end (its log diverged or has a
+    /// gap: the leader must send from the end, or truncate it first).
+    #[error("batch at offset {base_offset} does not start at the log end {log_end}")]
+    NotAtLogEnd { base_offset: i64, log_end: i64 },
 }
 
 impl LogError {

@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use crate::config::{TimestampType, TopicConfig};
 use crate::io::DirectFile;
-use crate::protocol::record_batch::{self, BatchError};
+use crate::protocol::record_batch::{self, BatchError, RECORD_BATCH_HEADER_BYTES};
 
 use super::appender::{Appender, PREALLOCATE_STEP_BYTES_MIN};
 use super::cache::{CacheKey, CachedBatch, ShardCache};
@@ -135,6 +135,8 @@ pub struct PartitionLog {
     pub(super) pending_bytes: Cell<usize>,
     pub(super) log_start_offset: Cell<i64>,
     pub(super) log_end_offset: Cell<i64>,
+    /// Stamped in the `partition_leader_epoch` of every batch `append_batch` sequences.
+    pub(super) leader_epoch: Cell<i32>,
     pub(super) high_watermark: Cell<i64>,
     pub(super) durable_offset: Cell<i64>,
     /// Files written since the last fdatasync started.
@@ -218,6 +220,7 @@ impl PartitionLog {
             pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(0),
             log_end_offset: Cell::new(0),
+            leader_epoch: Cell::new(0),
             high_watermark: Cell::new(0),
             durable_offset: Cell::new(0),
             unsynced_files: RefCell::new(Vec::new()),
@@ -279,6 +282,7 @@ impl PartitionLog {
             pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(log_start_offset),
             log_end_offset: Cell::new(log_end_offset),
+            leader_epoch: Cell::new(0),
             high_watermark: Cell::new(log_end_offset),
             // Recovered data may not be synced yet; the first acks=all append syncs it too.
             durable_offset: Cell::new(log_start_offset),
@@ -322,8 +326,20 @@ impl PartitionLog {
         self.config.borrow_mut().topic = topic;
     }
 
+    /// The leader epoch new batches are stamped with (0 until `set_leader_epoch`).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    /// Sets the leader epoch `append_batch` stamps from now on: a replicated partition's Raft
+    /// term while this replica leads it (Kafka's partitionLeaderEpoch, which KIP-320 clients
+    /// compare to detect truncation). RF=1 partitions keep 0.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.set(epoch);
+    }
+
     /// Sequences one validated batch: checks idempotence, assigns offsets
-    /// `[log_end, log_end + count)`, sets `base_offset` and `partition_leader_epoch` (0) and, for
+    /// `[log_end, log_end + count)`, sets `base_offset` and `partition_leader_epoch` and, for
     /// LogAppendTime topics, `max_timestamp = now_ms` with a new CRC; adds it to the in-memory tail
     /// and the cache, and wakes the writer. Synchronous, so arrival order is offset order.
     pub fn append_batch(&self, batch: Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
@@ -377,7 +393,12 @@ impl PartitionLog {
         let base_offset = self.log_end_offset.get();
         let last_offset = base_offset + i64::from(last_offset_delta);
         assert!(last_offset >= base_offset, "offsets must increase");
-        let stored = StoredBatch::patch(&batch, base_offset, log_append_time.then_some(now_ms))?;
+        let stored = StoredBatch::patch(
+            &batch,
+            base_offset,
+            self.leader_epoch.get(),
+            log_append_time.then_some(now_ms),
+        )?;
         self.enqueue(stored, last_offset, max_timestamp_ms, now_ms, identity);
         if let Some(identity) = &identity {
             self.producers
@@ -388,6 +409,54 @@ impl PartitionLog {
             base_offset,
             last_offset,
             log_append_time_ms,
+            log_start_offset: self.log_start_offset.get(),
+            duplicate: false,
+            generation: self.tail_generation.borrow().clone(),
+        })
+    }
+
+    /// Appends a batch exactly as the partition's leader stored it (a replica's append): its base
+    /// offset must be this log's end, and its bytes, leader epoch and timestamps are kept as they
+    /// are, so every replica holds the same bytes at the same offsets. The leader already decided
+    /// idempotence, so the batch is never refused as a duplicate; it is recorded in the producer
+    /// state, which a replica that becomes leader needs. Checks the CRC: the bytes crossed the
+    /// network.
+    pub fn append_replica(&self, batch: Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
+        self.check_usable()?;
+        let header = record_batch::validate(&batch)?;
+        let base_offset = header.base_offset.get();
+        let log_end = self.log_end_offset.get();
+        if base_offset != log_end {
+            return Err(LogError::NotAtLogEnd {
+                base_offset,
+                log_end,
+            });
+        }
+        let last_offset_delta = header.last_offset_delta.get();
+        if last_offset_delta < 0 {
+            return Err(BatchError::InvalidRecordsCount {
+                records_count: header.records_count.get(),
+                last_offset_delta,
+            }
+            .into());
+        }
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        let max_timestamp_ms = header.max_timestamp.get();
+        let identity = producer_identity(header);
+        let stored = StoredBatch {
+            head: batch.slice(..RECORD_BATCH_HEADER_BYTES),
+            body: batch.slice(RECORD_BATCH_HEADER_BYTES..),
+        };
+        self.enqueue(stored, last_offset, max_timestamp_ms, now_ms, identity);
+        if let Some(identity) = &identity {
+            self.producers
+                .borrow_mut()
+                .record(identity, base_offset, max_timestamp_ms);
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time_ms: -1,
             log_start_offset: self.log_start_offset.get(),
             duplicate: false,
             generation: self.tail_generation.borrow().clone(),
@@ -930,6 +999,8 @@ mod fault_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod truncation_tests;
 
 #[cfg(test)]
@@ -985,7 +1056,7 @@ mod tests {
     }
 
     /// The whole batches in the chunks `PartitionLog::read` returns.
-    fn whole_batches(chunks: Vec<Bytes>) -> Vec<Bytes> {
+    pub(super) fn whole_batches(chunks: Vec<Bytes>) -> Vec<Bytes> {
         let joined = Bytes::from(chunks.concat());
         let mut iter = BatchIter::new(joined);
         let batches: Vec<Bytes> = iter.by_ref().map(Result::unwrap).collect();

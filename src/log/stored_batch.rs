@@ -26,16 +26,17 @@ pub struct StoredBatch {
 }
 
 impl StoredBatch {
-    /// The batch with `base_offset` and leader epoch 0 set, and for LogAppendTime topics the
+    /// The batch with `base_offset` and `leader_epoch` set, and for LogAppendTime topics the
     /// max timestamp set and the CRC recomputed. `batch` must be a whole validated batch.
     pub fn patch(
         batch: &Bytes,
         base_offset: i64,
+        leader_epoch: i32,
         log_append_time_ms: Option<i64>,
     ) -> Result<Self, BatchError> {
         if let Some(append_time_ms) = log_append_time_ms {
             let mut owned = BytesMut::from(&batch[..]);
-            record_batch::assign(&mut owned, base_offset, 0)?;
+            record_batch::assign(&mut owned, base_offset, leader_epoch)?;
             record_batch::set_log_append_time(&mut owned, append_time_ms)?;
             return Ok(Self {
                 head: owned.freeze(),
@@ -47,7 +48,7 @@ impl StoredBatch {
             record_batch::header(batch)?;
         }
         let mut head = BytesMut::from(&batch[..RECORD_BATCH_HEADER_BYTES]);
-        record_batch::assign(&mut head, base_offset, 0)?;
+        record_batch::assign(&mut head, base_offset, leader_epoch)?;
         Ok(Self {
             head: head.freeze(),
             body: batch.slice(RECORD_BATCH_HEADER_BYTES..),
@@ -103,7 +104,7 @@ mod tests {
         // Proves the body is a slice of the client's buffer (no copy), the concatenation is the
         // client's batch with only the base offset and leader epoch changed, and it validates.
         let frame = sample_batch(3, 100);
-        let stored = StoredBatch::patch(&frame, 42, None).unwrap();
+        let stored = StoredBatch::patch(&frame, 42, 9, None).unwrap();
         assert_eq!(
             stored.body.as_ptr(),
             frame[RECORD_BATCH_HEADER_BYTES..].as_ptr()
@@ -112,7 +113,7 @@ mod tests {
         assert_eq!(bytes.len(), frame.len());
         let header = record_batch::validate(&bytes).unwrap();
         assert_eq!(header.base_offset.get(), 42);
-        assert_eq!(header.partition_leader_epoch.get(), 0);
+        assert_eq!(header.partition_leader_epoch.get(), 9);
         assert_eq!(bytes[16..], frame[16..]);
     }
 
@@ -120,7 +121,7 @@ mod tests {
     fn log_append_time_copies_and_recomputes_the_crc() {
         // Proves the LogAppendTime path sets the max timestamp and a CRC that checks.
         let frame = sample_batch(2, 10);
-        let stored = StoredBatch::patch(&frame, 7, Some(1_700_000_000_000)).unwrap();
+        let stored = StoredBatch::patch(&frame, 7, 0, Some(1_700_000_000_000)).unwrap();
         assert!(stored.body.is_empty());
         let bytes = concat(&stored);
         let header = record_batch::validate(&bytes).unwrap();
@@ -131,6 +132,6 @@ mod tests {
     #[test]
     fn a_short_batch_is_an_error_not_a_panic() {
         // Proves a batch shorter than its header is refused.
-        assert!(StoredBatch::patch(&Bytes::from_static(&[0u8; 20]), 0, None).is_err());
+        assert!(StoredBatch::patch(&Bytes::from_static(&[0u8; 20]), 0, 0, None).is_err());
     }
 }
