@@ -78,6 +78,8 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         // Replication between brokers only; a client never sends a replica's append.
         LogError::NotAtLogEnd { .. } => ErrorCode::UnknownServerError,
+        LogError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        LogError::EpochNotBegun { .. } => ErrorCode::UnknownLeaderEpoch,
     }
 }
 

@@ -181,24 +181,29 @@ pub fn handle_offset_for_leader_epoch(
                     if let Some(error) = route_error(&route) {
                         return failed(error);
                     }
-                    if partition.current_leader_epoch > LEADER_EPOCH {
-                        return failed(ErrorCode::UnknownLeaderEpoch);
-                    }
                     let PartitionRoute::Here(log) = route else {
                         return failed(ErrorCode::UnknownServerError);
                     };
                     if let Err(error) = log.health() {
                         return failed(log_error_code(&error));
                     }
-                    if partition.leader_epoch > LEADER_EPOCH || partition.leader_epoch < 0 {
-                        // An epoch this log never had: Kafka answers "undefined".
-                        return failed(ErrorCode::NoError);
+                    // -1: the client does not know the current epoch (no fencing check).
+                    let current = log.leader_epoch();
+                    if partition.current_leader_epoch > current {
+                        return failed(ErrorCode::UnknownLeaderEpoch);
                     }
+                    if partition.current_leader_epoch >= 0
+                        && partition.current_leader_epoch < current
+                    {
+                        return failed(ErrorCode::FencedLeaderEpoch);
+                    }
+                    let (leader_epoch, end_offset) =
+                        log.end_offset_for_epoch(partition.leader_epoch);
                     EpochEndOffset {
                         error_code: 0,
                         partition: partition.partition,
-                        leader_epoch: LEADER_EPOCH,
-                        end_offset: log.log_end_offset(),
+                        leader_epoch,
+                        end_offset,
                     }
                 })
                 .collect(),

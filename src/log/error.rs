@@ -74,6 +74,14 @@ pub enum LogError {
     /// gap: the leader must send from the end, or truncate it first).
     #[error("batch at offset {base_offset} does not start at the log end {log_end}")]
     NotAtLogEnd { base_offset: i64, log_end: i64 },
+    /// A replica was sent a batch of an older leader epoch than one it already holds: epochs
+    /// only grow along a log.
+    #[error("batch of leader epoch {epoch} after epoch {latest}")]
+    StaleLeaderEpoch { epoch: i32, latest: i32 },
+    /// A replica was sent the first batch of a leader epoch it has not started
+    /// (`PartitionLog::begin_epoch` records the epoch first).
+    #[error("batch of leader epoch {epoch}, which is not started (the latest is {latest})")]
+    EpochNotBegun { epoch: i32, latest: i32 },
 }
 
 impl LogError {

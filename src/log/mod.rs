@@ -9,7 +9,8 @@
 //! recent-batch cache), `recovery` (finding the end of the data at open), `truncation` (cutting
 //! the log back to an offset),
 //! `checkpoint` (the durable prefix recovery resumes after), `retention` (which old segments go),
-//! `producer_state` (idempotent producers), `producer_snapshot` (that state at each roll),
+//! `producer_state` (idempotent producers), `leader_epochs` (each leader epoch's first
+//! offset), `producer_snapshot` (that state at each roll),
 //! `refusal_warnings` (rate-limited offline warnings), `shutdown_marker` (what a clean close
 //! records),
 //! `crc_sealed` (the CRC-32C trailer of those small files),
@@ -24,6 +25,7 @@ pub mod checkpoint;
 pub mod crc_sealed;
 pub mod error;
 pub mod index;
+pub mod leader_epochs;
 mod offset_listing;
 pub mod partition;
 pub mod producer_snapshot;

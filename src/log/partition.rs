@@ -34,11 +34,12 @@ use bytes::Bytes;
 
 use crate::config::{TimestampType, TopicConfig};
 use crate::io::DirectFile;
-use crate::protocol::record_batch::{self, BatchError, RECORD_BATCH_HEADER_BYTES};
+use crate::protocol::record_batch::{self, BatchError, BatchIter, RECORD_BATCH_HEADER_BYTES};
 
 use super::appender::{Appender, PREALLOCATE_STEP_BYTES_MIN};
 use super::cache::{CacheKey, CachedBatch, ShardCache};
 use super::error::LogError;
+use super::leader_epochs::{self, LeaderEpochs};
 use super::producer_snapshot;
 use super::producer_state::{ProducerBatch, ProducerState, SequenceCheck};
 use super::recovery;
@@ -137,6 +138,14 @@ pub struct PartitionLog {
     pub(super) log_end_offset: Cell<i64>,
     /// Stamped in the `partition_leader_epoch` of every batch `append_batch` sequences.
     pub(super) leader_epoch: Cell<i32>,
+    /// Each epoch's first offset (OffsetForLeaderEpoch). Read and changed in short borrows.
+    pub(super) epochs: RefCell<LeaderEpochs>,
+    /// Bumped at each change of `epochs`.
+    pub(super) epochs_generation: Cell<u64>,
+    /// The generation of `epochs` last written to its file.
+    pub(super) epochs_persisted: Cell<u64>,
+    /// Whether a task is writing the epochs file (one at a time, so writes land in order).
+    pub(super) epochs_writing: Cell<bool>,
     pub(super) high_watermark: Cell<i64>,
     pub(super) durable_offset: Cell<i64>,
     /// Files written since the last fdatasync started.
@@ -221,6 +230,10 @@ impl PartitionLog {
             log_start_offset: Cell::new(0),
             log_end_offset: Cell::new(0),
             leader_epoch: Cell::new(0),
+            epochs: RefCell::new(LeaderEpochs::default()),
+            epochs_generation: Cell::new(0),
+            epochs_persisted: Cell::new(0),
+            epochs_writing: Cell::new(false),
             high_watermark: Cell::new(0),
             durable_offset: Cell::new(0),
             unsynced_files: RefCell::new(Vec::new()),
@@ -283,6 +296,10 @@ impl PartitionLog {
             log_start_offset: Cell::new(log_start_offset),
             log_end_offset: Cell::new(log_end_offset),
             leader_epoch: Cell::new(0),
+            epochs: RefCell::new(LeaderEpochs::default()),
+            epochs_generation: Cell::new(0),
+            epochs_persisted: Cell::new(0),
+            epochs_writing: Cell::new(false),
             high_watermark: Cell::new(log_end_offset),
             // Recovered data may not be synced yet; the first acks=all append syncs it too.
             durable_offset: Cell::new(log_start_offset),
@@ -307,7 +324,75 @@ impl PartitionLog {
             active,
         ))
         .detach();
+        log.load_epochs().await?;
         Ok(log)
+    }
+
+    /// Loads the leader-epoch cache at open, trimmed to the log. A log without the file was
+    /// written before epochs were kept (all epoch 0); a damaged file is rebuilt from the
+    /// batches' own epochs. An empty cache starts epoch 0 at the log end.
+    async fn load_epochs(&self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        let log_start = self.log_start_offset.get();
+        let log_end = self.log_end_offset.get();
+        let read = glommio::executor()
+            .spawn_blocking(move || leader_epochs::read(&dir))
+            .await;
+        let (mut epochs, mut changed) = match read {
+            Ok(Some(epochs)) => (epochs, false),
+            Ok(None) => (LeaderEpochs::epoch_zero_from(log_start), true),
+            Err(error) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    %error,
+                    "rebuilding the leader-epoch cache from the log's batches"
+                );
+                (self.scan_epochs().await?, true)
+            }
+        };
+        changed |= epochs.truncate_from_end(log_end);
+        changed |= epochs.truncate_from_start(log_start);
+        if epochs.latest().is_none() {
+            epochs.assign(0, log_end);
+            changed = true;
+        }
+        self.leader_epoch
+            .set(epochs.latest().map_or(0, |latest| latest.epoch));
+        *self.epochs.borrow_mut() = epochs;
+        if changed {
+            self.epochs_changed();
+        }
+        self.epochs_on_disk().await
+    }
+
+    /// The leader-epoch cache as the stored batches say it: each epoch's first batch.
+    async fn scan_epochs(&self) -> Result<LeaderEpochs, LogError> {
+        let mut epochs = LeaderEpochs::default();
+        let mut offset = self.log_start_offset.get();
+        while offset < self.high_watermark.get() {
+            let chunks = self.read(offset, recovery::SCAN_READ_BYTES).await?;
+            let before = offset;
+            for batch in BatchIter::new(Bytes::from(chunks.concat())) {
+                let batch = batch?;
+                let header = record_batch::header(&batch)?;
+                let base_offset = header.base_offset.get();
+                epochs.assign(header.partition_leader_epoch.get(), base_offset);
+                offset = base_offset + i64::from(header.last_offset_delta.get()) + 1;
+            }
+            if offset <= before {
+                break;
+            }
+        }
+        Ok(epochs)
+    }
+
+    /// Moves the leader-epoch cache's start to the log start (after retention or
+    /// DeleteRecords).
+    fn trim_epochs_to_log_start(&self) {
+        let log_start = self.log_start_offset.get();
+        if self.epochs.borrow_mut().truncate_from_start(log_start) {
+            self.epochs_changed();
+        }
     }
 
     /// The partition directory.
@@ -326,16 +411,92 @@ impl PartitionLog {
         self.config.borrow_mut().topic = topic;
     }
 
-    /// The leader epoch new batches are stamped with (0 until `set_leader_epoch`).
+    /// The leader epoch new batches are stamped with: the latest epoch this log holds.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.get()
     }
 
-    /// Sets the leader epoch `append_batch` stamps from now on: a replicated partition's Raft
-    /// term while this replica leads it (Kafka's partitionLeaderEpoch, which KIP-320 clients
-    /// compare to detect truncation). RF=1 partitions keep 0.
-    pub fn set_leader_epoch(&self, epoch: i32) {
+    /// Starts leader epoch `epoch` at the log end: records it in the leader-epoch cache, on disk
+    /// before this returns, and stamps it on every batch `append_batch` sequences from now on.
+    /// A replica's leader calls it when it takes over (its Raft term, Kafka's
+    /// partitionLeaderEpoch, which KIP-320 clients compare to detect truncation); a replica
+    /// calls it before the first batch of a newer epoch (`append_replica` refuses that batch
+    /// until then). So no batch of an epoch is ever on disk before the cache knows the epoch.
+    /// RF=1 partitions stay at epoch 0.
+    pub async fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        self.check_usable()?;
+        let latest = self.epochs.borrow().latest();
+        if let Some(latest) = latest
+            && epoch < latest.epoch
+        {
+            return Err(LogError::StaleLeaderEpoch {
+                epoch,
+                latest: latest.epoch,
+            });
+        }
         self.leader_epoch.set(epoch);
+        let changed = self
+            .epochs
+            .borrow_mut()
+            .assign(epoch, self.log_end_offset.get());
+        if changed {
+            self.epochs_changed();
+        }
+        self.epochs_on_disk().await
+    }
+
+    /// Waits until the leader-epoch cache's current state is in its file.
+    async fn epochs_on_disk(&self) -> Result<(), LogError> {
+        let generation = self.epochs_generation.get();
+        loop {
+            let listener = self.durable.listen();
+            if let Some(error) = self.failure() {
+                return Err(error);
+            }
+            if self.epochs_persisted.get() >= generation {
+                return Ok(());
+            }
+            listener.await;
+        }
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `requested` this log has, and the
+    /// offset where it ended here (the log end for the current one); (-1, -1) when unknown.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(requested, self.log_end_offset.get())
+    }
+
+    /// Notes a change of the leader-epoch cache and has it written to its file, by one task at
+    /// a time, always the newest state last.
+    fn epochs_changed(&self) {
+        self.epochs_generation.set(self.epochs_generation.get() + 1);
+        if self.epochs_writing.get() {
+            return;
+        }
+        let Some(log) = self.self_ref.upgrade() else {
+            return;
+        };
+        self.epochs_writing.set(true);
+        glommio::spawn_local(async move {
+            while log.epochs_persisted.get() < log.epochs_generation.get() {
+                let generation = log.epochs_generation.get();
+                let epochs = log.epochs.borrow().clone();
+                let dir = log.dir.clone();
+                let written = glommio::executor()
+                    .spawn_blocking(move || leader_epochs::write(&dir, &epochs))
+                    .await;
+                if let Err(error) = written {
+                    log.poison_with(format!("writing the leader-epoch cache failed: {error}"));
+                    break;
+                }
+                log.epochs_persisted.set(generation);
+            }
+            log.epochs_writing.set(false);
+            log.durable.notify();
+        })
+        .detach();
     }
 
     /// Sequences one validated batch: checks idempotence, assigns offsets
@@ -420,7 +581,8 @@ impl PartitionLog {
     /// are, so every replica holds the same bytes at the same offsets. The leader already decided
     /// idempotence, so the batch is never refused as a duplicate; it is recorded in the producer
     /// state, which a replica that becomes leader needs. Checks the CRC: the bytes crossed the
-    /// network.
+    /// network. The batch's leader epoch must be this log's latest: an older one is refused, and
+    /// a newer one must be started first with `begin_epoch`.
     pub fn append_replica(&self, batch: Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
         self.check_usable()?;
         let header = record_batch::validate(&batch)?;
@@ -439,6 +601,18 @@ impl PartitionLog {
                 last_offset_delta,
             }
             .into());
+        }
+        let epoch = header.partition_leader_epoch.get();
+        let latest = self
+            .epochs
+            .borrow()
+            .latest()
+            .map_or(-1, |latest| latest.epoch);
+        if epoch < latest {
+            return Err(LogError::StaleLeaderEpoch { epoch, latest });
+        }
+        if epoch > latest {
+            return Err(LogError::EpochNotBegun { epoch, latest });
         }
         let last_offset = base_offset + i64::from(last_offset_delta);
         let max_timestamp_ms = header.max_timestamp.get();
@@ -829,6 +1003,7 @@ impl PartitionLog {
             return Ok(log_start);
         }
         self.log_start_offset.set(offset);
+        self.trim_epochs_to_log_start();
         let dir = self.dir.clone();
         glommio::executor()
             .spawn_blocking(move || retention::write_log_start_offset(&dir, offset))
@@ -860,6 +1035,7 @@ impl PartitionLog {
         let first_base = self.segments.borrow()[0].base_offset();
         self.log_start_offset
             .set(self.log_start_offset.get().max(first_base));
+        self.trim_epochs_to_log_start();
         for segment in removed {
             glommio::yield_if_needed().await;
             tracing::debug!(path = %segment.log_path().display(), "deleting segment");
@@ -911,9 +1087,7 @@ impl PartitionLog {
             }
             listener.await;
         }
-        if let Some(error) = self.failure() {
-            return Err(error);
-        }
+        self.epochs_on_disk().await?;
         let segments = self.segments.borrow().clone();
         let active = segments.last().expect("a log has a segment");
         if let Some(file) = active.file() {

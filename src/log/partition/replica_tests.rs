@@ -7,6 +7,7 @@ use super::tests::{
 use super::*;
 use crate::config::TimestampType;
 use crate::io::direct_file::tests::{TestDir, run_in_executor};
+use crate::log::leader_epochs;
 
 /// Small segments, so the logs roll several times.
 const SEGMENT_BYTES: u64 = 4096;
@@ -23,6 +24,20 @@ async fn stored_batches(log: &PartitionLog, mut offset: i64) -> Vec<Bytes> {
         }
     }
     out
+}
+
+/// Appends `batches` on `replica` as a replica does, starting each newer epoch first. The
+/// last outcome.
+async fn feed(replica: &PartitionLog, batches: Vec<Bytes>) -> Result<AppendOutcome, LogError> {
+    let mut last = None;
+    for batch in batches {
+        let epoch = record_batch::header(&batch)?.partition_leader_epoch.get();
+        if epoch > replica.leader_epoch() {
+            replica.begin_epoch(epoch).await?;
+        }
+        last = Some(replica.append_replica(batch, 0)?);
+    }
+    Ok(last.expect("at least one batch"))
 }
 
 /// The bytes of every segment file of the log in `dir`, up to each segment's data.
@@ -51,9 +66,9 @@ fn a_replica_fed_the_leaders_batches_holds_the_same_bytes() {
         let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
         let leader = open(&path.join("leader"), config.clone(), 1 << 20).await;
         let replica = open(&path.join("replica"), config.clone(), 0).await;
-        leader.set_leader_epoch(3);
+        leader.begin_epoch(3).await.unwrap();
         append_numbered(&leader, 60).await;
-        leader.set_leader_epoch(4);
+        leader.begin_epoch(4).await.unwrap();
         let end = append_numbered(&leader, 60).await;
         let batches = stored_batches(&leader, 0).await;
         let epochs: Vec<i32> = batches
@@ -67,11 +82,8 @@ fn a_replica_fed_the_leaders_batches_holds_the_same_bytes() {
             .collect();
         assert_eq!(epochs[..60], [3; 60]);
         assert_eq!(epochs[60..], [4; 60]);
-        let mut last = None;
-        for batch in batches {
-            last = Some(replica.append_replica(batch, 0).unwrap());
-        }
-        replica.wait_durable(&last.unwrap()).await.unwrap();
+        let last = feed(&replica, batches).await.unwrap();
+        replica.wait_durable(&last).await.unwrap();
         assert_eq!(replica.log_end_offset(), end as i64);
         assert_eq!(read_all(&replica, 0, 1 << 16).await, numbered(0..end));
         assert!(leader.segments.borrow().len() > 2);
@@ -154,10 +166,10 @@ fn a_replica_that_becomes_leader_keeps_deduplicating_retries() {
             );
         }
         leader.wait_written(&last.unwrap()).await.unwrap();
-        for batch in stored_batches(&leader, 0).await {
-            replica.append_replica(batch, 0).unwrap();
-        }
-        replica.set_leader_epoch(1);
+        feed(&replica, stored_batches(&leader, 0).await)
+            .await
+            .unwrap();
+        replica.begin_epoch(1).await.unwrap();
         let retry = replica.append_batch(idempotent_batch(0, 9, 1), 0).unwrap();
         assert!(retry.duplicate);
         assert_eq!(retry.base_offset, 9);
@@ -190,21 +202,30 @@ fn a_diverged_replica_truncates_and_takes_the_new_leaders_batches() {
         let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
         let leader = open(&path.join("leader"), config.clone(), 1 << 20).await;
         let replica = open(&path.join("replica"), config.clone(), 0).await;
-        leader.set_leader_epoch(1);
+        leader.begin_epoch(1).await.unwrap();
         let common = append_numbered(&leader, 40).await;
-        for batch in stored_batches(&leader, 0).await {
-            replica.append_replica(batch, 0).unwrap();
-        }
+        feed(&replica, stored_batches(&leader, 0).await)
+            .await
+            .unwrap();
         // The replica leads epoch 2 briefly and takes writes no one else got.
-        replica.set_leader_epoch(2);
+        replica.begin_epoch(2).await.unwrap();
         append_numbered(&replica, 25).await;
+        assert_eq!(replica.end_offset_for_epoch(1), (1, common as i64));
         // The old leader wins epoch 3 and writes on from the common prefix.
-        leader.set_leader_epoch(3);
+        leader.begin_epoch(3).await.unwrap();
         let end = append_numbered(&leader, 30).await;
+        // What the replica asks the new leader (KIP-101): where did my epoch 2 end on you?
+        // Epoch 2 never reached the leader: its floor epoch 1 ended at the common prefix.
+        assert_eq!(leader.end_offset_for_epoch(2), (1, common as i64));
         let replica = replica.truncate(common as i64).await.unwrap();
-        for batch in stored_batches(&leader, common as i64).await {
-            replica.append_replica(batch, 0).unwrap();
-        }
+        // The cut took epoch 2 with it.
+        assert_eq!(replica.end_offset_for_epoch(1), (1, common as i64));
+        assert_eq!(replica.end_offset_for_epoch(2), (-1, -1));
+        feed(&replica, stored_batches(&leader, common as i64).await)
+            .await
+            .unwrap();
+        assert_eq!(replica.end_offset_for_epoch(1), (1, common as i64));
+        assert_eq!(replica.end_offset_for_epoch(3), (3, end as i64));
         assert_eq!(replica.log_end_offset(), end as i64);
         replica.close().await.unwrap();
         leader.close().await.unwrap();
@@ -214,5 +235,133 @@ fn a_diverged_replica_truncates_and_takes_the_new_leaders_batches() {
         assert_eq!(segment_bytes(&replica), segment_bytes(&leader));
         replica.close().await.unwrap();
         leader.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_replica_takes_a_newer_epoch_only_once_begun_and_never_an_older_one() {
+    // Proves the epoch order rule: a batch of an epoch newer than the replica's latest is refused
+    // until `begin_epoch`, and after a newer epoch a batch of an older one is refused, so the
+    // leader-epoch cache always knows a batch's epoch before the batch is on disk.
+    let dir = TestDir::new("log-replica-epoch-order");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
+        let leader = open(&path.join("leader"), config.clone(), 1 << 20).await;
+        let replica = open(&path.join("replica"), config, 0).await;
+        leader.begin_epoch(2).await.unwrap();
+        append_numbered(&leader, 2).await;
+        let batches = stored_batches(&leader, 0).await;
+        let early = replica.append_replica(batches[0].clone(), 0);
+        assert!(
+            matches!(
+                early,
+                Err(LogError::EpochNotBegun {
+                    epoch: 2,
+                    latest: 0
+                })
+            ),
+            "{early:?}"
+        );
+        replica.begin_epoch(5).await.unwrap();
+        let stale = replica.append_replica(batches[0].clone(), 0);
+        assert!(
+            matches!(
+                stale,
+                Err(LogError::StaleLeaderEpoch {
+                    epoch: 2,
+                    latest: 5
+                })
+            ),
+            "{stale:?}"
+        );
+        let older = replica.begin_epoch(4).await;
+        assert!(
+            matches!(older, Err(LogError::StaleLeaderEpoch { .. })),
+            "{older:?}"
+        );
+        assert_eq!(replica.log_end_offset(), 0);
+        replica.close().await.unwrap();
+        leader.close().await.unwrap();
+    });
+}
+
+#[test]
+fn the_epoch_cache_survives_reopens_damage_and_deleted_records() {
+    // Proves the leader-epoch cache's life: it is back after a clean close and after a crash;
+    // a damaged file is rebuilt from the batches' own epochs; a log without the file (written
+    // before epochs were kept) is all epoch 0; DeleteRecords moves the first epoch's start.
+    let dir = TestDir::new("log-epoch-cache");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
+        let log_dir = path.join("log");
+        let log = open(&log_dir, config.clone(), 0).await;
+        let zero_end = append_numbered(&log, 10).await as i64;
+        log.begin_epoch(3).await.unwrap();
+        let three_end = append_numbered(&log, 10).await as i64;
+        log.begin_epoch(7).await.unwrap();
+        let end = append_numbered(&log, 10).await as i64;
+        let expected = [
+            (0, (0, zero_end)),
+            (3, (3, three_end)),
+            (5, (3, three_end)),
+            (7, (7, end)),
+        ];
+        let check = |log: &PartitionLog, when: &str| {
+            for (requested, answer) in expected {
+                assert_eq!(
+                    log.end_offset_for_epoch(requested),
+                    answer,
+                    "{when}: epoch {requested}"
+                );
+            }
+            assert_eq!(log.leader_epoch(), 7, "{when}");
+        };
+        check(&log, "running");
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(&log_dir, config.clone(), 0).await;
+        check(&log, "after a clean close");
+        drop(log);
+        let log = open(&log_dir, config.clone(), 0).await;
+        check(&log, "after a crash");
+        drop(log);
+        let file = log_dir
+            .join("topic-0")
+            .join(leader_epochs::LEADER_EPOCH_FILE_NAME);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[3] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        let log = open(&log_dir, config.clone(), 0).await;
+        check(&log, "rebuilt from a damaged file");
+        assert_eq!(
+            log.delete_records(zero_end + 2).await.unwrap(),
+            zero_end + 2
+        );
+        assert_eq!(log.end_offset_for_epoch(0), (0, zero_end + 2));
+        assert_eq!(log.end_offset_for_epoch(3), (3, three_end));
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(&log_dir, config.clone(), 0).await;
+        assert_eq!(log.end_offset_for_epoch(0), (0, zero_end + 2));
+        log.close().await.unwrap();
+        drop(log);
+
+        let old_dir = path.join("old");
+        let log = open(&old_dir, config.clone(), 0).await;
+        let old_end = append_numbered(&log, 10).await as i64;
+        log.close().await.unwrap();
+        drop(log);
+        std::fs::remove_file(
+            old_dir
+                .join("topic-0")
+                .join(leader_epochs::LEADER_EPOCH_FILE_NAME),
+        )
+        .unwrap();
+        let log = open(&old_dir, config, 0).await;
+        assert_eq!(log.end_offset_for_epoch(0), (0, old_end));
+        assert_eq!(log.end_offset_for_epoch(1), (-1, -1));
+        log.close().await.unwrap();
     });
 }
