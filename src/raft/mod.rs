@@ -1,9 +1,11 @@
 //! The Raft glue (docs/architecture.md §8): what openraft needs from Spate to run a Raft group on a
 //! glommio shard. `runtime` adapts glommio to openraft's `AsyncRuntime`; `log_store` keeps the
-//! controller's Raft log and vote in checksummed files.
+//! controller's Raft log and vote in checksummed files; `vote_store` keeps the votes of a shard's
+//! replicated-partition groups in one file, with grouped writes.
 
 pub mod log_store;
 pub mod network;
 pub mod runtime;
+pub mod vote_store;
 
 pub use runtime::{GlommioRuntime, WatchReceiver, WatchSender, watch_channel};
