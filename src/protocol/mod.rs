@@ -12,6 +12,7 @@
 //! - `records`: reading and building the records inside a batch.
 //! - `record_validation`: walking every record of a produced batch, as Kafka's LogValidator does.
 //! - `compression`: the records region's codecs (gzip, Snappy, LZ4, zstd), both ways.
+//! - `control_batch`: the control batches a replicated partition's Raft entries are stored as.
 //!
 //! Nothing here panics or allocates unboundedly on any input: every length is checked against the
 //! bytes that remain, and malformed input is a `CodecError`.
@@ -21,6 +22,7 @@ pub mod apis;
 pub mod compression;
 #[cfg(test)]
 mod conformance;
+pub mod control_batch;
 pub mod error;
 pub mod error_code;
 pub mod field;

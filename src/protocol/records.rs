@@ -9,7 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::CodecError;
 use super::record_batch::{
-    ATTRIBUTE_COMPRESSION_MASK, CRC_START, MAGIC_V2, RECORD_BATCH_HEADER_BYTES, crc32c,
+    ATTRIBUTE_COMPRESSION_MASK, ATTRIBUTE_CONTROL, CRC_START, MAGIC_V2, RECORD_BATCH_HEADER_BYTES,
+    crc32c,
 };
 use super::wire::{Reader, Writer};
 
@@ -207,12 +208,18 @@ impl BatchBuilder {
     pub fn finish_with_records(mut self, compression_codec: i16, records: &[u8]) -> Bytes {
         self.buf.truncate(RECORD_BATCH_HEADER_BYTES);
         self.buf.put_slice(records);
-        self.seal(compression_codec);
+        self.seal(compression_codec & ATTRIBUTE_COMPRESSION_MASK);
+        self.buf.freeze()
+    }
+
+    /// Finishes the batch as a control batch (the attribute Kafka's transaction markers carry).
+    pub fn finish_control(mut self) -> Bytes {
+        self.seal(ATTRIBUTE_CONTROL);
         self.buf.freeze()
     }
 
     /// Writes the header over the reserved first bytes, then the CRC of what follows it.
-    fn seal(&mut self, compression_codec: i16) {
+    fn seal(&mut self, attributes: i16) {
         let batch_length = (self.buf.len() - 12) as i32;
         let mut header = Writer::with_capacity(RECORD_BATCH_HEADER_BYTES);
         header.i64(0);
@@ -220,7 +227,7 @@ impl BatchBuilder {
         header.i32(-1);
         header.i8(MAGIC_V2);
         header.u32(0);
-        header.i16(compression_codec & ATTRIBUTE_COMPRESSION_MASK);
+        header.i16(attributes);
         header.i32(self.records_count - 1);
         header.i64(self.base_timestamp_ms);
         header.i64(self.base_timestamp_ms + self.timestamp_delta_max);
