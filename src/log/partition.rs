@@ -594,14 +594,6 @@ impl PartitionLog {
                 log_end,
             });
         }
-        let last_offset_delta = header.last_offset_delta.get();
-        if last_offset_delta < 0 {
-            return Err(BatchError::InvalidRecordsCount {
-                records_count: header.records_count.get(),
-                last_offset_delta,
-            }
-            .into());
-        }
         let epoch = header.partition_leader_epoch.get();
         let latest = self
             .epochs
@@ -614,13 +606,44 @@ impl PartitionLog {
         if epoch > latest {
             return Err(LogError::EpochNotBegun { epoch, latest });
         }
-        let last_offset = base_offset + i64::from(last_offset_delta);
-        let max_timestamp_ms = header.max_timestamp.get();
-        let identity = producer_identity(header);
         let stored = StoredBatch {
             head: batch.slice(..RECORD_BATCH_HEADER_BYTES),
             body: batch.slice(RECORD_BATCH_HEADER_BYTES..),
         };
+        self.enqueue_entry(stored, now_ms)
+    }
+
+    /// Appends a batch as a replicated partition's leader stores a Raft entry: at the log end,
+    /// stamped with the current leader epoch, with no idempotence check (the produce path
+    /// decided it before the entry was proposed) and its other bytes as given. Copies only the
+    /// header. `batch` must be a whole validated batch.
+    pub fn append_entry(&self, batch: &Bytes, now_ms: i64) -> Result<AppendOutcome, LogError> {
+        self.check_usable()?;
+        let stored = StoredBatch::patch(
+            batch,
+            self.log_end_offset.get(),
+            self.leader_epoch.get(),
+            None,
+        )?;
+        self.enqueue_entry(stored, now_ms)
+    }
+
+    /// Places a batch whose header already holds its base offset (the log end) and epoch, and
+    /// records its producer (a replicated entry's append).
+    fn enqueue_entry(&self, stored: StoredBatch, now_ms: i64) -> Result<AppendOutcome, LogError> {
+        let header = record_batch::header(&stored.head)?;
+        let last_offset_delta = header.last_offset_delta.get();
+        if last_offset_delta < 0 {
+            return Err(BatchError::InvalidRecordsCount {
+                records_count: header.records_count.get(),
+                last_offset_delta,
+            }
+            .into());
+        }
+        let base_offset = header.base_offset.get();
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        let max_timestamp_ms = header.max_timestamp.get();
+        let identity = producer_identity(header);
         self.enqueue(stored, last_offset, max_timestamp_ms, now_ms, identity);
         if let Some(identity) = &identity {
             self.producers

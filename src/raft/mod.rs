@@ -1,10 +1,12 @@
 //! The Raft glue (docs/architecture.md §8): what openraft needs from Spate to run a Raft group on a
 //! glommio shard. `runtime` adapts glommio to openraft's `AsyncRuntime`; `log_store` keeps the
 //! controller's Raft log and vote in checksummed files; `vote_store` keeps the votes of a shard's
-//! replicated-partition groups in one file, with grouped writes.
+//! replicated-partition groups in one file, with grouped writes; `partition_store` is a
+//! replicated partition's Raft log storage over its own segment log.
 
 pub mod log_store;
 pub mod network;
+pub mod partition_store;
 pub mod runtime;
 pub mod vote_store;
 
