@@ -2,10 +2,12 @@
 //! glommio shard. `runtime` adapts glommio to openraft's `AsyncRuntime`; `log_store` keeps the
 //! controller's Raft log and vote in checksummed files; `vote_store` keeps the votes of a shard's
 //! replicated-partition groups in one file, with grouped writes; `partition_store` is a
-//! replicated partition's Raft log storage over its own segment log.
+//! replicated partition's Raft log storage over its own segment log, and
+//! `partition_state_machine` moves its commit point (the high watermark) as entries commit.
 
 pub mod log_store;
 pub mod network;
+pub mod partition_state_machine;
 pub mod partition_store;
 pub mod runtime;
 pub mod vote_store;

@@ -129,6 +129,36 @@ pub struct PartitionLogStore {
     shared: Rc<RefCell<Shared>>,
 }
 
+/// The replicated log as the rest of the shard sees it (the state machine, reads): the current
+/// partition log and where each entry ends. Shares the store's state.
+#[derive(Clone)]
+pub struct ReplicaLog {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl ReplicaLog {
+    /// The partition log as it is now (a truncation replaces it).
+    pub fn log(&self) -> Rc<PartitionLog> {
+        self.shared.borrow().log.clone()
+    }
+
+    /// One past the last offset of the live entry at `index` (the next entry's base offset, or
+    /// the log end for the last one).
+    pub fn end_of(&self, index: u64) -> Option<i64> {
+        let shared = self.shared.borrow();
+        let position = index.checked_sub(shared.meta.first_index?)? as usize;
+        if position >= shared.entries.len() {
+            return None;
+        }
+        Some(
+            shared
+                .entries
+                .get(position + 1)
+                .map_or(shared.log.log_end_offset(), |(offset, _)| *offset),
+        )
+    }
+}
+
 /// Reads entries and the vote (openraft's `RaftLogReader`).
 pub struct PartitionLogReader {
     shared: Rc<RefCell<Shared>>,
@@ -185,6 +215,13 @@ impl PartitionLogStore {
     /// The partition log as it is now (a truncation replaces it).
     pub fn log(&self) -> Rc<PartitionLog> {
         self.shared.borrow().log.clone()
+    }
+
+    /// The replicated log for the rest of the shard (state machine, reads).
+    pub fn replica_log(&self) -> ReplicaLog {
+        ReplicaLog {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The base offset of the entry at `index`, if it is live.

@@ -1,0 +1,445 @@
+//! One replicated partition as a three-replica Raft group (openraft over our network, the
+//! partition log as the Raft log, each replica on its own thread and executor): the leader's
+//! batches reach every replica byte for byte at the same offsets, the commit point (high
+//! watermark) moves on all three, the group survives the loss of its leader, and the old leader
+//! comes back, repairs its log from the new leader and holds the same bytes again.
+
+mod raft_common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use raft_common::TestDir;
+use spate::config::{TopicConfig, TopicDefaults};
+use spate::log::{PartitionLog, ShardCache};
+use spate::protocol::control_batch;
+use spate::protocol::record_batch::{self, BatchIter, RECORD_BATCH_HEADER_BYTES};
+use spate::protocol::records::{BatchBuilder, Record, RecordIter};
+use spate::raft::network::{RaftNetwork, serve_raft};
+use spate::raft::partition_state_machine::PartitionStateMachine;
+use spate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch, ReplicaLog};
+use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
+use spate::raft::vote_store::ShardVotes;
+
+/// How long the test waits for any one step (election, replication, a reply).
+const STEP_LIMIT: Duration = Duration::from_secs(10);
+
+enum Command {
+    Initialize(BTreeMap<u64, BasicNode>, Sender<Result<(), String>>),
+    Write(Vec<String>, Sender<Result<(), String>>),
+    /// Proposes a batch without waiting for its commit (a leader without a quorum).
+    Propose(Vec<String>, Sender<()>),
+    /// The log end.
+    LogEnd(Sender<i64>),
+    Leader(Sender<Option<u64>>),
+    /// The commit point and the log's bytes below it.
+    Committed(Sender<(i64, Bytes)>),
+}
+
+struct Node {
+    id: u64,
+    addr: String,
+    commands: Sender<Command>,
+    thread: JoinHandle<()>,
+}
+
+impl Node {
+    fn start(id: u64, dir: PathBuf, port: u16) -> Self {
+        spate::io::probe::write_probe_file(&dir).unwrap();
+        let (commands, inbox) = channel();
+        let (addr_tx, addr_rx) = channel();
+        let thread = std::thread::spawn(move || {
+            LocalExecutorBuilder::new(Placement::Unbound)
+                .io_memory(RUNTIME_IO_MEMORY_BYTES)
+                .ring_depth(RUNTIME_RING_DEPTH)
+                .preempt_timer(RUNTIME_PREEMPT)
+                .make()
+                .unwrap()
+                .run(run_node(id, dir, port, inbox, addr_tx));
+        });
+        let addr = addr_rx.recv_timeout(STEP_LIMIT).unwrap();
+        Self {
+            id,
+            addr,
+            commands,
+            thread,
+        }
+    }
+
+    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
+        let (reply, answer) = channel();
+        self.commands.send(command(reply)).unwrap();
+        answer.recv_timeout(STEP_LIMIT).unwrap()
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Ends the node's loop and its executor (Raft, listener, connections, the log unclosed:
+    /// as a crash leaves it); joins the thread.
+    fn stop(self) {
+        drop(self.commands);
+        self.thread.join().unwrap();
+    }
+}
+
+fn batch(values: &[String]) -> Bytes {
+    let mut builder = BatchBuilder::new(1_700_000_000_000);
+    for value in values {
+        builder.push(&Record {
+            timestamp_delta: 0,
+            key: None,
+            value: Some(value.as_bytes()),
+            headers: &[],
+        });
+    }
+    builder.finish()
+}
+
+/// The log's bytes below `end`.
+async fn log_bytes(replica: &ReplicaLog, end: i64) -> Bytes {
+    let log = replica.log();
+    let mut bytes = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let chunks = log.read(offset, 1 << 20).await.unwrap();
+        for batch in BatchIter::new(Bytes::from(chunks.concat())) {
+            let batch = batch.unwrap();
+            let header = record_batch::header(&batch).unwrap();
+            let base = header.base_offset.get();
+            if base < offset || base >= end {
+                continue;
+            }
+            offset = base + i64::from(header.last_offset_delta.get()) + 1;
+            bytes.extend_from_slice(&batch);
+        }
+    }
+    Bytes::from(bytes)
+}
+
+async fn run_node(
+    id: u64,
+    dir: PathBuf,
+    port: u16,
+    inbox: Receiver<Command>,
+    addr_tx: Sender<String>,
+) {
+    spate::io::probe::probe_iopoll(&dir).await.unwrap();
+    let topic = TopicConfig::from_defaults(&TopicDefaults::default());
+    let log = PartitionLog::open(dir.join("p-0"), topic, Rc::new(ShardCache::new(1 << 20)))
+        .await
+        .unwrap();
+    let votes = ShardVotes::open(&dir).await.unwrap();
+    let log_start = log.log_start_offset();
+    let store = PartitionLogStore::open(log, "p-0".to_owned(), votes)
+        .await
+        .unwrap();
+    let replica = store.replica_log();
+    let state_machine = PartitionStateMachine::new(replica.clone(), log_start);
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Config::default()
+    };
+    let raft = Raft::new(
+        id,
+        Arc::new(config.validate().unwrap()),
+        RaftNetwork::<PartitionRaft>::new(id),
+        store,
+        state_machine.clone(),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind(format!("127.0.0.1:{port}")).unwrap();
+    addr_tx
+        .send(listener.local_addr().unwrap().to_string())
+        .unwrap();
+    let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
+    loop {
+        let command = match inbox.try_recv() {
+            Ok(command) => command,
+            Err(TryRecvError::Empty) => {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        match command {
+            Command::Initialize(members, reply) => {
+                let result = raft.initialize(members).await;
+                let _ = reply.send(result.map_err(|error| error.to_string()));
+            }
+            Command::Write(values, reply) => {
+                let result = raft.client_write(RecordBatch(batch(&values))).await;
+                let _ = reply.send(result.map(|_| ()).map_err(|error| error.to_string()));
+            }
+            Command::Propose(values, reply) => {
+                let raft = raft.clone();
+                glommio::spawn_local(async move {
+                    let _ = raft.client_write(RecordBatch(batch(&values))).await;
+                })
+                .detach();
+                let _ = reply.send(());
+            }
+            Command::LogEnd(reply) => {
+                let _ = reply.send(replica.log().log_end_offset());
+            }
+            Command::Leader(reply) => {
+                let _ = reply.send(raft.current_leader().await);
+            }
+            Command::Committed(reply) => {
+                let committed = state_machine.committed_offset();
+                let bytes = log_bytes(&replica, committed).await;
+                let _ = reply.send((committed, bytes));
+            }
+        }
+    }
+    raft.shutdown().await.unwrap();
+    drop(server);
+}
+
+fn agreed_leader(nodes: &[&Node]) -> u64 {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let leaders: Vec<Option<u64>> =
+            nodes.iter().map(|node| node.ask(Command::Leader)).collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|seen| *seen == Some(*leader))
+            && nodes.iter().any(|node| node.id == *leader)
+        {
+            return *leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {STEP_LIMIT:?}: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `count` batches of two records through `leader`; the values written.
+fn write_batches(leader: &Node, tag: &str, count: usize) -> Vec<String> {
+    let mut written = Vec::new();
+    for i in 0..count {
+        let values = vec![format!("{tag}-{i}-a"), format!("{tag}-{i}-b")];
+        leader
+            .ask(|reply| Command::Write(values.clone(), reply))
+            .unwrap_or_else(|error| panic!("write {tag}-{i} to node {}: {error}", leader.id));
+        written.extend(values);
+    }
+    written
+}
+
+/// Waits until every node's commit point is at least `end` and their logs below it are
+/// identical; returns those bytes.
+fn same_log_on_all(nodes: &[&Node], end: i64) -> Bytes {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let seen: Vec<(i64, Bytes)> = nodes
+            .iter()
+            .map(|node| node.ask(Command::Committed))
+            .collect();
+        if seen.iter().all(|(committed, _)| *committed >= end) {
+            let clipped: Vec<Bytes> = seen.iter().map(|(_, bytes)| bytes.clone()).collect();
+            let shortest = clipped.iter().map(Bytes::len).min().unwrap();
+            let first = clipped[0].slice(..shortest);
+            for (node, bytes) in nodes.iter().zip(&clipped) {
+                assert_eq!(bytes.slice(..shortest), first, "node {} differs", node.id);
+            }
+            return first;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "commit points {:?} did not reach {end}",
+            seen.iter()
+                .map(|(committed, _)| *committed)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The data records' values in `log` (control batches skipped), and the control batch count.
+fn values_of(log: &Bytes) -> (Vec<String>, usize) {
+    let mut values = Vec::new();
+    let mut controls = 0;
+    for batch in BatchIter::new(log.clone()) {
+        let batch = batch.unwrap();
+        if control_batch::parse(&batch).unwrap().is_some() {
+            controls += 1;
+            continue;
+        }
+        let header = record_batch::header(&batch).unwrap();
+        let records = RecordIter::new(
+            batch.slice(RECORD_BATCH_HEADER_BYTES..),
+            header.records_count.get(),
+        );
+        for record in records {
+            values.push(String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap());
+        }
+    }
+    (values, controls)
+}
+
+fn committed_of(node: &Node) -> i64 {
+    node.ask(Command::Committed).0
+}
+
+#[test]
+fn a_partition_replicates_byte_for_byte_and_survives_the_loss_of_its_leader() {
+    // Proves the replicated partition end to end below the broker: entries replicate as the
+    // same bytes at the same offsets on all three replicas, the commit point moves on each,
+    // a new leader is elected within bounds after the leader's executor stops and keeps
+    // committing, and the old leader, restarted on its files, catches up to the same bytes.
+    let dir = TestDir::new("raft-partition-group");
+    let dirs: Vec<PathBuf> = (0..3).map(|_| dir.sub_dir()).collect();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), 0))
+        .collect();
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|node| (node.id, BasicNode::new(&node.addr)))
+        .collect();
+    nodes[0]
+        .ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all);
+    let leader_node = nodes.iter().find(|node| node.id == leader).unwrap();
+    let mut expected = write_batches(leader_node, "first", 30);
+    let end = committed_of(leader_node);
+    let log = same_log_on_all(&all, end);
+    let (values, _) = values_of(&log);
+    assert_eq!(values, expected);
+
+    let position = nodes.iter().position(|node| node.id == leader).unwrap();
+    let old = nodes.remove(position);
+    let old_port = old.port();
+    let stopping = Instant::now();
+    old.stop();
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let new_leader = agreed_leader(&survivors);
+    let failover = stopping.elapsed();
+    assert_ne!(new_leader, leader);
+    let leader_node = nodes.iter().find(|node| node.id == new_leader).unwrap();
+    expected.extend(write_batches(leader_node, "second", 30));
+    let end = committed_of(leader_node);
+    same_log_on_all(&survivors, end);
+
+    // The old leader comes back on its files and its address, and catches up.
+    nodes.push(Node::start(
+        leader,
+        dirs[leader as usize - 1].clone(),
+        old_port,
+    ));
+    let all: Vec<&Node> = nodes.iter().collect();
+    let log = same_log_on_all(&all, end);
+    let (values, controls) = values_of(&log);
+    assert_eq!(values, expected);
+    // A blank entry per term with a leader, and the initial membership.
+    assert!(controls >= 3, "{controls} control batches");
+    eprintln!(
+        "failover in {failover:?}; {} bytes identical on 3 replicas",
+        log.len()
+    );
+    for node in nodes {
+        node.stop();
+    }
+}
+
+#[test]
+fn a_leader_cut_off_with_uncommitted_batches_loses_them_and_takes_the_new_log() {
+    // Proves log repair through Raft: a leader whose followers are gone appends batches no one
+    // else has (never committed); after it stops, the followers elect a leader of a new term and
+    // commit other batches; the old leader, restarted, truncates its uncommitted tail and ends
+    // up with exactly the new leader's bytes, and no replica ever committed the lost batches.
+    let dir = TestDir::new("raft-partition-repair");
+    let dirs: Vec<PathBuf> = (0..3).map(|_| dir.sub_dir()).collect();
+    let nodes: Vec<Node> = (1..=3)
+        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), 0))
+        .collect();
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|node| (node.id, BasicNode::new(&node.addr)))
+        .collect();
+    let ports: BTreeMap<u64, u16> = nodes.iter().map(|node| (node.id, node.port())).collect();
+    nodes[0]
+        .ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all);
+    let leader_node = nodes.iter().find(|node| node.id == leader).unwrap();
+    let mut expected = write_batches(leader_node, "first", 10);
+    let committed = committed_of(leader_node);
+    same_log_on_all(&all, committed);
+
+    // Both followers go; the leader appends batches it can never commit.
+    let (followers, mut rest): (Vec<Node>, Vec<Node>) =
+        nodes.into_iter().partition(|node| node.id != leader);
+    let old = rest.pop().unwrap();
+    for follower in followers {
+        follower.stop();
+    }
+    for i in 0..5 {
+        old.ask(|reply| Command::Propose(vec![format!("lost-{i}")], reply));
+    }
+    let deadline = Instant::now() + STEP_LIMIT;
+    while old.ask(Command::LogEnd) < committed + 5 {
+        assert!(Instant::now() < deadline, "the proposals were not appended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        committed_of(&old),
+        committed,
+        "nothing commits without a quorum"
+    );
+    old.stop();
+
+    // The followers come back, elect a leader of a new term and commit other batches.
+    let mut nodes: Vec<Node> = (1..=3u64)
+        .filter(|id| *id != leader)
+        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), ports[&id]))
+        .collect();
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let new_leader = agreed_leader(&survivors);
+    let leader_node = nodes.iter().find(|node| node.id == new_leader).unwrap();
+    expected.extend(write_batches(leader_node, "third", 10));
+    let end = committed_of(leader_node);
+
+    nodes.push(Node::start(
+        leader,
+        dirs[leader as usize - 1].clone(),
+        ports[&leader],
+    ));
+    let all: Vec<&Node> = nodes.iter().collect();
+    let log = same_log_on_all(&all, end);
+    let (values, _) = values_of(&log);
+    assert_eq!(
+        values, expected,
+        "the uncommitted batches are gone everywhere"
+    );
+    let deadline = Instant::now() + STEP_LIMIT;
+    let returned = nodes.last().unwrap();
+    while returned.ask(Command::LogEnd) != end {
+        assert!(
+            Instant::now() < deadline,
+            "the old leader kept its uncommitted tail"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for node in nodes {
+        node.stop();
+    }
+}
