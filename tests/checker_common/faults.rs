@@ -68,9 +68,10 @@ pub fn inject(
     round_fault: usize,
     replication_factor: i16,
 ) -> FaultRecord {
+    let leader = cluster.controller_leader();
     let started = Instant::now();
     let broker = rng.range(1, 4) as usize;
-    let note = match kind {
+    let what = match kind {
         FaultKind::Kill => kill(cluster, broker, rng),
         FaultKind::Pause => pause(cluster, broker),
         FaultKind::Cut => cut(cluster, broker),
@@ -83,7 +84,7 @@ pub fn inject(
     FaultRecord {
         kind,
         broker,
-        note,
+        note: format!("controller leader {leader}; {what}"),
         took: started.elapsed(),
     }
 }
