@@ -73,6 +73,7 @@ pub fn run_round(spec: &RoundSpec) -> RoundResult {
             spec.name, record.broker, record.note, record.took
         );
         faults.push(record);
+        clients.set_bootstrap(cluster.bootstrap());
         wait_progress(&cluster, &recorder, &format!("after fault {n} ({kind:?})"));
         thread::sleep(QUIET);
     }

@@ -8,6 +8,7 @@
 //! queue stays full when told to stop. Callers must stop every client (`Clients::stop`) before
 //! the final read, so nothing is written after it.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -33,7 +34,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(75);
 const IDEMPOTENT_MESSAGE_TIMEOUT_MS: &str = "60000";
 /// Client-side warnings kept per client, printed when the round fails.
 const CLIENT_LOG_LINES_MAX: usize = 200;
-/// How long each instance of the group consumer lives before it leaves and a new one joins.
+/// How long each instance of the group consumer reads after its first assignment before it
+/// leaves and a new one joins.
 const GROUP_CONSUMER_LIFETIME: Duration = Duration::from_secs(8);
 /// How long one consumer poll waits, so a stop is seen within it.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -64,7 +66,16 @@ fn producer_settings(kind: ProducerKind) -> &'static [(&'static str, &'static st
 pub struct ClientWarnings(Mutex<Vec<String>>);
 
 impl ClientWarnings {
+    /// Adds `line`, stamped with the UTC time of day as the brokers' logs show it.
     fn push(&self, line: String) {
+        let ms = crate::common::now_ms();
+        let line = format!(
+            "{:02}:{:02}:{:02}.{:03} {line}",
+            ms / 3_600_000 % 24,
+            ms / 60_000 % 60,
+            ms / 1_000 % 60,
+            ms % 1_000
+        );
         let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if lines.len() == CLIENT_LOG_LINES_MAX {
             lines.remove(0);
@@ -165,12 +176,16 @@ pub struct Clients {
     producers: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
     pub warnings: Arc<ClientWarnings>,
+    /// The bootstrap list each new group consumer instance starts from: a restarted broker
+    /// listens on new ports, so the round updates it after every fault.
+    bootstrap: Arc<Mutex<String>>,
 }
 
 impl Clients {
     /// Starts the consumers, then the producers.
     pub fn start(bootstrap: &str, spec: &WorkloadSpec, recorder: &Recorder) -> Clients {
         let warnings = Arc::new(ClientWarnings::default());
+        let shared_bootstrap = Arc::new(Mutex::new(bootstrap.to_string()));
         let stop_producers = Arc::new(AtomicBool::new(false));
         let stop_consumers = Arc::new(AtomicBool::new(false));
         let context = |name: &str, producer| RecordingContext {
@@ -181,7 +196,12 @@ impl Clients {
             session: Arc::new(AtomicU64::new(0)),
         };
         let consumers = vec![
-            start_group_consumer(bootstrap, spec, context("group", None), &stop_consumers),
+            start_group_consumer(
+                &shared_bootstrap,
+                spec,
+                context("group", None),
+                &stop_consumers,
+            ),
             start_assigned_consumer(bootstrap, spec, context("assigned", None), &stop_consumers),
         ];
         let producers = ProducerKind::ALL
@@ -197,7 +217,13 @@ impl Clients {
             producers,
             consumers,
             warnings,
+            bootstrap: shared_bootstrap,
         }
+    }
+
+    /// Sets the bootstrap list of group consumer instances created from now on.
+    pub fn set_bootstrap(&self, bootstrap: String) {
+        *self.bootstrap.lock().unwrap_or_else(|p| p.into_inner()) = bootstrap;
     }
 
     /// Stops the producers (each waits, bounded, for its acknowledgements), lets the consumers
@@ -305,18 +331,22 @@ fn consumer_config(bootstrap: &str) -> rdkafka::ClientConfig {
 }
 
 fn start_group_consumer(
-    bootstrap: &str,
+    bootstrap: &Arc<Mutex<String>>,
     spec: &WorkloadSpec,
     context: RecordingContext,
     stop: &Arc<AtomicBool>,
 ) -> JoinHandle<()> {
-    let mut config = consumer_config(bootstrap);
-    config
-        .set("group.id", &spec.group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "500")
-        .set("session.timeout.ms", "6000");
-    let (topic, stop) = (spec.topic.clone(), stop.clone());
+    let config = |spec: &WorkloadSpec, bootstrap: &str| {
+        let mut config = consumer_config(bootstrap);
+        config
+            .set("group.id", &spec.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            .set("session.timeout.ms", "6000");
+        config
+    };
+    let (topic, stop, bootstrap) = (spec.topic.clone(), stop.clone(), bootstrap.clone());
+    let group = spec.clone();
     thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             // Each instance joins the group, reads from the committed offsets, commits as it
@@ -329,13 +359,28 @@ fn start_group_consumer(
                 warnings: context.warnings.clone(),
                 session: context.session.clone(),
             };
-            let consumer: BaseConsumer<RecordingContext> = config
+            let current = bootstrap.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let consumer: BaseConsumer<RecordingContext> = config(&group, &current)
                 .create_with_context(instance)
                 .expect("create the group consumer");
             consumer.subscribe(&[&topic]).expect("subscribe");
-            let restart = Instant::now() + GROUP_CONSUMER_LIFETIME;
+            context
+                .warnings
+                .push(format!("group: a new instance joins, bootstrap {current}"));
+            // Leave once this instance has been assigned for its lifetime, so each instance
+            // reads for a while even when joins are slow (a fault at the group coordinator).
+            let joined_session = context.session.load(Ordering::Relaxed);
+            let assigned_at: Cell<Option<Instant>> = Cell::new(None);
             read_until(&consumer, || {
-                stop.load(Ordering::Relaxed) || Instant::now() > restart
+                if assigned_at.get().is_none()
+                    && context.session.load(Ordering::Relaxed) > joined_session
+                {
+                    assigned_at.set(Some(Instant::now()));
+                }
+                stop.load(Ordering::Relaxed)
+                    || assigned_at
+                        .get()
+                        .is_some_and(|at| at.elapsed() > GROUP_CONSUMER_LIFETIME)
             });
         }
     })
