@@ -946,6 +946,53 @@ fn a_frozen_controller_leader_is_fenced_and_rejoins_after_sigcont() {
     );
 }
 
+// Proves a frozen controller leader is the only broker fenced: while it is stopped, the two
+// healthy brokers keep listing each other in Metadata, from the SIGSTOP until the frozen one is
+// reported fenced and 2 s beyond. Found by tests/checker: each broker's link waited 5.5 s on the
+// frozen leader and then asked it again, longer than the 3 s session the new leader grants, so
+// the new leader fenced every broker and the whole cluster was leaderless for about 6 s.
+#[test]
+fn a_frozen_controller_leader_is_the_only_broker_fenced() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    for _ in 0..2 {
+        let leader = cluster.controller_leader();
+        let others: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
+        cluster.stop(leader);
+        let stopped = Instant::now();
+        let mut fenced_at = None;
+        while fenced_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(2)) {
+            if stopped.elapsed() > Duration::from_secs(20) {
+                cluster.fail(&format!("frozen leader {leader} not fenced within 20 s"));
+            }
+            for &observer in &others {
+                let Ok(metadata) = cluster.metadata(observer) else {
+                    continue;
+                };
+                let listed: BTreeSet<usize> =
+                    metadata.nodes.keys().map(|&node| broker_of(node)).collect();
+                if !others.iter().all(|b| listed.contains(b)) {
+                    cluster.fail(&format!(
+                        "{:?} after freezing leader {leader}, broker {observer} lists only \
+                         brokers {listed:?}: a healthy broker was fenced",
+                        stopped.elapsed()
+                    ));
+                }
+                if fenced_at.is_none() && !listed.contains(&leader) {
+                    fenced_at = Some(Instant::now());
+                    eprintln!(
+                        "leader {leader} fenced {:?} after SIGSTOP",
+                        stopped.elapsed()
+                    );
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        cluster.resume(leader);
+        cluster.wait_ready(Duration::from_secs(30));
+    }
+}
+
 /// Waits (bounded by `timeout`) until the producer has `count` delivery reports.
 fn wait_deliveries(producer: &common::TestProducer, count: usize, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

@@ -27,6 +27,13 @@ use super::local_state::{self, LocalState};
 /// How long a registration or admin call waits for the controller's answer.
 const CALL_LIMIT: Duration = Duration::from_secs(5);
 
+/// The share of the broker session timeout a fetch may wait beyond the interval the leader holds
+/// it: a leader that stopped answering (frozen, or cut off) is given up within a third of the
+/// session, and the broker still has two thirds of the full session a new leader grants to find
+/// that leader. With `CALL_LIMIT` instead (5.5 s against a 3 s session), a frozen leader's
+/// successor fenced every broker, healthy ones included, before their links found it.
+const FETCH_SESSION_SHARE_DIVISOR: u32 = 3;
+
 /// How long a forwarded topic change may take, leader changes included.
 const ADMIN_LIMIT: Duration = Duration::from_secs(15);
 
@@ -41,6 +48,8 @@ pub struct BrokerLink {
     info: BrokerInfo,
     defaults: TopicDefaults,
     heartbeat_interval: Duration,
+    /// How long one fetch may take before the link gives up on that voter.
+    fetch_limit: Duration,
     /// The voter believed to lead, by index in `voters`.
     leader: Cell<Option<usize>>,
     /// The voter to try next when no leader is known.
@@ -62,6 +71,7 @@ impl BrokerLink {
         info: BrokerInfo,
         defaults: TopicDefaults,
         heartbeat_interval: Duration,
+        session_timeout: Duration,
         local: LocalState,
     ) -> Self {
         let (applied, applied_receiver) = watch_channel(local.applied);
@@ -70,6 +80,8 @@ impl BrokerLink {
             info,
             defaults,
             heartbeat_interval,
+            fetch_limit: heartbeat_interval
+                + CALL_LIMIT.min(session_timeout / FETCH_SESSION_SHARE_DIVISOR),
             leader: Cell::new(None),
             next_voter: Cell::new(0),
             leader_lost: Cell::new(false),
@@ -118,6 +130,9 @@ impl BrokerLink {
                     self.leader_lost.set(true);
                 }
                 self.leader.set(None);
+                // Try the other voters first: the one that failed may be frozen, and a second
+                // wait on it could outlast this broker's session at a new leader.
+                self.next_voter.set(target + 1);
                 *client = None;
                 glommio::timer::sleep(RETRY_PAUSE).await;
                 None
@@ -263,8 +278,7 @@ pub async fn run(shard: Rc<Shard>, link: Rc<BrokerLink>) {
                 applied: link.applied(),
                 wait_ms: link.heartbeat_interval.as_millis() as u64,
             };
-            let limit = link.heartbeat_interval + CALL_LIMIT;
-            match link.call(&mut client, &request, limit).await {
+            match link.call(&mut client, &request, link.fetch_limit).await {
                 Some(ControllerResponse::Changes {
                     leader,
                     applied,

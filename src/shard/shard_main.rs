@@ -148,6 +148,7 @@ pub async fn shard_main(start: ShardStart) {
             },
             shard.config.topic_defaults.clone(),
             Duration::from_millis(shard.config.broker_heartbeat_interval_ms),
+            Duration::from_millis(shard.config.broker_session_timeout_ms),
             LocalState {
                 applied,
                 state: cluster.clone(),
