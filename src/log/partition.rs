@@ -146,6 +146,9 @@ pub struct PartitionLog {
     pub(super) epochs_persisted: Cell<u64>,
     /// Whether a task is writing the epochs file (one at a time, so writes land in order).
     pub(super) epochs_writing: Cell<bool>,
+    /// Whether the epochs file exists. Without it the log is all epoch 0 from its start, so a
+    /// cache saying just that is not written (RF=1 partitions never write one).
+    pub(super) epochs_file: Cell<bool>,
     pub(super) high_watermark: Cell<i64>,
     pub(super) durable_offset: Cell<i64>,
     /// Files written since the last fdatasync started.
@@ -234,6 +237,7 @@ impl PartitionLog {
             epochs_generation: Cell::new(0),
             epochs_persisted: Cell::new(0),
             epochs_writing: Cell::new(false),
+            epochs_file: Cell::new(false),
             high_watermark: Cell::new(0),
             durable_offset: Cell::new(0),
             unsynced_files: RefCell::new(Vec::new()),
@@ -300,6 +304,7 @@ impl PartitionLog {
             epochs_generation: Cell::new(0),
             epochs_persisted: Cell::new(0),
             epochs_writing: Cell::new(false),
+            epochs_file: Cell::new(false),
             high_watermark: Cell::new(log_end_offset),
             // Recovered data may not be synced yet; the first acks=all append syncs it too.
             durable_offset: Cell::new(log_start_offset),
@@ -339,7 +344,10 @@ impl PartitionLog {
             .spawn_blocking(move || leader_epochs::read(&dir))
             .await;
         let (mut epochs, mut changed) = match read {
-            Ok(Some(epochs)) => (epochs, false),
+            Ok(Some(epochs)) => {
+                self.epochs_file.set(true);
+                (epochs, false)
+            }
             Ok(None) => (LeaderEpochs::epoch_zero_from(log_start), true),
             Err(error) => {
                 tracing::warn!(
@@ -475,6 +483,17 @@ impl PartitionLog {
         if self.epochs_writing.get() {
             return;
         }
+        let all_epoch_zero = self
+            .epochs
+            .borrow()
+            .entries()
+            .iter()
+            .all(|entry| entry.epoch == 0);
+        if !self.epochs_file.get() && all_epoch_zero {
+            // What a missing file already says.
+            self.epochs_persisted.set(self.epochs_generation.get());
+            return;
+        }
         let Some(log) = self.self_ref.upgrade() else {
             return;
         };
@@ -491,6 +510,7 @@ impl PartitionLog {
                     log.poison_with(format!("writing the leader-epoch cache failed: {error}"));
                     break;
                 }
+                log.epochs_file.set(true);
                 log.epochs_persisted.set(generation);
             }
             log.epochs_writing.set(false);

@@ -353,12 +353,13 @@ fn the_epoch_cache_survives_reopens_damage_and_deleted_records() {
         let old_end = append_numbered(&log, 10).await as i64;
         log.close().await.unwrap();
         drop(log);
-        std::fs::remove_file(
-            old_dir
+        // A log that never left epoch 0 writes no file: its absence says all epoch 0.
+        assert!(
+            !old_dir
                 .join("topic-0")
-                .join(leader_epochs::LEADER_EPOCH_FILE_NAME),
-        )
-        .unwrap();
+                .join(leader_epochs::LEADER_EPOCH_FILE_NAME)
+                .exists()
+        );
         let log = open(&old_dir, config, 0).await;
         assert_eq!(log.end_offset_for_epoch(0), (0, old_end));
         assert_eq!(log.end_offset_for_epoch(1), (-1, -1));
