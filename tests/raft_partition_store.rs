@@ -227,8 +227,14 @@ fn normal(term: u64, index: u64, values: &[&str]) -> PartitionEntry {
     }
 }
 
+/// Appends `entries` and waits until the store reports them durable.
 async fn append(store: &mut PartitionLogStore, entries: Vec<PartitionEntry>) {
-    store.append(entries, IOFlushed::noop()).await.unwrap();
+    let (flushed, durable) = C::oneshot();
+    store
+        .append(entries, IOFlushed::signal(flushed))
+        .await
+        .unwrap();
+    durable.await.unwrap().unwrap();
 }
 
 async fn all_entries(store: &mut PartitionLogStore) -> Vec<PartitionEntry> {

@@ -19,8 +19,9 @@
 //!
 //! Truncation (`truncate_after`) cuts the partition log (`PartitionLog::truncate`, which reopens
 //! it: readers take the log from the shared state each time). Purging moves the log start up
-//! (DeleteRecords). The vote lives in the shard's `ShardVotes`. An append is acknowledged to
-//! openraft (`IOFlushed`) once its batches are fdatasync'ed.
+//! (DeleteRecords). The vote lives in the shard's `ShardVotes`. An append returns once its
+//! batches are placed in the log and tells openraft (`IOFlushed`) once they are fdatasync'ed, so
+//! the next entries are written while the last ones sync, and appends share fdatasyncs.
 //!
 //! `!Send`: one shard's store, on that shard's executor.
 
@@ -40,7 +41,7 @@ use openraft::{EntryPayload, OptionalSend, RaftLogReader, RaftTypeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::log::segment::write_file_atomically;
-use crate::log::{LogError, PartitionLog, crc_sealed};
+use crate::log::{AppendOutcome, LogError, PartitionLog, crc_sealed};
 use crate::protocol::control_batch::{
     self, CONTROL_TYPE_RAFT_BLANK, CONTROL_TYPE_RAFT_MEMBERSHIP, ControlRecord,
 };
@@ -246,7 +247,11 @@ impl PartitionLogStore {
             .await
     }
 
-    async fn append_entries(&mut self, entries: Vec<PartitionEntry>) -> io::Result<()> {
+    /// Places `entries` at the log end; the last one's outcome, for waiting until it is durable.
+    async fn append_entries(
+        &mut self,
+        entries: Vec<PartitionEntry>,
+    ) -> io::Result<Option<(Rc<PartitionLog>, AppendOutcome)>> {
         let mut last = None;
         for entry in entries {
             let index = entry.index();
@@ -312,10 +317,7 @@ impl PartitionLogStore {
                 .push_back((outcome.base_offset, term));
             last = Some((log, outcome));
         }
-        if let Some((log, outcome)) = last {
-            log.wait_durable(&outcome).await.map_err(log_error)?;
-        }
-        Ok(())
+        Ok(last)
     }
 
     async fn cut_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
@@ -580,7 +582,17 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
         I::IntoIter: OptionalSend,
     {
         match self.append_entries(entries.into_iter().collect()).await {
-            Ok(()) => {
+            // openraft goes on (and hands over more entries, which share fdatasyncs) while
+            // these are written; it counts them only once the callback says they are durable.
+            Ok(Some((log, outcome))) => {
+                glommio::spawn_local(async move {
+                    let durable = log.wait_durable(&outcome).await.map_err(log_error);
+                    callback.io_completed(durable);
+                })
+                .detach();
+                Ok(())
+            }
+            Ok(None) => {
                 callback.io_completed(Ok(()));
                 Ok(())
             }
