@@ -376,7 +376,17 @@ impl PartitionLog {
     /// The leader-epoch cache as the stored batches say it: each epoch's first batch.
     async fn scan_epochs(&self) -> Result<LeaderEpochs, LogError> {
         let mut epochs = LeaderEpochs::default();
-        let mut offset = self.log_start_offset.get();
+        for (base_offset, epoch) in self.batch_epochs(self.log_start_offset.get()).await? {
+            epochs.assign(epoch, base_offset);
+        }
+        Ok(epochs)
+    }
+
+    /// The base offset and leader epoch of every stored batch from the one holding `from` to
+    /// the high watermark, in order. Reads the batches whole: for scans at open, not a hot path.
+    pub async fn batch_epochs(&self, from: i64) -> Result<Vec<(i64, i32)>, LogError> {
+        let mut batches = Vec::new();
+        let mut offset = from;
         while offset < self.high_watermark.get() {
             let chunks = self.read(offset, recovery::SCAN_READ_BYTES).await?;
             let before = offset;
@@ -384,14 +394,21 @@ impl PartitionLog {
                 let batch = batch?;
                 let header = record_batch::header(&batch)?;
                 let base_offset = header.base_offset.get();
-                epochs.assign(header.partition_leader_epoch.get(), base_offset);
-                offset = base_offset + i64::from(header.last_offset_delta.get()) + 1;
+                let next_offset = base_offset + i64::from(header.last_offset_delta.get()) + 1;
+                if next_offset <= offset {
+                    continue;
+                }
+                batches.push((base_offset, header.partition_leader_epoch.get()));
+                offset = next_offset;
             }
             if offset <= before {
-                break;
+                return Err(LogError::Io(format!(
+                    "{}: no batch found at offset {offset}",
+                    self.dir.display()
+                )));
             }
         }
-        Ok(epochs)
+        Ok(batches)
     }
 
     /// Moves the leader-epoch cache's start to the log start (after retention or

@@ -40,7 +40,6 @@ use openraft::type_config::alias::{LogIdOf, VoteOf};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader, RaftTypeConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::log::segment::write_file_atomically;
 use crate::log::{AppendOutcome, LogError, PartitionLog, crc_sealed};
 use crate::protocol::control_batch::{
     self, CONTROL_TYPE_RAFT_BLANK, CONTROL_TYPE_RAFT_MEMBERSHIP, ControlRecord,
@@ -241,9 +240,9 @@ impl PartitionLogStore {
             let shared = self.shared.borrow();
             (shared.log.dir().to_path_buf(), shared.meta.clone())
         };
-        let sealed = crc_sealed::seal(serde_json::to_vec(&meta).map_err(other)?);
+        let body = serde_json::to_vec(&meta).map_err(other)?;
         glommio::executor()
-            .spawn_blocking(move || write_file_atomically(&dir.join(META_FILE_NAME), &sealed))
+            .spawn_blocking(move || crc_sealed::write_file(&dir.join(META_FILE_NAME), body))
             .await
     }
 
@@ -399,54 +398,28 @@ async fn wait_written(log: &PartitionLog, offset: i64) -> io::Result<()> {
 
 /// The base offset and term of every batch from `first_offset` to the log end.
 async fn scan_entries(log: &PartitionLog, first_offset: i64) -> io::Result<VecDeque<(i64, u64)>> {
-    let mut entries = VecDeque::new();
-    let mut offset = first_offset;
-    while offset < log.high_watermark() {
-        let chunks = log.read(offset, READ_STEP_BYTES).await.map_err(log_error)?;
-        let before = offset;
-        for batch in BatchIter::new(Bytes::from(chunks.concat())) {
-            let batch = batch.map_err(other)?;
-            let header = record_batch::header(&batch).map_err(other)?;
-            let base_offset = header.base_offset.get();
-            if base_offset < offset {
-                continue;
-            }
-            let epoch = header.partition_leader_epoch.get();
-            entries.push_back((base_offset, u64::try_from(epoch).map_err(other)?));
-            offset = base_offset + i64::from(header.last_offset_delta.get()) + 1;
-        }
-        if offset <= before {
-            return Err(other(format!(
-                "{}: no batch found at offset {offset}",
-                log.dir().display()
-            )));
-        }
-    }
-    Ok(entries)
+    let batches = log.batch_epochs(first_offset).await.map_err(log_error)?;
+    batches
+        .into_iter()
+        .map(|(base_offset, epoch)| Ok((base_offset, u64::try_from(epoch).map_err(other)?)))
+        .collect()
 }
 
 async fn read_meta(dir: &Path) -> io::Result<Option<Meta>> {
     let path = dir.join(META_FILE_NAME);
-    let bytes = glommio::executor()
-        .spawn_blocking(move || match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
-        })
+    let read_path = path.clone();
+    let body = glommio::executor()
+        .spawn_blocking(move || crc_sealed::read_file(&read_path))
         .await?;
-    let Some(bytes) = bytes else {
-        return Ok(None);
-    };
-    let damaged = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is damaged", dir.join(META_FILE_NAME).display()),
-        )
-    };
-    let body = crc_sealed::unseal(&bytes).ok_or_else(damaged)?;
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|_| damaged())
+    body.map(|body| {
+        serde_json::from_slice(&body).map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is damaged: {error}", path.display()),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// The entry a stored batch is.

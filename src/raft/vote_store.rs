@@ -25,7 +25,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::log::crc_sealed;
-use crate::log::segment::write_file_atomically;
 use crate::log::signal::Signal;
 
 /// The votes file's name in the shard's directory.
@@ -71,28 +70,20 @@ where
         let path = dir.join(VOTES_FILE_NAME);
         let read_path = path.clone();
         let dir = dir.to_path_buf();
-        let bytes = glommio::executor()
-            .spawn_blocking(move || -> io::Result<Option<Vec<u8>>> {
+        let body = glommio::executor()
+            .spawn_blocking(move || {
                 std::fs::create_dir_all(&dir)?;
-                match std::fs::read(&read_path) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(error) => Err(error),
-                }
+                crc_sealed::read_file(&read_path)
             })
             .await?;
-        let damaged = |reason: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is damaged: {reason}", path.display()),
-            )
-        };
-        let votes = match bytes {
+        let votes = match body {
             None => BTreeMap::new(),
-            Some(bytes) => {
-                let body = crc_sealed::unseal(&bytes).ok_or_else(|| damaged("CRC mismatch"))?;
-                serde_json::from_slice(body).map_err(|error| damaged(&error.to_string()))?
-            }
+            Some(body) => serde_json::from_slice(&body).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is damaged: {error}", path.display()),
+                )
+            })?,
         };
         Ok(Self {
             inner: Rc::new(Inner {
@@ -173,9 +164,8 @@ where
         let result = match body {
             Ok(body) => {
                 let path = inner.path.clone();
-                let sealed = crc_sealed::seal(body);
                 glommio::executor()
-                    .spawn_blocking(move || write_file_atomically(&path, &sealed))
+                    .spawn_blocking(move || crc_sealed::write_file(&path, body))
                     .await
             }
             Err(error) => Err(io::Error::other(error)),
