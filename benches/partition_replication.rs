@@ -7,26 +7,27 @@
 //! `SPATE_BENCH_SECONDS` sets each measurement's length (default 8), `SPATE_BENCH_WRITERS` the
 //! concurrent writers (default 32), `SPATE_BENCH_BATCH_BYTES` the batch size (default 16 KiB).
 
+#[path = "../tests/raft_common/mod.rs"]
+mod raft_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use raft_common::{RaftNode, agreed_leader, next_command, spawn_executor};
 use spate::config::{TopicConfig, TopicDefaults};
 use spate::log::{PartitionLog, ShardCache};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::raft::network::{RaftNetwork, serve_raft};
 use spate::raft::partition_state_machine::PartitionStateMachine;
 use spate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch};
-use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
 use spate::raft::vote_store::ShardVotes;
 
 const STEP_LIMIT: Duration = Duration::from_secs(20);
@@ -75,22 +76,6 @@ fn topic() -> TopicConfig {
     TopicConfig::from_defaults(&TopicDefaults::default())
 }
 
-fn executor<F, Fut>(body: F) -> JoinHandle<()>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    std::thread::spawn(move || {
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(RUNTIME_IO_MEMORY_BYTES)
-            .ring_depth(RUNTIME_RING_DEPTH)
-            .preempt_timer(RUNTIME_PREEMPT)
-            .make()
-            .unwrap()
-            .run(body());
-    })
-}
-
 /// Runs `spec` with `write` as the write of one batch: `writers` tasks in a loop.
 async fn run_load<W, Fut>(spec: LoadSpec, write: W) -> Load
 where
@@ -128,7 +113,7 @@ where
 fn measure_single(dir: PathBuf, spec: LoadSpec) -> Load {
     let (reply, answer) = channel();
     std::fs::create_dir_all(&dir).unwrap();
-    executor(move || async move {
+    spawn_executor(move || async move {
         spate::io::probe::write_probe_file(&dir).unwrap();
         spate::io::probe::probe_iopoll(&dir).await.unwrap();
         let log = PartitionLog::open(dir.join("p-0"), topic(), Rc::new(ShardCache::new(64 << 20)))
@@ -153,34 +138,7 @@ fn measure_single(dir: PathBuf, spec: LoadSpec) -> Load {
     answer.recv().unwrap()
 }
 
-struct Node {
-    id: u64,
-    addr: String,
-    commands: Sender<Command>,
-    thread: JoinHandle<()>,
-}
-
-impl Node {
-    fn start(id: u64, dir: PathBuf) -> Node {
-        spate::io::probe::write_probe_file(&dir).unwrap();
-        let (commands, inbox) = channel();
-        let (addr_tx, addr_rx) = channel();
-        let thread = executor(move || run_node(id, dir, inbox, addr_tx));
-        let addr = addr_rx.recv_timeout(STEP_LIMIT).unwrap();
-        Node {
-            id,
-            addr,
-            commands,
-            thread,
-        }
-    }
-
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command, limit: Duration) -> T {
-        let (reply, answer) = channel();
-        self.commands.send(command(reply)).unwrap();
-        answer.recv_timeout(limit).unwrap()
-    }
-}
+type Node = RaftNode<Command>;
 
 async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Sender<String>) {
     spate::io::probe::probe_iopoll(&dir).await.unwrap();
@@ -214,15 +172,7 @@ async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Send
         .send(listener.local_addr().unwrap().to_string())
         .unwrap();
     let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
-    loop {
-        let command = match inbox.try_recv() {
-            Ok(command) => command,
-            Err(TryRecvError::Empty) => {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
+    while let Some(command) = next_command(&inbox).await {
         match command {
             Command::Initialize(members, reply) => {
                 let result = raft.initialize(members).await;
@@ -256,7 +206,10 @@ fn measure_replicated(root: &Path, spec: LoadSpec) -> Load {
         .map(|id| {
             let dir = root.join(format!("replica-{id}"));
             std::fs::create_dir_all(&dir).unwrap();
-            Node::start(id, dir)
+            let path = dir.clone();
+            Node::start(id, &path, STEP_LIMIT, move |inbox, addr_tx| {
+                run_node(id, dir, inbox, addr_tx)
+            })
         })
         .collect();
     let members: BTreeMap<u64, BasicNode> = nodes
@@ -264,30 +217,17 @@ fn measure_replicated(root: &Path, spec: LoadSpec) -> Load {
         .map(|node| (node.id, BasicNode::new(&node.addr)))
         .collect();
     nodes[0]
-        .ask(|reply| Command::Initialize(members, reply), STEP_LIMIT)
+        .ask(|reply| Command::Initialize(members, reply))
         .unwrap();
-    let deadline = Instant::now() + STEP_LIMIT;
-    let leader = loop {
-        let leaders: Vec<Option<u64>> = nodes
-            .iter()
-            .map(|node| node.ask(Command::Leader, STEP_LIMIT))
-            .collect();
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|seen| *seen == Some(*leader))
-        {
-            break *leader;
-        }
-        assert!(Instant::now() < deadline, "no leader: {leaders:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all, Command::Leader, STEP_LIMIT);
     let leader = nodes.iter().find(|node| node.id == leader).unwrap();
-    let load = leader.ask(
+    let load = leader.ask_within(
         |reply| Command::Load(spec, reply),
         spec.duration + STEP_LIMIT,
     );
     for node in nodes {
-        drop(node.commands);
-        node.thread.join().unwrap();
+        node.stop();
     }
     load
 }

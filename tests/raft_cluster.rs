@@ -8,17 +8,14 @@ mod raft_common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
 use openraft::{BasicNode, Config, Raft};
-use raft_common::{TestConfig, TestDir, TestStateMachine};
+use raft_common::{RaftNode, TestConfig, TestDir, TestStateMachine, next_command};
 use spate::raft::log_store::RaftLogStore;
 use spate::raft::network::{RaftNetwork, SERVER_CONNECTIONS_MAX, serve_raft};
-use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
 
 const WRITE_BYTES_MAX: u64 = 64 * 1024;
 
@@ -36,47 +33,15 @@ enum Command {
     AddLearner(u64, BasicNode, Sender<Result<(), String>>),
 }
 
-struct Node {
-    id: u64,
-    addr: String,
-    commands: Sender<Command>,
-    thread: JoinHandle<()>,
-}
+type Node = RaftNode<Command>;
 
 impl Node {
-    fn start(id: u64, dir: PathBuf) -> Self {
-        spate::io::probe::write_probe_file(&dir).unwrap();
-        let (commands, inbox) = channel();
-        let (addr_tx, addr_rx) = channel();
-        let thread = std::thread::spawn(move || {
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .io_memory(RUNTIME_IO_MEMORY_BYTES)
-                .ring_depth(RUNTIME_RING_DEPTH)
-                .preempt_timer(RUNTIME_PREEMPT)
-                .make()
-                .unwrap()
-                .run(run_node(id, dir, inbox, addr_tx));
-        });
-        let addr = addr_rx.recv_timeout(STEP_LIMIT).unwrap();
-        Self {
-            id,
-            addr,
-            commands,
-            thread,
-        }
-    }
-
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
-        let (reply, answer) = channel();
-        self.commands.send(command(reply)).unwrap();
-        answer.recv_timeout(STEP_LIMIT).unwrap()
-    }
-
-    /// Ends the node's loop, which shuts its Raft down and lets its executor (listener and
-    /// connections included) go; joins the thread.
-    fn stop(self) {
-        drop(self.commands);
-        self.thread.join().unwrap();
+    /// Starts node `id` with its log in `dir`.
+    fn start_in(id: u64, dir: PathBuf) -> Self {
+        let path = dir.clone();
+        Node::start(id, &path, STEP_LIMIT, move |inbox, addr_tx| {
+            run_node(id, dir, inbox, addr_tx)
+        })
     }
 }
 
@@ -106,16 +71,7 @@ async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Send
         .send(listener.local_addr().unwrap().to_string())
         .unwrap();
     let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
-    // The test thread's commands arrive on a std channel: poll it without blocking the executor.
-    loop {
-        let command = match inbox.try_recv() {
-            Ok(command) => command,
-            Err(TryRecvError::Empty) => {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
+    while let Some(command) = next_command(&inbox).await {
         match command {
             Command::Initialize(members, reply) => {
                 let result = raft.initialize(members).await;
@@ -165,22 +121,7 @@ async fn compact(raft: &Raft<TestConfig, TestStateMachine>) -> Result<(), String
 
 /// Waits until every node in `nodes` names the same leader, one of `nodes`; returns it.
 fn agreed_leader(nodes: &[&Node]) -> u64 {
-    let deadline = Instant::now() + STEP_LIMIT;
-    loop {
-        let leaders: Vec<Option<u64>> =
-            nodes.iter().map(|node| node.ask(Command::Leader)).collect();
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|seen| *seen == Some(*leader))
-            && nodes.iter().any(|node| node.id == *leader)
-        {
-            return *leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within {STEP_LIMIT:?}: {leaders:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    raft_common::agreed_leader(nodes, Command::Leader, STEP_LIMIT)
 }
 
 /// Waits until every node in `nodes` has applied exactly `expected`.
@@ -217,7 +158,9 @@ fn three_nodes_replicate_and_survive_the_loss_of_the_leader() {
     // leader among the two survivors within a bounded time, which keeps committing writes.
     let started = Instant::now();
     let dir = TestDir::new("raft-cluster");
-    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start(id, dir.sub_dir())).collect();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| Node::start_in(id, dir.sub_dir()))
+        .collect();
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
         .map(|node| (node.id, BasicNode::new(&node.addr)))
@@ -284,7 +227,7 @@ fn hostile_frames_close_their_connection_and_the_node_keeps_serving() {
     // header, an unknown kind and an undecodable body each close that connection without an
     // answer (no panic, no allocation of the claimed size), and the node still commits writes.
     let dir = TestDir::new("raft-hostile");
-    let node = Node::start(1, dir.sub_dir());
+    let node = Node::start_in(1, dir.sub_dir());
     let members = BTreeMap::from([(1, BasicNode::new(&node.addr))]);
     node.ask(|reply| Command::Initialize(members, reply))
         .unwrap();
@@ -346,7 +289,7 @@ fn a_flood_of_connections_is_capped_and_the_node_keeps_committing() {
     // again once the flood goes away.
     use std::io::Write;
     let dir = TestDir::new("raft-flood");
-    let node = Node::start(1, dir.sub_dir());
+    let node = Node::start_in(1, dir.sub_dir());
     let members = BTreeMap::from([(1, BasicNode::new(&node.addr))]);
     node.ask(|reply| Command::Initialize(members, reply))
         .unwrap();
@@ -388,8 +331,8 @@ fn a_learner_behind_a_purged_log_catches_up_by_snapshot_over_the_network() {
     // learner can only get those entries as a snapshot sent through the network and installed
     // in its state machine; later entries follow by AppendEntries.
     let dir = TestDir::new("raft-snapshot");
-    let leader = Node::start(1, dir.sub_dir());
-    let learner = Node::start(2, dir.sub_dir());
+    let leader = Node::start_in(1, dir.sub_dir());
+    let learner = Node::start_in(2, dir.sub_dir());
     let members = BTreeMap::from([(1, BasicNode::new(&leader.addr))]);
     leader
         .ask(|reply| Command::Initialize(members, reply))

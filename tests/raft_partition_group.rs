@@ -10,15 +10,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
-use raft_common::TestDir;
+use raft_common::{RaftNode, TestDir, next_command};
 use spate::config::{TopicConfig, TopicDefaults};
 use spate::log::{PartitionLog, ShardCache};
 use spate::protocol::control_batch;
@@ -27,7 +25,6 @@ use spate::protocol::records::{BatchBuilder, Record, RecordIter};
 use spate::raft::network::{RaftNetwork, serve_raft};
 use spate::raft::partition_state_machine::PartitionStateMachine;
 use spate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch, ReplicaLog};
-use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
 use spate::raft::vote_store::ShardVotes;
 
 /// How long the test waits for any one step (election, replication, a reply).
@@ -45,51 +42,15 @@ enum Command {
     Committed(Sender<(i64, Bytes)>),
 }
 
-struct Node {
-    id: u64,
-    addr: String,
-    commands: Sender<Command>,
-    thread: JoinHandle<()>,
-}
+type Node = RaftNode<Command>;
 
 impl Node {
-    fn start(id: u64, dir: PathBuf, port: u16) -> Self {
-        spate::io::probe::write_probe_file(&dir).unwrap();
-        let (commands, inbox) = channel();
-        let (addr_tx, addr_rx) = channel();
-        let thread = std::thread::spawn(move || {
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .io_memory(RUNTIME_IO_MEMORY_BYTES)
-                .ring_depth(RUNTIME_RING_DEPTH)
-                .preempt_timer(RUNTIME_PREEMPT)
-                .make()
-                .unwrap()
-                .run(run_node(id, dir, port, inbox, addr_tx));
-        });
-        let addr = addr_rx.recv_timeout(STEP_LIMIT).unwrap();
-        Self {
-            id,
-            addr,
-            commands,
-            thread,
-        }
-    }
-
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> T {
-        let (reply, answer) = channel();
-        self.commands.send(command(reply)).unwrap();
-        answer.recv_timeout(STEP_LIMIT).unwrap()
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    /// Ends the node's loop and its executor (Raft, listener, connections, the log unclosed:
-    /// as a crash leaves it); joins the thread.
-    fn stop(self) {
-        drop(self.commands);
-        self.thread.join().unwrap();
+    /// Starts replica `id` on its files in `dir`, its Raft server on `port` (0: any).
+    fn start_in(id: u64, dir: PathBuf, port: u16) -> Self {
+        let path = dir.clone();
+        Node::start(id, &path, STEP_LIMIT, move |inbox, addr_tx| {
+            run_node(id, dir, port, inbox, addr_tx)
+        })
     }
 }
 
@@ -167,15 +128,7 @@ async fn run_node(
         .send(listener.local_addr().unwrap().to_string())
         .unwrap();
     let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
-    loop {
-        let command = match inbox.try_recv() {
-            Ok(command) => command,
-            Err(TryRecvError::Empty) => {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
+    while let Some(command) = next_command(&inbox).await {
         match command {
             Command::Initialize(members, reply) => {
                 let result = raft.initialize(members).await;
@@ -211,22 +164,7 @@ async fn run_node(
 }
 
 fn agreed_leader(nodes: &[&Node]) -> u64 {
-    let deadline = Instant::now() + STEP_LIMIT;
-    loop {
-        let leaders: Vec<Option<u64>> =
-            nodes.iter().map(|node| node.ask(Command::Leader)).collect();
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|seen| *seen == Some(*leader))
-            && nodes.iter().any(|node| node.id == *leader)
-        {
-            return *leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within {STEP_LIMIT:?}: {leaders:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    raft_common::agreed_leader(nodes, Command::Leader, STEP_LIMIT)
 }
 
 /// Writes `count` batches of two records through `leader`; the values written.
@@ -306,7 +244,7 @@ fn a_partition_replicates_byte_for_byte_and_survives_the_loss_of_its_leader() {
     let dir = TestDir::new("raft-partition-group");
     let dirs: Vec<PathBuf> = (0..3).map(|_| dir.sub_dir()).collect();
     let mut nodes: Vec<Node> = (1..=3)
-        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), 0))
+        .map(|id| Node::start_in(id, dirs[id as usize - 1].clone(), 0))
         .collect();
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
@@ -339,7 +277,7 @@ fn a_partition_replicates_byte_for_byte_and_survives_the_loss_of_its_leader() {
     same_log_on_all(&survivors, end);
 
     // The old leader comes back on its files and its address, and catches up.
-    nodes.push(Node::start(
+    nodes.push(Node::start_in(
         leader,
         dirs[leader as usize - 1].clone(),
         old_port,
@@ -368,7 +306,7 @@ fn a_leader_cut_off_with_uncommitted_batches_loses_them_and_takes_the_new_log() 
     let dir = TestDir::new("raft-partition-repair");
     let dirs: Vec<PathBuf> = (0..3).map(|_| dir.sub_dir()).collect();
     let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), 0))
+        .map(|id| Node::start_in(id, dirs[id as usize - 1].clone(), 0))
         .collect();
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
@@ -410,7 +348,7 @@ fn a_leader_cut_off_with_uncommitted_batches_loses_them_and_takes_the_new_log() 
     // The followers come back, elect a leader of a new term and commit other batches.
     let mut nodes: Vec<Node> = (1..=3u64)
         .filter(|id| *id != leader)
-        .map(|id| Node::start(id, dirs[id as usize - 1].clone(), ports[&id]))
+        .map(|id| Node::start_in(id, dirs[id as usize - 1].clone(), ports[&id]))
         .collect();
     let survivors: Vec<&Node> = nodes.iter().collect();
     let new_leader = agreed_leader(&survivors);
@@ -418,7 +356,7 @@ fn a_leader_cut_off_with_uncommitted_batches_loses_them_and_takes_the_new_log() 
     expected.extend(write_batches(leader_node, "third", 10));
     let end = committed_of(leader_node);
 
-    nodes.push(Node::start(
+    nodes.push(Node::start_in(
         leader,
         dirs[leader as usize - 1].clone(),
         ports[&leader],

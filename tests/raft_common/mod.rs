@@ -1,19 +1,25 @@
 //! What the Raft tests share: a type config, a minimal in-memory state machine (the
-//! controller's real one is not designed yet) and per-test directories on ext4.
+//! controller's real one is not designed yet), per-test directories on ext4, and Raft nodes on
+//! their own threads and executors driven by commands from the test thread.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
+use glommio::{LocalExecutorBuilder, Placement};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
 use spate::raft::GlommioRuntime;
+use spate::raft::runtime::{RUNTIME_IO_MEMORY_BYTES, RUNTIME_PREEMPT, RUNTIME_RING_DEPTH};
 
 openraft::declare_raft_types!(
     pub TestConfig:
@@ -183,5 +189,117 @@ impl RaftStateMachine<TestConfig> for TestStateMachine {
                 meta,
                 snapshot: data,
             }))
+    }
+}
+
+/// A Raft node of a test: its own thread and executor (sized as a shard's Raft runtime), driven
+/// by commands `C` the test thread sends.
+pub struct RaftNode<C> {
+    pub id: u64,
+    /// The address its Raft server listens on.
+    pub addr: String,
+    commands: Sender<C>,
+    thread: JoinHandle<()>,
+    /// How long `ask` waits for an answer.
+    limit: Duration,
+}
+
+impl<C: Send + 'static> RaftNode<C> {
+    /// Writes the iopoll probe file in `dir`, then runs `run(commands, address)` on a fresh
+    /// executor; `run` sends the address it listens on, which this waits for (up to `limit`).
+    pub fn start<F, Fut>(id: u64, dir: &Path, limit: Duration, run: F) -> Self
+    where
+        F: FnOnce(Receiver<C>, Sender<String>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        spate::io::probe::write_probe_file(dir).unwrap();
+        let (commands, inbox) = channel();
+        let (addr_tx, addr_rx) = channel();
+        let thread = spawn_executor(move || run(inbox, addr_tx));
+        let addr = addr_rx.recv_timeout(limit).unwrap();
+        Self {
+            id,
+            addr,
+            commands,
+            thread,
+            limit,
+        }
+    }
+
+    /// Sends a command and waits for its answer.
+    pub fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> C) -> T {
+        self.ask_within(command, self.limit)
+    }
+
+    /// Sends a command and waits up to `limit` for its answer.
+    pub fn ask_within<T>(&self, command: impl FnOnce(Sender<T>) -> C, limit: Duration) -> T {
+        let (reply, answer) = channel();
+        self.commands.send(command(reply)).unwrap();
+        answer.recv_timeout(limit).unwrap()
+    }
+
+    /// The port of its address.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Ends the node's command loop and with it the executor (Raft, listener, connections, and
+    /// files left as a crash leaves them); joins the thread.
+    pub fn stop(self) {
+        drop(self.commands);
+        self.thread.join().unwrap();
+    }
+}
+
+/// Runs `body` on a fresh executor on its own thread, sized as a shard's Raft runtime.
+pub fn spawn_executor<F, Fut>(body: F) -> JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    std::thread::spawn(move || {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(RUNTIME_IO_MEMORY_BYTES)
+            .ring_depth(RUNTIME_RING_DEPTH)
+            .preempt_timer(RUNTIME_PREEMPT)
+            .make()
+            .unwrap()
+            .run(body());
+    })
+}
+
+/// The node's next command, polled on the std channel without blocking the executor; `None`
+/// once the test dropped the node.
+pub async fn next_command<C>(inbox: &Receiver<C>) -> Option<C> {
+    loop {
+        match inbox.try_recv() {
+            Ok(command) => return Some(command),
+            Err(TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            Err(TryRecvError::Disconnected) => return None,
+        }
+    }
+}
+
+/// Waits up to `limit` until every node in `nodes` names the same leader, one of `nodes`
+/// (`leader` is the command asking a node for the leader it knows); returns it.
+pub fn agreed_leader<C: Send + 'static>(
+    nodes: &[&RaftNode<C>],
+    leader: fn(Sender<Option<u64>>) -> C,
+    limit: Duration,
+) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let leaders: Vec<Option<u64>> = nodes.iter().map(|node| node.ask(leader)).collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|seen| *seen == Some(*leader))
+            && nodes.iter().any(|node| node.id == *leader)
+        {
+            return *leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {limit:?}: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
