@@ -1,7 +1,9 @@
 //! A replicated partition's write path below the broker: acks=all as a three-replica Raft group
-//! (PartitionLogStore over the partition log, openraft over the Raft network, one executor per
-//! replica) beside RF=1 (one partition log, append then fdatasync) in the same run, with the
-//! same batches and the same number of writers. Prints a markdown table for perf/RESULTS.md.
+//! (PartitionLogStore over the partition log, one executor per replica) beside RF=1 (one
+//! partition log, append then fdatasync) in the same run, with the same batches and the same
+//! number of writers. The group runs over the partition network (binary, multiplexed) and, for
+//! comparison, over the controller's Raft network (JSON, one connection per group and peer).
+//! Prints a markdown table for perf/RESULTS.md.
 //!
 //! `cargo bench --bench partition_replication` (about half a minute).
 //! `SPATE_BENCH_SECONDS` sets each measurement's length (default 8), `SPATE_BENCH_WRITERS` the
@@ -26,6 +28,9 @@ use spate::config::{TopicConfig, TopicDefaults};
 use spate::log::{PartitionLog, ShardCache};
 use spate::protocol::records::{BatchBuilder, Record};
 use spate::raft::network::{RaftNetwork, serve_raft};
+use spate::raft::partition_network::{
+    GroupKey, GroupNetwork, PartitionGroups, PeerLinks, serve_peer,
+};
 use spate::raft::partition_state_machine::PartitionStateMachine;
 use spate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch};
 use spate::raft::vote_store::ShardVotes;
@@ -140,7 +145,22 @@ fn measure_single(dir: PathBuf, spec: LoadSpec) -> Load {
 
 type Node = RaftNode<Command>;
 
-async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Sender<String>) {
+/// Which network the group runs over.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// The partition network: bincode frames, one connection per peer for every group.
+    Partition,
+    /// The controller's Raft network: JSON frames, one connection per group and peer.
+    Json,
+}
+
+async fn run_node(
+    id: u64,
+    dir: PathBuf,
+    transport: Transport,
+    inbox: Receiver<Command>,
+    addr_tx: Sender<String>,
+) {
     spate::io::probe::probe_iopoll(&dir).await.unwrap();
     let log = PartitionLog::open(dir.join("p-0"), topic(), Rc::new(ShardCache::new(64 << 20)))
         .await
@@ -158,20 +178,39 @@ async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Send
         snapshot_policy: SnapshotPolicy::Never,
         ..Config::default()
     };
-    let raft = Raft::new(
-        id,
-        Arc::new(config.validate().unwrap()),
-        RaftNetwork::<PartitionRaft>::new(id),
-        store,
-        state_machine,
-    )
-    .await
-    .unwrap();
+    let config = Arc::new(config.validate().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     addr_tx
         .send(listener.local_addr().unwrap().to_string())
         .unwrap();
-    let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
+    let (raft, server) = match transport {
+        Transport::Partition => {
+            let key = GroupKey {
+                topic_id: [1; 16],
+                partition: 0,
+            };
+            let network = GroupNetwork::new(key, id, PeerLinks::new(), Rc::new(|_| None));
+            let raft = Raft::new(id, config, network, store, state_machine)
+                .await
+                .unwrap();
+            let groups = PartitionGroups::new();
+            groups.insert(key, raft.clone());
+            let server = glommio::spawn_local(async move {
+                while let Ok(stream) = listener.accept().await {
+                    glommio::spawn_local(serve_peer(stream, Rc::clone(&groups))).detach();
+                }
+            });
+            (raft, server)
+        }
+        Transport::Json => {
+            let network = RaftNetwork::<PartitionRaft>::new(id);
+            let raft = Raft::new(id, config, network, store, state_machine)
+                .await
+                .unwrap();
+            let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
+            (raft, server)
+        }
+    };
     while let Some(command) = next_command(&inbox).await {
         match command {
             Command::Initialize(members, reply) => {
@@ -201,14 +240,14 @@ async fn run_node(id: u64, dir: PathBuf, inbox: Receiver<Command>, addr_tx: Send
 }
 
 /// RF=3: a three-replica group on three executors, the load on the leader.
-fn measure_replicated(root: &Path, spec: LoadSpec) -> Load {
+fn measure_replicated(root: &Path, transport: Transport, spec: LoadSpec) -> Load {
     let nodes: Vec<Node> = (1..=3)
         .map(|id| {
             let dir = root.join(format!("replica-{id}"));
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.clone();
             Node::start(id, &path, STEP_LIMIT, move |inbox, addr_tx| {
-                run_node(id, dir, inbox, addr_tx)
+                run_node(id, dir, transport, inbox, addr_tx)
             })
         })
         .collect();
@@ -259,7 +298,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let single = measure_single(root.join("single"), spec);
-    let replicated = measure_replicated(&root, spec);
+    let replicated = measure_replicated(&root.join("partition"), Transport::Partition, spec);
+    let replicated_json = measure_replicated(&root.join("json"), Transport::Json, spec);
     let _ = std::fs::remove_dir_all(&root);
     println!(
         "{} writers, batches of {} bytes, {} s each",
@@ -273,9 +313,17 @@ fn main() {
     println!(
         "{}",
         row(
-            "RF=3: Raft commit on 2 of 3 (fdatasync each)",
+            "RF=3: Raft commit on 2 of 3 (fdatasync each), partition network",
             spec,
             &replicated
+        )
+    );
+    println!(
+        "{}",
+        row(
+            "RF=3: the same over the controller's JSON network",
+            spec,
+            &replicated_json
         )
     );
 }

@@ -2,7 +2,8 @@
 //! partition log as the Raft log, each replica on its own thread and executor): the leader's
 //! batches reach every replica byte for byte at the same offsets, the commit point (high
 //! watermark) moves on all three, the group survives the loss of its leader, and the old leader
-//! comes back, repairs its log from the new leader and holds the same bytes again.
+//! comes back, repairs its log from the new leader and holds the same bytes again. Many groups
+//! share one connection per pair of replicas (the partition network).
 
 mod raft_common;
 
@@ -22,9 +23,11 @@ use spate::log::{PartitionLog, ShardCache};
 use spate::protocol::control_batch;
 use spate::protocol::record_batch::{self, BatchIter, RECORD_BATCH_HEADER_BYTES};
 use spate::protocol::records::{BatchBuilder, Record, RecordIter};
-use spate::raft::network::{RaftNetwork, serve_raft};
+use spate::raft::partition_network::{
+    GroupKey, GroupNetwork, PartitionGroups, PeerLinks, ResolveMember, serve_peer,
+};
 use spate::raft::partition_state_machine::PartitionStateMachine;
-use spate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch, ReplicaLog};
+use spate::raft::partition_store::{PartitionLogStore, RecordBatch, ReplicaLog};
 use spate::raft::vote_store::ShardVotes;
 
 /// How long the test waits for any one step (election, replication, a reply).
@@ -40,16 +43,29 @@ enum Command {
     Leader(Sender<Option<u64>>),
     /// The commit point and the log's bytes below it.
     Committed(Sender<(i64, Bytes)>),
+    /// Every group's leader, by group.
+    GroupLeaders(Sender<Vec<Option<u64>>>),
+    /// Writes one batch to every group this node leads; how many it wrote.
+    WriteLed(Sender<Result<usize, String>>),
+    /// Every group's commit point, by group.
+    GroupsCommitted(Sender<Vec<i64>>),
+    /// Replication connections this node has open to its peers.
+    Connections(Sender<usize>),
 }
 
 type Node = RaftNode<Command>;
 
 impl Node {
-    /// Starts replica `id` on its files in `dir`, its Raft server on `port` (0: any).
+    /// Starts replica `id` of one group on its files in `dir`, its server on `port` (0: any).
     fn start_in(id: u64, dir: PathBuf, port: u16) -> Self {
+        Self::start_groups(id, dir, port, 1)
+    }
+
+    /// Starts replica `id` of `groups` groups (partitions 0..groups of one topic).
+    fn start_groups(id: u64, dir: PathBuf, port: u16, groups: usize) -> Self {
         let path = dir.clone();
         Node::start(id, &path, STEP_LIMIT, move |inbox, addr_tx| {
-            run_node(id, dir, port, inbox, addr_tx)
+            run_node(id, dir, port, groups, inbox, addr_tx)
         })
     }
 }
@@ -92,47 +108,76 @@ async fn run_node(
     id: u64,
     dir: PathBuf,
     port: u16,
+    group_count: usize,
     inbox: Receiver<Command>,
     addr_tx: Sender<String>,
 ) {
     spate::io::probe::probe_iopoll(&dir).await.unwrap();
-    let topic = TopicConfig::from_defaults(&TopicDefaults::default());
-    let log = PartitionLog::open(dir.join("p-0"), topic, Rc::new(ShardCache::new(1 << 20)))
-        .await
-        .unwrap();
     let votes = ShardVotes::open(&dir).await.unwrap();
-    let log_start = log.log_start_offset();
-    let store = PartitionLogStore::open(log, "p-0".to_owned(), votes)
+    let groups = PartitionGroups::new();
+    let links = PeerLinks::new();
+    // Members are dialled at their membership addresses.
+    let resolve: ResolveMember = Rc::new(|_| None);
+    let mut replicas = Vec::new();
+    for partition in 0..group_count {
+        let topic = TopicConfig::from_defaults(&TopicDefaults::default());
+        let name = format!("p-{partition}");
+        let log = PartitionLog::open(dir.join(&name), topic, Rc::new(ShardCache::new(1 << 20)))
+            .await
+            .unwrap();
+        let log_start = log.log_start_offset();
+        let store = PartitionLogStore::open(log, name, votes.clone())
+            .await
+            .unwrap();
+        let replica = store.replica_log();
+        let state_machine = PartitionStateMachine::new(replica.clone(), log_start);
+        let config = Config {
+            heartbeat_interval: 50,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Config::default()
+        };
+        let key = GroupKey {
+            topic_id: [7; 16],
+            partition: partition as u32,
+        };
+        let network = GroupNetwork::new(key, id, Rc::clone(&links), Rc::clone(&resolve));
+        let raft = Raft::new(
+            id,
+            Arc::new(config.validate().unwrap()),
+            network,
+            store,
+            state_machine.clone(),
+        )
         .await
         .unwrap();
-    let replica = store.replica_log();
-    let state_machine = PartitionStateMachine::new(replica.clone(), log_start);
-    let config = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::Never,
-        ..Config::default()
-    };
-    let raft = Raft::new(
-        id,
-        Arc::new(config.validate().unwrap()),
-        RaftNetwork::<PartitionRaft>::new(id),
-        store,
-        state_machine.clone(),
-    )
-    .await
-    .unwrap();
+        groups.insert(key, raft.clone());
+        replicas.push((raft, replica, state_machine));
+    }
     let listener = TcpListener::bind(format!("127.0.0.1:{port}")).unwrap();
     addr_tx
         .send(listener.local_addr().unwrap().to_string())
         .unwrap();
-    let server = glommio::spawn_local(serve_raft(listener, raft.clone()));
+    let server = {
+        let groups = Rc::clone(&groups);
+        glommio::spawn_local(async move {
+            while let Ok(stream) = listener.accept().await {
+                glommio::spawn_local(serve_peer(stream, Rc::clone(&groups))).detach();
+            }
+        })
+    };
+    let (raft, replica, state_machine) = replicas[0].clone();
     while let Some(command) = next_command(&inbox).await {
         match command {
             Command::Initialize(members, reply) => {
-                let result = raft.initialize(members).await;
-                let _ = reply.send(result.map_err(|error| error.to_string()));
+                let mut result = Ok(());
+                for (raft, _, _) in &replicas {
+                    if let Err(error) = raft.initialize(members.clone()).await {
+                        result = Err(error.to_string());
+                    }
+                }
+                let _ = reply.send(result);
             }
             Command::Write(values, reply) => {
                 let result = raft.client_write(RecordBatch(batch(&values))).await;
@@ -157,9 +202,47 @@ async fn run_node(
                 let bytes = log_bytes(&replica, committed).await;
                 let _ = reply.send((committed, bytes));
             }
+            Command::GroupLeaders(reply) => {
+                let mut leaders = Vec::new();
+                for (raft, _, _) in &replicas {
+                    leaders.push(raft.current_leader().await);
+                }
+                let _ = reply.send(leaders);
+            }
+            Command::WriteLed(reply) => {
+                let mut writes = Vec::new();
+                for (partition, (raft, _, _)) in replicas.iter().enumerate() {
+                    if raft.current_leader().await == Some(id) {
+                        let raft = raft.clone();
+                        let values = vec![format!("group-{partition}")];
+                        writes.push(glommio::spawn_local(async move {
+                            raft.client_write(RecordBatch(batch(&values))).await
+                        }));
+                    }
+                }
+                let mut result = Ok(writes.len());
+                for write in writes {
+                    if let Err(error) = write.await {
+                        result = Err(error.to_string());
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::GroupsCommitted(reply) => {
+                let committed = replicas
+                    .iter()
+                    .map(|(_, _, state_machine)| state_machine.committed_offset())
+                    .collect();
+                let _ = reply.send(committed);
+            }
+            Command::Connections(reply) => {
+                let _ = reply.send(links.open_connections());
+            }
         }
     }
-    raft.shutdown().await.unwrap();
+    for (raft, _, _) in &replicas {
+        raft.shutdown().await.unwrap();
+    }
     drop(server);
 }
 
@@ -376,6 +459,77 @@ fn a_leader_cut_off_with_uncommitted_batches_loses_them_and_takes_the_new_log() 
             "the old leader kept its uncommitted tail"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+    for node in nodes {
+        node.stop();
+    }
+}
+
+#[test]
+fn many_groups_share_one_connection_per_pair_of_replicas() {
+    // Proves the partition network multiplexes: 40 groups on three replicas each elect a
+    // leader, commit a batch on every replica, and a replica holds one connection to each peer
+    // it sent to (two for a replica leading any group), not one per group.
+    const GROUPS: usize = 40;
+    let dir = TestDir::new("raft-partition-groups");
+    let nodes: Vec<Node> = (1..=3)
+        .map(|id| Node::start_groups(id, dir.sub_dir(), 0, GROUPS))
+        .collect();
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|node| (node.id, BasicNode::new(&node.addr)))
+        .collect();
+    nodes[0]
+        .ask(|reply| Command::Initialize(members, reply))
+        .unwrap();
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let leaders: Vec<Vec<Option<u64>>> = nodes
+            .iter()
+            .map(|node| node.ask(Command::GroupLeaders))
+            .collect();
+        let agreed = (0..GROUPS).all(|group| {
+            leaders[0][group].is_some()
+                && leaders.iter().all(|seen| seen[group] == leaders[0][group])
+        });
+        if agreed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "groups without an agreed leader: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let written: Vec<usize> = nodes
+        .iter()
+        .map(|node| node.ask(Command::WriteLed).unwrap())
+        .collect();
+    assert_eq!(
+        written.iter().sum::<usize>(),
+        GROUPS,
+        "every group led by exactly one node"
+    );
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let committed: Vec<Vec<i64>> = nodes
+            .iter()
+            .map(|node| node.ask(Command::GroupsCommitted))
+            .collect();
+        // Initial membership, the leader's blank entry, then the batch: at least 3 offsets.
+        if committed.iter().flatten().all(|end| *end >= 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "commit points {committed:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (node, led) in nodes.iter().zip(&written) {
+        let connections = node.ask(Command::Connections);
+        assert!(
+            connections <= 2 && (*led == 0 || connections == 2),
+            "node {} leads {led} groups and holds {connections} connections for {GROUPS}",
+            node.id
+        );
     }
     for node in nodes {
         node.stop();

@@ -4,9 +4,12 @@
 //! replicated-partition groups in one file, with grouped writes; `partition_store` is a
 //! replicated partition's Raft log storage over its own segment log, and
 //! `partition_state_machine` moves its commit point (the high watermark) as entries commit.
+//! `network` carries the controller's Raft; `partition_network` carries every partition group
+//! of a shard over one connection per peer shard.
 
 pub mod log_store;
 pub mod network;
+pub mod partition_network;
 pub mod partition_state_machine;
 pub mod partition_store;
 pub mod runtime;

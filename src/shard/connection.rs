@@ -30,11 +30,13 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
 use crate::api::{self, Pending};
+use crate::io::deadline::within;
 use crate::io::socket_reader::SocketReader;
 use crate::protocol::api_versions::unsupported_version_frame;
 use crate::protocol::frame::{FRAME_SIZE_PREFIX_BYTES, encode_response_frame, frame_size};
 use crate::protocol::wire::Reader;
 use crate::protocol::{ApiKey, CodecError, Request, RequestHeader};
+use crate::raft::partition_network::{PREAMBLE, serve_peer};
 
 use super::Shard;
 use super::idle_watch::{ConnectionProgress, close_when_idle, shut_down};
@@ -71,8 +73,21 @@ enum ConnectionError {
     UnsupportedVersion { api: ApiKey, version: i16 },
 }
 
-/// Serves one connection until the client closes it, misbehaves or idles.
+/// Serves one connection until the client closes it, misbehaves or idles. A connection opened
+/// by a peer broker's shard for partition replication (its first byte says so) goes to the
+/// shard's partition groups instead.
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+    let idle_max = Duration::from_millis(shard.config.connections_max_idle_ms);
+    let mut first = [0u8; 1];
+    match within(idle_max, stream.peek(&mut first)).await {
+        Some(Ok(1)) if first[0] == PREAMBLE[0] => {
+            serve_peer(stream, Rc::clone(&shard.partition_groups)).await;
+            return;
+        }
+        Some(Ok(1)) => {}
+        // Closed, failed or silent before its first byte.
+        _ => return,
+    }
     let peer = stream.peer_addr().ok();
     // Responses are written whole; Nagle would only delay the last partial packet.
     let _ = stream.set_nodelay(true);
@@ -80,7 +95,6 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let (read_half, write_half) = futures_lite::io::split(stream);
     let mut reader = SocketReader::new(fd, read_half);
     let progress = ConnectionProgress::new();
-    let idle_max = Duration::from_millis(shard.config.connections_max_idle_ms);
     let watch = glommio::spawn_local(close_when_idle(Rc::clone(&progress), fd, idle_max));
     let (queue, queued) =
         local_channel::new_bounded(shard.config.inflight_requests_per_connection_max);

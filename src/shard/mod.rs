@@ -30,6 +30,7 @@ use crate::group::classic_group::GroupLimits;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, Node, ShardId};
+use crate::raft::partition_network::PartitionGroups;
 
 use self::mesh::Mesh;
 use self::producer_ids::ProducerIdAllocator;
@@ -82,6 +83,9 @@ pub struct Shard {
     pub groups: Rc<GroupCoordinator>,
     /// Partitions known to be offline, this shard's and (reported over the mesh) others'.
     pub offline: offline::OfflinePartitions,
+    /// The Raft groups of the replicated partitions this shard holds a replica of, which its
+    /// listener answers peer shards from.
+    pub partition_groups: Rc<PartitionGroups>,
 }
 
 impl Shard {
@@ -111,6 +115,7 @@ impl Shard {
             controller_leader: Cell::new((!config.cluster_mode()).then_some(broker_id)),
             producer_ids: ProducerIdAllocator::new(Node::new(broker_id, id.0)),
             offline: offline::OfflinePartitions::default(),
+            partition_groups: PartitionGroups::new(),
             groups: Rc::new(GroupCoordinator::new(
                 id.0,
                 GroupLimits {

@@ -1,0 +1,724 @@
+//! The network of replicated partitions: every Raft group of a shard reaches a peer shard over
+//! one TCP connection, however many groups the two share.
+//!
+//! A connection is opened to the peer shard's Kafka port and starts with [`PREAMBLE`], which no
+//! Kafka frame can start with (its first byte would make the frame's size negative), so the
+//! shard's listener hands it to [`serve_peer`] instead of the Kafka codec. Then both ways carry
+//! frames: a u32 big-endian length (of what follows), a kind byte, a u64 request id, the group
+//! (topic id, partition) and a bincode body, in which a batch's bytes travel as they are. A
+//! response carries its request's id and kind with [`KIND_RESPONSE`] set, and a
+//! `Result<response, error text>` body.
+//!
+//! Requests of different groups do not wait for each other: the server answers each in a task of
+//! its own (at most [`SERVER_REQUESTS_INFLIGHT_MAX`] per connection) and the client matches
+//! responses to requests by id, so one group's slow fsync does not stall another's heartbeat. A
+//! client gives up a request after openraft's hard TTL without touching the connection (other
+//! groups use it); a failed connection fails every request waiting on it, and the next request
+//! dials again (a failed dial is `Unreachable`, so openraft backs off). A hostile or broken
+//! frame closes that connection only.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::{BasicNode, Raft, RaftNetworkV2};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::io::deadline::within;
+use crate::log::signal::Signal;
+
+use super::partition_state_machine::PartitionStateMachine;
+use super::partition_store::PartitionRaft;
+
+/// First bytes of a replication connection. A Kafka request starts with its size, a positive
+/// i32, so its first byte is below 0x80.
+pub const PREAMBLE: [u8; 4] = [0xFF, b'S', b'R', b'1'];
+
+/// Largest frame either side reads (length field included). An AppendEntries carries at most
+/// openraft's `max_payload_entries` batches; a longer frame is hostile or a bug and closes the
+/// connection. Memory grows only as a frame's bytes arrive.
+pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Requests a server connection answers at once; the connection reads no further frame until
+/// one is answered.
+pub const SERVER_REQUESTS_INFLIGHT_MAX: u64 = 1024;
+
+/// A server connection with no frame for this long is closed: groups heartbeat far more often.
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Frames the client's writer joins into one socket write, in bytes, when several are queued.
+const WRITE_COALESCE_BYTES: usize = 256 * 1024;
+
+/// How much of a frame is read (and allocated) at a time.
+const READ_STEP_BYTES: usize = 64 * 1024;
+
+/// Bytes before the body: length, kind, request id, topic id, partition.
+const HEADER_BYTES: usize = 4 + 1 + 8 + 16 + 4;
+
+const KIND_APPEND: u8 = 1;
+const KIND_VOTE: u8 = 2;
+const KIND_PRE_VOTE: u8 = 3;
+const KIND_TRANSFER_LEADER: u8 = 4;
+/// Set on the kind of a response to the request of the same kind.
+const KIND_RESPONSE: u8 = 0x80;
+
+/// A replicated partition's Raft node on its shard.
+pub type PartitionRaftNode = Raft<PartitionRaft, PartitionStateMachine>;
+
+/// Names a partition's Raft group on the wire: the topic's id and the partition's index (a
+/// topic deleted and re-created under its name gets a new id, so its groups are new groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    /// The topic id (Kafka's UUID).
+    pub topic_id: [u8; 16],
+    /// The partition index.
+    pub partition: u32,
+}
+
+/// The partition groups a shard runs, by group, for its server to answer from.
+#[derive(Default)]
+pub struct PartitionGroups {
+    groups: RefCell<HashMap<GroupKey, PartitionRaftNode>>,
+}
+
+impl PartitionGroups {
+    /// No groups yet.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    /// Starts answering for `key` from `raft`.
+    pub fn insert(&self, key: GroupKey, raft: PartitionRaftNode) {
+        self.groups.borrow_mut().insert(key, raft);
+    }
+
+    /// Stops answering for `key`; returns its node.
+    pub fn remove(&self, key: &GroupKey) -> Option<PartitionRaftNode> {
+        self.groups.borrow_mut().remove(key)
+    }
+
+    /// The node of `key`, if this shard runs it.
+    pub fn get(&self, key: &GroupKey) -> Option<PartitionRaftNode> {
+        self.groups.borrow().get(key).cloned()
+    }
+
+    /// How many groups this shard runs.
+    pub fn len(&self) -> usize {
+        self.groups.borrow().len()
+    }
+
+    /// Whether this shard runs no group.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One decoded frame.
+struct Frame {
+    kind: u8,
+    id: u64,
+    key: GroupKey,
+    body: Vec<u8>,
+}
+
+/// The body encoding: bincode with fixed-width integers, bounded by the frame size (a length
+/// field inside a hostile body cannot make the decoder reserve more than a frame).
+fn codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(FRAME_BYTES_MAX as u64)
+}
+
+fn encode_body<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    bincode::Options::serialize(codec(), value).map_err(invalid)
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    bincode::Options::deserialize(codec(), body).map_err(invalid)
+}
+
+fn invalid(message: impl Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_string())
+}
+
+fn encode_frame(kind: u8, id: u64, key: &GroupKey, body: &[u8]) -> io::Result<Vec<u8>> {
+    let total = HEADER_BYTES + body.len();
+    if total > FRAME_BYTES_MAX {
+        return Err(invalid(format_args!(
+            "replication frame of {total} bytes exceeds {FRAME_BYTES_MAX}"
+        )));
+    }
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&((total - 4) as u32).to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.extend_from_slice(&key.topic_id);
+    frame.extend_from_slice(&key.partition.to_be_bytes());
+    frame.extend_from_slice(body);
+    Ok(frame)
+}
+
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<Frame> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length < HEADER_BYTES - 4 || length + 4 > FRAME_BYTES_MAX {
+        return Err(invalid(format_args!(
+            "replication frame length {length} outside {}..={}",
+            HEADER_BYTES - 4,
+            FRAME_BYTES_MAX - 4
+        )));
+    }
+    // Grown as bytes arrive, so a peer that claims a large frame holds only what it sent.
+    let mut rest = Vec::with_capacity(length.min(READ_STEP_BYTES));
+    while rest.len() < length {
+        let filled = rest.len();
+        rest.resize(filled + (length - filled).min(READ_STEP_BYTES), 0);
+        stream.read_exact(&mut rest[filled..]).await?;
+    }
+    let kind = rest[0];
+    let id = u64::from_be_bytes(rest[1..9].try_into().expect("length checked above"));
+    let topic_id = rest[9..25].try_into().expect("length checked above");
+    let partition = u32::from_be_bytes(rest[25..29].try_into().expect("length checked above"));
+    rest.drain(..HEADER_BYTES - 4);
+    Ok(Frame {
+        kind,
+        id,
+        key: GroupKey {
+            topic_id,
+            partition,
+        },
+        body: rest,
+    })
+}
+
+/// Frames waiting for a connection's writer; closing it ends the writer once it is drained.
+#[derive(Default)]
+struct FrameQueue {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    closed: Cell<bool>,
+    changed: Rc<Signal>,
+}
+
+impl FrameQueue {
+    fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    /// Queues a frame; false once the queue is closed.
+    fn push(&self, frame: Vec<u8>) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        self.frames.borrow_mut().push_back(frame);
+        self.changed.notify();
+        true
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.changed.notify();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+}
+
+fn shut_down(fd: RawFd) {
+    // SAFETY: `fd` is a socket its owner keeps open; shutdown(2) neither closes nor frees it.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Serves one replication connection, whose first bytes are [`PREAMBLE`], until the peer closes
+/// it, idles or misbehaves. Answers each request from the group it names in `groups`; a request
+/// for a group this shard does not run gets an error answer (the group may not be started yet).
+pub async fn serve_peer(stream: TcpStream, groups: Rc<PartitionGroups>) {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let (mut read_half, write_half) = futures_lite::io::split(stream);
+    let mut preamble = [0u8; PREAMBLE.len()];
+    match within(SERVER_IDLE_TIMEOUT, read_half.read_exact(&mut preamble)).await {
+        Some(Ok(())) if preamble == PREAMBLE => {}
+        _ => return,
+    }
+    let responses = FrameQueue::new();
+    let writer = glommio::spawn_local(write_frames(Rc::clone(&responses), write_half, fd));
+    let inflight = Rc::new(Semaphore::new(SERVER_REQUESTS_INFLIGHT_MAX));
+    loop {
+        let Ok(permit) = inflight.acquire_static_permit(1).await else {
+            break;
+        };
+        let frame = match within(SERVER_IDLE_TIMEOUT, read_frame(&mut read_half)).await {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                if error.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::warn!(%error, "replication connection closed");
+                }
+                break;
+            }
+            None => {
+                tracing::debug!("idle replication connection closed");
+                break;
+            }
+        };
+        let groups = Rc::clone(&groups);
+        let responses = Rc::clone(&responses);
+        glommio::spawn_local(async move {
+            let _permit = permit;
+            let answered = answer(&groups, &frame).await;
+            let response = answered.and_then(|body| {
+                encode_frame(frame.kind | KIND_RESPONSE, frame.id, &frame.key, &body)
+            });
+            match response {
+                Ok(response) => {
+                    responses.push(response);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, kind = frame.kind, "replication request refused, connection closed");
+                    shut_down(fd);
+                }
+            }
+        })
+        .detach();
+    }
+    responses.close();
+    shut_down(fd);
+    writer.await;
+}
+
+/// Decodes a request, runs it on its group and encodes `Result<response, error text>`; an
+/// undecodable request or unknown kind is an error (the connection is closed), a Raft error or
+/// an unknown group is an answer.
+async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> {
+    fn encode<T: Serialize, E: Display>(result: Result<T, E>) -> io::Result<Vec<u8>> {
+        encode_body(&result.map_err(|error| error.to_string()))
+    }
+    enum Decoded {
+        Append(AppendEntriesRequest<PartitionRaft>),
+        Vote(VoteRequest<PartitionRaft>),
+        PreVote(VoteRequest<PartitionRaft>),
+        TransferLeader(TransferLeaderRequest<PartitionRaft>),
+    }
+    // Decoded before the group is looked up, so a malformed frame closes the connection
+    // whichever group it names.
+    let request = match frame.kind {
+        KIND_APPEND => Decoded::Append(decode_body(&frame.body)?),
+        KIND_VOTE => Decoded::Vote(decode_body(&frame.body)?),
+        KIND_PRE_VOTE => Decoded::PreVote(decode_body(&frame.body)?),
+        KIND_TRANSFER_LEADER => Decoded::TransferLeader(decode_body(&frame.body)?),
+        other => {
+            return Err(invalid(format_args!(
+                "unknown replication request kind {other}"
+            )));
+        }
+    };
+    let Some(raft) = groups.get(&frame.key) else {
+        return encode::<(), _>(Err(format_args!(
+            "partition {} of topic {:02x?} has no replica here",
+            frame.key.partition, frame.key.topic_id
+        )));
+    };
+    match request {
+        Decoded::Append(request) => encode(raft.append_entries(request).await),
+        Decoded::Vote(request) => encode(raft.vote(request).await),
+        Decoded::PreVote(request) => encode(raft.pre_vote(request).await),
+        Decoded::TransferLeader(request) => encode(raft.handle_transfer_leader(request).await),
+    }
+}
+
+/// Writes queued frames in order, joining those already queued into one write, until the queue
+/// is closed and drained or a write fails (which shuts the socket down, ending its reader too).
+async fn write_frames(queue: Rc<FrameQueue>, mut write_half: WriteHalf<TcpStream>, fd: RawFd) {
+    loop {
+        let listener = queue.changed.listen();
+        let joined = {
+            let mut frames = queue.frames.borrow_mut();
+            let mut joined = frames.pop_front();
+            if let Some(joined) = joined.as_mut() {
+                while joined.len() < WRITE_COALESCE_BYTES {
+                    match frames.pop_front() {
+                        Some(frame) => joined.extend_from_slice(&frame),
+                        None => break,
+                    }
+                }
+            }
+            joined
+        };
+        let Some(joined) = joined else {
+            if queue.is_closed() {
+                break;
+            }
+            listener.await;
+            continue;
+        };
+        let written = async {
+            write_half.write_all(&joined).await?;
+            write_half.flush().await
+        };
+        if written.await.is_err() {
+            queue.close();
+            shut_down(fd);
+            return;
+        }
+    }
+    let _ = write_half.close().await;
+}
+
+/// Why one request failed, before openraft's error types.
+enum CallError {
+    /// No connection could be made: openraft backs off.
+    Unreachable(io::Error),
+    /// The connection failed, or the peer answered an error or nonsense.
+    Network(io::Error),
+    /// No answer within the RPC's hard TTL.
+    Timeout(Duration),
+}
+
+/// A shard's connections to its peer shards, one per address, shared by all its groups.
+#[derive(Default)]
+pub struct PeerLinks {
+    links: RefCell<HashMap<String, Rc<PeerLink>>>,
+}
+
+impl PeerLinks {
+    /// No connections yet; each is dialled on its first request.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    fn link(&self, addr: &str) -> Rc<PeerLink> {
+        let mut links = self.links.borrow_mut();
+        if let Some(link) = links.get(addr) {
+            return Rc::clone(link);
+        }
+        let link = Rc::new(PeerLink {
+            addr: addr.to_owned(),
+            connection: RefCell::new(None),
+            dialing: Semaphore::new(1),
+            next_id: Cell::new(0),
+        });
+        links.insert(addr.to_owned(), Rc::clone(&link));
+        link
+    }
+
+    /// Connections open now (for tests and metrics).
+    pub fn open_connections(&self) -> usize {
+        self.links
+            .borrow()
+            .values()
+            .filter(|link| link.live().is_some())
+            .count()
+    }
+}
+
+/// The connection to one peer shard, dialled on demand, replaced when it fails.
+struct PeerLink {
+    addr: String,
+    connection: RefCell<Option<Rc<Connection>>>,
+    /// One dial at a time: requests arriving meanwhile wait and share its connection.
+    dialing: Semaphore,
+    next_id: Cell<u64>,
+}
+
+/// One open connection: the writer's queue and the requests waiting for an answer.
+struct Connection {
+    /// Closed when the connection fails, which ends the writer.
+    outgoing: Rc<FrameQueue>,
+    waiting: RefCell<HashMap<u64, LocalSender<Frame>>>,
+}
+
+impl Connection {
+    fn is_live(&self) -> bool {
+        !self.outgoing.is_closed()
+    }
+
+    /// Fails every waiting request and stops the writer.
+    fn fail(&self) {
+        self.outgoing.close();
+        self.waiting.borrow_mut().clear();
+    }
+}
+
+impl PeerLink {
+    fn live(&self) -> Option<Rc<Connection>> {
+        self.connection
+            .borrow()
+            .as_ref()
+            .filter(|connection| connection.is_live())
+            .cloned()
+    }
+
+    async fn connection(&self, limit: Duration) -> io::Result<Rc<Connection>> {
+        if let Some(connection) = self.live() {
+            return Ok(connection);
+        }
+        let _dial = self
+            .dialing
+            .acquire_permit(1)
+            .await
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        if let Some(connection) = self.live() {
+            return Ok(connection);
+        }
+        let stream = within(limit, TcpStream::connect(self.addr.as_str()))
+            .await
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        let fd = stream.as_raw_fd();
+        let (read_half, write_half) = futures_lite::io::split(stream);
+        let outgoing = FrameQueue::new();
+        outgoing.push(PREAMBLE.to_vec());
+        let connection = Rc::new(Connection {
+            outgoing: Rc::clone(&outgoing),
+            waiting: RefCell::new(HashMap::new()),
+        });
+        glommio::spawn_local(write_frames(outgoing, write_half, fd)).detach();
+        glommio::spawn_local(read_responses(Rc::clone(&connection), read_half, fd)).detach();
+        *self.connection.borrow_mut() = Some(Rc::clone(&connection));
+        Ok(connection)
+    }
+
+    /// Sends one request and waits for its answer's frame, within `limit`.
+    async fn exchange(
+        &self,
+        kind: u8,
+        key: &GroupKey,
+        body: &[u8],
+        limit: Duration,
+    ) -> Result<Frame, CallError> {
+        let connection = self
+            .connection(limit)
+            .await
+            .map_err(CallError::Unreachable)?;
+        let id = self.next_id.get().wrapping_add(1);
+        self.next_id.set(id);
+        let frame = encode_frame(kind, id, key, body).map_err(CallError::Network)?;
+        let (answer, answered) = local_channel::new_bounded(1);
+        connection.waiting.borrow_mut().insert(id, answer);
+        if !connection.outgoing.push(frame) {
+            connection.waiting.borrow_mut().remove(&id);
+            return Err(CallError::Network(io::Error::other("connection lost")));
+        }
+        match within(limit, answered.recv()).await {
+            Some(Some(frame)) => Ok(frame),
+            Some(None) => Err(CallError::Network(io::Error::other("connection lost"))),
+            None => {
+                connection.waiting.borrow_mut().remove(&id);
+                Err(CallError::Timeout(limit))
+            }
+        }
+    }
+}
+
+/// Hands each response to the request waiting for it; on a broken or hostile stream fails the
+/// connection. A response nobody waits for (its request timed out) is dropped.
+async fn read_responses(connection: Rc<Connection>, mut read_half: ReadHalf<TcpStream>, fd: RawFd) {
+    loop {
+        let frame = match read_frame(&mut read_half).await {
+            Ok(frame) if frame.kind & KIND_RESPONSE != 0 => frame,
+            Ok(frame) => {
+                tracing::warn!(
+                    kind = frame.kind,
+                    "replication peer sent a request as a response"
+                );
+                break;
+            }
+            Err(error) => {
+                if error.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%error, "replication connection lost");
+                }
+                break;
+            }
+        };
+        let waiter = connection.waiting.borrow_mut().remove(&frame.id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.try_send(frame);
+        }
+    }
+    connection.fail();
+    shut_down(fd);
+}
+
+/// Finds where a group's member is: the address of the shard holding its replica on that
+/// broker (from the cluster metadata), or `None` while it is unknown.
+pub type ResolveMember = Rc<dyn Fn(u64) -> Option<String>>;
+
+/// Makes one group's clients (openraft's `RaftNetworkFactory`), over the shard's `PeerLinks`.
+pub struct GroupNetwork {
+    key: GroupKey,
+    local_id: u64,
+    links: Rc<PeerLinks>,
+    resolve: ResolveMember,
+}
+
+impl GroupNetwork {
+    /// Clients of group `key` sent by member `local_id`.
+    pub fn new(key: GroupKey, local_id: u64, links: Rc<PeerLinks>, resolve: ResolveMember) -> Self {
+        Self {
+            key,
+            local_id,
+            links,
+            resolve,
+        }
+    }
+}
+
+impl RaftNetworkFactory<PartitionRaft> for GroupNetwork {
+    type Network = GroupPeer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> GroupPeer {
+        GroupPeer {
+            key: self.key,
+            local_id: self.local_id,
+            target,
+            membership_addr: node.addr.clone(),
+            links: Rc::clone(&self.links),
+            resolve: Rc::clone(&self.resolve),
+        }
+    }
+}
+
+/// One group's client of one member.
+pub struct GroupPeer {
+    key: GroupKey,
+    local_id: u64,
+    target: u64,
+    /// The member's address in the membership, used when the resolver knows none.
+    membership_addr: String,
+    links: Rc<PeerLinks>,
+    resolve: ResolveMember,
+}
+
+impl GroupPeer {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        kind: u8,
+        request: &Req,
+        option: &RPCOption,
+        action: RPCTypes,
+    ) -> Result<Resp, RPCError<PartitionRaft>> {
+        let limit = option.hard_ttl();
+        let result = async {
+            let addr = (self.resolve)(self.target)
+                .or_else(|| {
+                    (!self.membership_addr.is_empty()).then(|| self.membership_addr.clone())
+                })
+                .ok_or_else(|| {
+                    CallError::Unreachable(io::Error::other(format!(
+                        "no address for member {}",
+                        self.target
+                    )))
+                })?;
+            let body = encode_body(request).map_err(CallError::Network)?;
+            let frame = self
+                .links
+                .link(&addr)
+                .exchange(kind, &self.key, &body, limit)
+                .await?;
+            if frame.kind != kind | KIND_RESPONSE || frame.key != self.key {
+                return Err(CallError::Network(invalid(format_args!(
+                    "replication response kind {} to request kind {kind}",
+                    frame.kind
+                ))));
+            }
+            let result: Result<Resp, String> =
+                decode_body(&frame.body).map_err(CallError::Network)?;
+            result.map_err(|remote| CallError::Network(io::Error::other(remote)))
+        }
+        .await;
+        result.map_err(|error| match error {
+            CallError::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
+            CallError::Network(error) => RPCError::Network(NetworkError::new(&error)),
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: self.local_id,
+                target: self.target,
+                timeout,
+            }),
+        })
+    }
+}
+
+impl RaftNetworkV2<PartitionRaft> for GroupPeer {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.call(KIND_APPEND, &rpc, &option, RPCTypes::AppendEntries)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.call(KIND_VOTE, &rpc, &option, RPCTypes::Vote).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.call(KIND_PRE_VOTE, &rpc, &option, RPCTypes::Vote)
+            .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.call(
+            KIND_TRANSFER_LEADER,
+            &rpc,
+            &option,
+            RPCTypes::TransferLeader,
+        )
+        .await
+    }
+
+    /// Partition groups never send snapshots: their logs are purged by retention, and a replica
+    /// behind the leader's log start is reset (Kafka-style), not sent a snapshot.
+    async fn full_snapshot(
+        &mut self,
+        _vote: VoteOf<PartitionRaft>,
+        _snapshot: SnapshotOf<PartitionRaft, Vec<u8>>,
+        _cancel: impl Future<Output = ReplicationClosed> + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<PartitionRaft>, StreamingError<PartitionRaft>> {
+        Err(StreamingError::Unreachable(Unreachable::new(
+            &io::Error::other("partition groups send no snapshots"),
+        )))
+    }
+}
