@@ -57,6 +57,11 @@ async fn delete_partition(
     partition: i32,
     offset: i64,
 ) -> (i64, ErrorCode) {
+    if shard.replica(topic, partition).is_some() {
+        // Moving a replicated partition's log start must go through its Raft group, or a
+        // failover would bring the deleted records back; not built yet.
+        return (-1, ErrorCode::PolicyViolation);
+    }
     let log = match shard.route(topic, partition) {
         PartitionRoute::Here(log) => log,
         PartitionRoute::Elsewhere(_) => return (-1, ErrorCode::NotLeaderOrFollower),

@@ -16,7 +16,11 @@ pub fn topic_error_code(error: &TopicError) -> ErrorCode {
         TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
         TopicError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
         TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-        TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+        TopicError::InvalidReplicationFactor(_) | TopicError::NotEnoughBrokers { .. } => {
+            ErrorCode::InvalidReplicationFactor
+        }
+        // Only the broker's own leader reports carry it; no client sees it.
+        TopicError::StaleLeader(_) => ErrorCode::FencedLeaderEpoch,
         TopicError::ManualAssignment => ErrorCode::InvalidRequest,
         TopicError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicationAssignment,
         TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,

@@ -201,10 +201,20 @@ async fn read_partition(
             return failure(ErrorCode::UnknownTopicOrPartition);
         }
     };
-    // A single node has one leader epoch, 0; -1 means the client does not check.
+    // A replicated partition's latest leader epoch, which Metadata reports; an unreplicated one
+    // is always reported at epoch 0. -1 means the client does not check. A newer epoch than
+    // ours: this replica has not caught up (retriable); an older one: the client's metadata is
+    // stale (KIP-320).
+    let current = if shard.replica(topic, partition.partition).is_some() {
+        log.leader_epoch()
+    } else {
+        0
+    };
     match partition.current_leader_epoch {
-        epoch if epoch > 0 => return failure(ErrorCode::UnknownLeaderEpoch),
-        epoch if epoch < -1 => return failure(ErrorCode::FencedLeaderEpoch),
+        epoch if epoch > current => return failure(ErrorCode::UnknownLeaderEpoch),
+        epoch if epoch < -1 || (epoch >= 0 && epoch < current) => {
+            return failure(ErrorCode::FencedLeaderEpoch);
+        }
         _ => {}
     }
     let chunks = if limit == 0 {

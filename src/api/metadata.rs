@@ -325,6 +325,25 @@ fn topic_metadata(
                 } else {
                     0
                 };
+                if topic.is_replicated() {
+                    // ISR: the replicas on live brokers (each replica's catch-up is not known
+                    // outside its leader yet).
+                    let replicas = topic.replicas_of(index);
+                    let (isr, offline): (Vec<Node>, Vec<Node>) =
+                        replicas.iter().partition(|replica| {
+                            replica.broker == shard.broker_id || cluster.node_is_live(**replica)
+                        });
+                    let ids = |nodes: &[Node]| nodes.iter().map(|node| node.node_id()).collect();
+                    return MetadataResponsePartition {
+                        error_code,
+                        partition_index: index as i32,
+                        leader_id: if live { owner.node_id() } else { -1 },
+                        leader_epoch: i32::try_from(topic.leader_term(index)).unwrap_or(i32::MAX),
+                        replica_nodes: ids(&replicas),
+                        isr_nodes: ids(&isr),
+                        offline_replicas: ids(&offline),
+                    };
+                }
                 MetadataResponsePartition {
                     error_code,
                     partition_index: index as i32,

@@ -15,6 +15,7 @@
 //! sequenced, which keeps a partition's batches in arrival order.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -33,10 +34,15 @@ use crate::protocol::record_batch::{
 use crate::protocol::record_validation::{RecordsValidation, STEP_BYTES, ValidationError};
 use crate::protocol::{ErrorCode, Response};
 use crate::shard::control::create_topics;
+use crate::shard::replicas::Proposal;
 use crate::shard::{PartitionRoute, Shard};
 
 use super::errors::{batch_error_code, log_error_code, validation_error_code};
 use super::{Pending, now_ms};
+
+/// The least a replicated batch's commit is waited for, whatever the request's timeout_ms
+/// (acks=1 and acks=0 clients may send 0): about two elections.
+const PROPOSAL_WAIT_MIN: Duration = Duration::from_secs(5);
 
 /// Why a partition's batch was not appended: its code and, for refused records, what Produce
 /// v8+ reports beside it (older versions drop those fields when encoding).
@@ -73,15 +79,24 @@ impl From<ValidationError> for Refusal {
     }
 }
 
+/// Where a sequenced batch went.
+enum Appended {
+    /// Into this shard's own log.
+    Local(Rc<PartitionLog>, AppendOutcome),
+    /// Proposed to a replicated partition's Raft group (or found there already).
+    Replicated(Proposal),
+}
+
 /// One partition's outcome of the sequencing step.
 struct Sequenced {
     index: i32,
-    outcome: Result<(Rc<PartitionLog>, AppendOutcome), Refusal>,
+    outcome: Result<Appended, Refusal>,
 }
 
 /// Handles a Produce request: sequences every partition now, answers later.
 pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pending {
     let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     if shard.config.auto_create_topics {
         create_missing_topics(shard, &request).await;
     }
@@ -106,7 +121,7 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
         for (name, partitions) in topics {
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for partition in partitions {
-                partition_responses.push(answer(acks, partition).await);
+                partition_responses.push(answer(acks, timeout, partition).await);
             }
             responses.push(TopicProduceResponse {
                 name,
@@ -122,10 +137,29 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
     })
 }
 
-/// Waits for the acks level of one sequenced partition and builds its answer.
-async fn answer(acks: i16, partition: Sequenced) -> PartitionProduceResponse {
+/// Waits for the acks level of one sequenced partition and builds its answer. A replicated
+/// partition's batch is answered once committed, whatever the acks level.
+async fn answer(acks: i16, timeout: Duration, partition: Sequenced) -> PartitionProduceResponse {
     let (log, outcome) = match partition.outcome {
-        Ok(appended) => appended,
+        Ok(Appended::Local(log, outcome)) => (log, outcome),
+        Ok(Appended::Replicated(proposal)) => {
+            let committed = proposal.committed(timeout.max(PROPOSAL_WAIT_MIN)).await;
+            return match committed {
+                Ok(committed) => PartitionProduceResponse {
+                    index: partition.index,
+                    base_offset: committed.base_offset,
+                    log_start_offset: committed.log_start_offset,
+                    log_append_time_ms: -1,
+                    ..PartitionProduceResponse::default()
+                },
+                Err(code) => PartitionProduceResponse {
+                    index: partition.index,
+                    error_code: code.code(),
+                    base_offset: -1,
+                    ..PartitionProduceResponse::default()
+                },
+            };
+        }
         Err(refusal) => {
             return PartitionProduceResponse {
                 index: partition.index,
@@ -156,13 +190,15 @@ async fn answer(acks: i16, partition: Sequenced) -> PartitionProduceResponse {
     }
 }
 
-/// Validates one partition's records and appends them to its log, if this shard owns it.
+/// Validates one partition's records and appends them to its log, if this shard owns it, or
+/// proposes them to its Raft group, if this shard holds its leading replica.
 async fn sequence(
     shard: &Shard,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(Rc<PartitionLog>, AppendOutcome), Refusal> {
+) -> Result<Appended, Refusal> {
+    let replica = shard.replica(topic, partition);
     let log = match shard.route(topic, partition) {
         PartitionRoute::Here(log) => log,
         PartitionRoute::Elsewhere(_) => return Err(ErrorCode::NotLeaderOrFollower.into()),
@@ -197,10 +233,14 @@ async fn sequence(
         return Err(ErrorCode::InvalidRecord.into());
     }
     let records = check_records(records, compression_type, &shard.config).await?;
+    if let Some(replica) = replica {
+        let proposal = replica.propose(records).await?;
+        return Ok(Appended::Replicated(proposal));
+    }
     let outcome = log
         .append_batch(records, now_ms())
         .map_err(|error| log_error_code(&error))?;
-    Ok((log, outcome))
+    Ok(Appended::Local(log, outcome))
 }
 
 /// Walks every record of a header-validated batch and returns the batch to store: the same

@@ -390,11 +390,25 @@ pub fn differences(from: &ClusterState, to: &ClusterState) -> Vec<MetadataChange
     for topic in to.topics() {
         match from.topic(&topic.name) {
             Some(before) if before.topic_id == topic.topic_id => {
-                if topic.partitions.len() > before.partitions.len() {
+                let known = before.partitions.len();
+                if topic.partitions.len() > known {
                     changes.push(MetadataChange::PartitionsAdded {
                         name: topic.name.clone(),
-                        added: topic.partitions[before.partitions.len()..].to_vec(),
+                        added: topic.partitions[known..].to_vec(),
+                        added_replicas: topic.replicas.get(known..).unwrap_or_default().to_vec(),
                     });
+                }
+                for (partition, leader) in topic.partitions.iter().enumerate() {
+                    let term = topic.leader_term(partition);
+                    if term > before.leader_term(partition) {
+                        changes.push(MetadataChange::LeaderElected {
+                            name: topic.name.clone(),
+                            topic_id: topic.topic_id,
+                            partition: partition as u32,
+                            leader: *leader,
+                            term,
+                        });
+                    }
                 }
                 if topic.overrides != before.overrides {
                     changes.push(MetadataChange::ConfigChanged {
@@ -423,6 +437,8 @@ mod tests {
             name: name.into(),
             topic_id: [id; 16],
             partitions: (0..partitions).map(|p| Node::new(1, p as u16)).collect(),
+            replicas: Vec::new(),
+            leader_terms: Vec::new(),
             config: TopicConfig::from_defaults(&TopicDefaults::default()),
             overrides: BTreeMap::new(),
         }
@@ -469,6 +485,7 @@ mod tests {
             MetadataChange::PartitionsAdded {
                 name: "kept".into(),
                 added: vec![Node::new(1, 2)],
+                added_replicas: Vec::new(),
             },
             MetadataChange::ConfigChanged {
                 name: "kept".into(),

@@ -44,4 +44,4 @@ mod writer;
 
 pub use cache::ShardCache;
 pub use error::LogError;
-pub use partition::{AppendOutcome, LogConfig, LogStats, PartitionLog};
+pub use partition::{AppendOutcome, IdempotenceCheck, LogConfig, LogStats, PartitionLog};

@@ -89,6 +89,26 @@ impl AppendOutcome {
     }
 }
 
+/// What `check_idempotence` found.
+#[derive(Debug)]
+pub enum IdempotenceCheck {
+    /// The batch has no producer id: nothing to check.
+    NoProducer,
+    /// An idempotent producer's batch.
+    Producer {
+        /// The producer id.
+        producer_id: i64,
+        /// Its epoch.
+        epoch: i16,
+        /// The batch's first sequence.
+        first_sequence: i32,
+        /// The batch's last sequence.
+        last_sequence: i32,
+        /// Against the log: next (`None`), a duplicate at these offsets, or refused.
+        in_log: Result<Option<(i64, i64)>, LogError>,
+    },
+}
+
 /// Counters of one partition log's disk work (for metrics, and tests of grouping).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -150,6 +170,10 @@ pub struct PartitionLog {
     /// cache saying just that is not written (RF=1 partitions never write one).
     pub(super) epochs_file: Cell<bool>,
     pub(super) high_watermark: Cell<i64>,
+    /// For a replica of a replicated partition, the Raft commit point: readers see nothing at
+    /// or beyond it, so nothing a consumer read is taken back by a failover. `i64::MAX` for an
+    /// unreplicated partition.
+    pub(super) commit_limit: Cell<i64>,
     pub(super) durable_offset: Cell<i64>,
     /// Files written since the last fdatasync started.
     pub(super) unsynced_files: RefCell<Vec<Rc<DirectFile>>>,
@@ -239,6 +263,7 @@ impl PartitionLog {
             epochs_writing: Cell::new(false),
             epochs_file: Cell::new(false),
             high_watermark: Cell::new(0),
+            commit_limit: Cell::new(i64::MAX),
             durable_offset: Cell::new(0),
             unsynced_files: RefCell::new(Vec::new()),
             sync_in_flight: Cell::new(false),
@@ -306,6 +331,7 @@ impl PartitionLog {
             epochs_writing: Cell::new(false),
             epochs_file: Cell::new(false),
             high_watermark: Cell::new(log_end_offset),
+            commit_limit: Cell::new(i64::MAX),
             // Recovered data may not be synced yet; the first acks=all append syncs it too.
             durable_offset: Cell::new(log_start_offset),
             unsynced_files: RefCell::new(vec![appender.file().clone()]),
@@ -613,6 +639,31 @@ impl PartitionLog {
         })
     }
 
+    /// Decides idempotence for a replicated partition's leader before it proposes `batch`: no
+    /// producer, or the producer's identity and, against this log's producer state, whether the
+    /// batch is next (`Ok(None)`), a duplicate of the batch at these offsets, or refused.
+    pub fn check_idempotence(&self, batch: &[u8]) -> Result<IdempotenceCheck, LogError> {
+        let header = record_batch::header(batch)?;
+        let Some(identity) = producer_identity(header) else {
+            return Ok(IdempotenceCheck::NoProducer);
+        };
+        let in_log = match self.producers.borrow().check(&identity) {
+            Ok(SequenceCheck::Append) => Ok(None),
+            Ok(SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            }) => Ok(Some((base_offset, last_offset))),
+            Err(error) => Err(error),
+        };
+        Ok(IdempotenceCheck::Producer {
+            producer_id: identity.producer_id,
+            epoch: identity.producer_epoch,
+            first_sequence: identity.base_sequence,
+            last_sequence: identity.last_sequence(),
+            in_log,
+        })
+    }
+
     /// Appends a batch exactly as the partition's leader stored it (a replica's append): its base
     /// offset must be this log's end, and its bytes, leader epoch and timestamps are kept as they
     /// are, so every replica holds the same bytes at the same offsets. The leader already decided
@@ -901,9 +952,23 @@ impl PartitionLog {
         self.pending_bytes.get()
     }
 
-    /// The end of the last completed write: consumers never see beyond it.
+    /// What consumers may read up to: the end of the last completed write, and for a replica
+    /// no further than the Raft commit point.
     pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.get()
+        self.high_watermark.get().min(self.commit_limit.get())
+    }
+
+    /// A replica's commit point (`i64::MAX` for an unreplicated partition).
+    pub fn commit_limit(&self) -> i64 {
+        self.commit_limit.get()
+    }
+
+    /// Sets a replica's commit point (reads stop there) and wakes waiting fetches.
+    pub fn set_commit_limit(&self, offset: i64) {
+        if self.commit_limit.get() != offset {
+            self.commit_limit.set(offset);
+            self.watermark.notify();
+        }
     }
 
     /// The first offset still in the log.
@@ -926,10 +991,35 @@ impl PartitionLog {
     /// batch (KIP-74), never at or beyond the high watermark, as chunks whose concatenation is
     /// those batches (a cached batch is two chunks: `StoredBatch`). Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
+        self.read_below(offset, max_bytes, self.high_watermark())
+            .await
+    }
+
+    /// As `read`, up to the end of the last completed write whatever the commit point: a
+    /// replicated partition's leader reads the entries it sends its followers with it.
+    pub async fn read_written(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, LogError> {
+        self.read_below(offset, max_bytes, self.high_watermark.get())
+            .await
+    }
+
+    /// The end of the last completed write, whatever the commit point.
+    pub fn written_end(&self) -> i64 {
+        self.high_watermark.get()
+    }
+
+    async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        high_watermark: i64,
+    ) -> Result<Vec<Bytes>, LogError> {
         if let Some(error) = self.failure() {
             return Err(error);
         }
-        let high_watermark = self.high_watermark.get();
         let log_start = self.log_start_offset.get();
         if offset < log_start || offset > high_watermark {
             return Err(LogError::OffsetOutOfRange {
@@ -973,7 +1063,7 @@ impl PartitionLog {
         if let Some(error) = self.failure() {
             return Err(error);
         }
-        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark.get())
+        reader::offset_for_timestamp(self, timestamp_ms, self.high_watermark())
             .await
             .map_err(|error| self.offline_if_corrupt(error))
     }

@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::config::{InvalidTopicConfig, TopicConfig, TopicDefaults};
 
-use super::placement::{PlacementNode, place_replicas};
+use super::placement::{PlacementError, PlacementNode, place_replicas};
 use super::topic_name::validate_topic_name;
 use super::{ClusterState, MetadataChange, Node, TopicMeta};
 
@@ -106,6 +106,19 @@ pub enum AdminRequest {
         /// Only check them.
         validate_only: bool,
     },
+    /// A replicated partition's new leader reports itself (from the leader's shard).
+    ReportLeader {
+        /// The topic's name.
+        name: String,
+        /// The topic's id.
+        topic_id: [u8; 16],
+        /// The partition index.
+        partition: u32,
+        /// The leading replica.
+        leader: Node,
+        /// Its Raft term.
+        term: u64,
+    },
 }
 
 impl AdminRequest {
@@ -116,6 +129,7 @@ impl AdminRequest {
             AdminRequest::DeleteTopics(names) => names.len(),
             AdminRequest::AlterConfigs { specs, .. } => specs.len(),
             AdminRequest::CreatePartitions { specs, .. } => specs.len(),
+            AdminRequest::ReportLeader { .. } => 1,
         }
     }
 
@@ -130,7 +144,7 @@ impl AdminRequest {
             AdminRequest::CreateTopics { validate_only, .. }
             | AdminRequest::AlterConfigs { validate_only, .. }
             | AdminRequest::CreatePartitions { validate_only, .. } => *validate_only,
-            AdminRequest::DeleteTopics(_) => false,
+            AdminRequest::DeleteTopics(_) | AdminRequest::ReportLeader { .. } => false,
         }
     }
 
@@ -153,6 +167,37 @@ impl AdminRequest {
             AdminRequest::CreatePartitions { specs, .. } => {
                 plan_create_partitions(state, &specs[index])
             }
+            AdminRequest::ReportLeader {
+                name,
+                topic_id,
+                partition,
+                leader,
+                term,
+            } => {
+                let topic = state
+                    .topic(name)
+                    .filter(|topic| topic.topic_id == *topic_id)
+                    .ok_or_else(|| TopicError::UnknownTopic(name.clone()))?;
+                if !topic.is_replica(*partition as usize, *leader) {
+                    return Err(TopicError::StaleLeader(format!(
+                        "broker {} holds no replica of {name}-{partition}",
+                        leader.broker
+                    )));
+                }
+                if topic.leader_term(*partition as usize) >= *term {
+                    return Err(TopicError::StaleLeader(format!(
+                        "{name}-{partition} has a leader of term {} already",
+                        topic.leader_term(*partition as usize)
+                    )));
+                }
+                Ok(MetadataChange::LeaderElected {
+                    name: name.clone(),
+                    topic_id: *topic_id,
+                    partition: *partition,
+                    leader: *leader,
+                    term: *term,
+                })
+            }
         }
     }
 }
@@ -172,9 +217,20 @@ pub enum TopicError {
     /// A bad partition count.
     #[error("{0}")]
     InvalidPartitions(String),
-    /// A replication factor other than 1: partitions are not replicated yet.
-    #[error("replication factor {0} is not supported yet: partitions have one replica")]
+    /// A replication factor below 1 (other than -1, the default).
+    #[error("replication factor must be at least 1 (or -1 for the default), got {0}")]
     InvalidReplicationFactor(i16),
+    /// More replicas than live brokers.
+    #[error("replication factor {factor} larger than the {brokers} live brokers")]
+    NotEnoughBrokers {
+        /// The replication factor asked.
+        factor: i16,
+        /// The live brokers.
+        brokers: usize,
+    },
+    /// A leader report older than the leader recorded, or from a broker with no replica.
+    #[error("{0}")]
+    StaleLeader(String),
     /// No registered, unfenced broker can take partitions.
     #[error("no live broker can take the partitions")]
     NoLiveBrokers,
@@ -212,11 +268,11 @@ pub fn plan_create_topic(
     if spec.manual_assignment {
         return Err(TopicError::ManualAssignment);
     }
-    if !matches!(spec.replication_factor, -1 | 1) {
-        return Err(TopicError::InvalidReplicationFactor(
-            spec.replication_factor,
-        ));
-    }
+    let replication_factor = match spec.replication_factor {
+        -1 => 1,
+        factor if factor >= 1 => factor,
+        factor => return Err(TopicError::InvalidReplicationFactor(factor)),
+    };
     let partitions = match spec.num_partitions {
         -1 => default_partitions,
         n => n,
@@ -233,11 +289,22 @@ pub fn plan_create_topic(
         .collect();
     let config = topic_config(defaults, &overrides)?;
     let topic_id = random_topic_id(&spec.name);
-    let owners = place_on_live_nodes(state, partitions as usize, topic_id[0] as usize)?;
+    let replicas = place_on_live_nodes(
+        state,
+        partitions as usize,
+        replication_factor,
+        topic_id[0] as usize,
+    )?;
     Ok(MetadataChange::TopicCreated(TopicMeta {
         name: spec.name.clone(),
         topic_id,
-        partitions: owners,
+        partitions: replicas.iter().map(|replicas| replicas[0]).collect(),
+        replicas: if replication_factor > 1 {
+            replicas
+        } else {
+            Vec::new()
+        },
+        leader_terms: Vec::new(),
         config,
         overrides,
     }))
@@ -368,21 +435,29 @@ pub fn plan_create_partitions(
         ));
     }
     let start = topic.topic_id[0] as usize + current;
-    let added = place_on_live_nodes(state, spec.count as usize - current, start)?;
+    let factor = topic.replicas.first().map_or(1, Vec::len) as i16;
+    let replicas = place_on_live_nodes(state, spec.count as usize - current, factor, start)?;
     Ok(MetadataChange::PartitionsAdded {
         name: spec.topic.clone(),
-        added,
+        added: replicas.iter().map(|replicas| replicas[0]).collect(),
+        added_replicas: if topic.is_replicated() {
+            replicas
+        } else {
+            Vec::new()
+        },
     })
 }
 
-/// Owners for `count` new partitions among the shards of live brokers: spread evenly over the
-/// brokers, each on its broker's least-loaded shard, emptier brokers first; `start` rotates
-/// which broker leads first, so partition 0 of successive topics spreads.
+/// Replicas for `count` new partitions among the shards of live brokers, `factor` each on
+/// distinct brokers, the preferred leader first: spread evenly over the brokers, each on its
+/// broker's least-loaded shard, emptier brokers first; `start` rotates which broker leads
+/// first, so partition 0 of successive topics spreads.
 fn place_on_live_nodes(
     state: &ClusterState,
     count: usize,
+    factor: i16,
     start: usize,
-) -> Result<Vec<Node>, TopicError> {
+) -> Result<Vec<Vec<Node>>, TopicError> {
     let loads = state.partitions_per_node();
     let nodes: Vec<PlacementNode> = state
         .brokers()
@@ -396,13 +471,24 @@ fn place_on_live_nodes(
             })
         })
         .collect();
-    let placed = place_replicas(&nodes, count, 1, start).map_err(|_| TopicError::NoLiveBrokers)?;
+    if nodes.is_empty() {
+        return Err(TopicError::NoLiveBrokers);
+    }
+    let placed =
+        place_replicas(&nodes, count, factor as usize, start).map_err(|error| match error {
+            PlacementError::NotEnoughBrokers { available, .. } => TopicError::NotEnoughBrokers {
+                factor,
+                brokers: available,
+            },
+            PlacementError::ZeroReplicationFactor => TopicError::InvalidReplicationFactor(factor),
+        })?;
     Ok(placed
         .into_iter()
-        .filter_map(|replicas| {
+        .map(|replicas| {
             replicas
-                .first()
-                .map(|&(broker, shard)| Node::new(broker, shard))
+                .into_iter()
+                .map(|(broker, shard)| Node::new(broker, shard))
+                .collect()
         })
         .collect())
 }

@@ -203,10 +203,15 @@ fn valid_record_after_damage(
 }
 
 /// Encodes a change as one log record (header included); `None` for a change only a cluster
-/// makes, or one placing a partition on another broker than the single one (id 0).
+/// makes, or one placing a partition on another broker than the single one (id 0) or on
+/// several replicas.
 pub fn encode_record(change: &MetadataChange) -> Option<Vec<u8>> {
     let mut payload = Vec::with_capacity(128);
     match change {
+        MetadataChange::TopicCreated(topic) if topic.is_replicated() => return None,
+        MetadataChange::PartitionsAdded { added_replicas, .. } if !added_replicas.is_empty() => {
+            return None;
+        }
         MetadataChange::TopicCreated(topic) => {
             payload.push(KIND_TOPIC_CREATED);
             put_string(&mut payload, &topic.name);
@@ -218,7 +223,7 @@ pub fn encode_record(change: &MetadataChange) -> Option<Vec<u8>> {
             payload.push(KIND_TOPIC_DELETED);
             put_string(&mut payload, name);
         }
-        MetadataChange::PartitionsAdded { name, added } => {
+        MetadataChange::PartitionsAdded { name, added, .. } => {
             payload.push(KIND_PARTITIONS_ADDED);
             put_string(&mut payload, name);
             put_shards(&mut payload, added)?;
@@ -232,7 +237,8 @@ pub fn encode_record(change: &MetadataChange) -> Option<Vec<u8>> {
         }
         MetadataChange::ClusterCreated { .. }
         | MetadataChange::BrokerRegistered(_)
-        | MetadataChange::BrokerFenced { .. } => return None,
+        | MetadataChange::BrokerFenced { .. }
+        | MetadataChange::LeaderElected { .. } => return None,
     }
     let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -374,6 +380,8 @@ fn read_change(cursor: &mut LeCursor, defaults: &TopicDefaults) -> Option<Metada
                 name,
                 topic_id,
                 partitions,
+                replicas: Vec::new(),
+                leader_terms: Vec::new(),
                 config,
                 overrides,
             })
@@ -384,6 +392,7 @@ fn read_change(cursor: &mut LeCursor, defaults: &TopicDefaults) -> Option<Metada
         KIND_PARTITIONS_ADDED => MetadataChange::PartitionsAdded {
             name: cursor.string()?,
             added: read_shards(cursor)?,
+            added_replicas: Vec::new(),
         },
         KIND_CONFIG_CHANGED => {
             let name = cursor.string()?;
@@ -498,6 +507,8 @@ mod tests {
             name: name.to_owned(),
             topic_id: [7; 16],
             partitions: vec![Node::new(0, 0), Node::new(0, 1), Node::new(0, 0)],
+            replicas: Vec::new(),
+            leader_terms: Vec::new(),
             config: topic_config(&defaults(), &overrides).unwrap(),
             overrides,
         })
@@ -545,6 +556,7 @@ mod tests {
         bytes.extend(record(&MetadataChange::PartitionsAdded {
             name: "a".into(),
             added: vec![Node::new(0, 1)],
+            added_replicas: Vec::new(),
         }));
         bytes.extend(record(&MetadataChange::ConfigChanged {
             name: "a".into(),

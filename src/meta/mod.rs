@@ -97,13 +97,54 @@ pub struct TopicMeta {
     pub name: String,
     /// Kafka topic id (a UUID), fixed at creation.
     pub topic_id: [u8; 16],
-    /// The owning node of each partition, by partition index.
+    /// The node serving each partition, by partition index: its owner, or for a replicated
+    /// partition the replica that leads it (the preferred replica until a leader is reported).
     pub partitions: Vec<Node>,
+    /// Each partition's replicas, the preferred leader first, for a topic with a replication
+    /// factor above 1; empty for a topic of unreplicated partitions.
+    #[serde(default)]
+    pub replicas: Vec<Vec<Node>>,
+    /// The Raft term (leader epoch) of each replicated partition's reported leader; 0 before
+    /// one is reported.
+    #[serde(default)]
+    pub leader_terms: Vec<u64>,
     /// The topic's configuration: the broker defaults with `overrides` applied.
     pub config: TopicConfig,
     /// The configs set on the topic itself (CreateTopics, IncrementalAlterConfigs), by Kafka
     /// name; every other config follows the broker default.
     pub overrides: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    /// Whether the topic's partitions are replicated (a replication factor above 1).
+    pub fn is_replicated(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    /// The replicas of a partition: its replica set, or its one owner.
+    pub fn replicas_of(&self, partition: usize) -> Vec<Node> {
+        match self.replicas.get(partition) {
+            Some(replicas) => replicas.clone(),
+            None => self
+                .partitions
+                .get(partition)
+                .copied()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Whether `node` holds a replica of `partition`.
+    pub fn is_replica(&self, partition: usize, node: Node) -> bool {
+        self.replicas
+            .get(partition)
+            .is_some_and(|replicas| replicas.contains(&node))
+    }
+
+    /// The term of a replicated partition's reported leader (0 before any).
+    pub fn leader_term(&self, partition: usize) -> u64 {
+        self.leader_terms.get(partition).copied().unwrap_or(0)
+    }
 }
 
 /// A durable change to the cluster metadata.
@@ -120,8 +161,11 @@ pub enum MetadataChange {
     PartitionsAdded {
         /// The topic's name.
         name: String,
-        /// Owners of the added partitions, in partition order.
+        /// Owners of the added partitions (preferred leaders, if replicated), in partition order.
         added: Vec<Node>,
+        /// The added partitions' replicas, if the topic is replicated.
+        #[serde(default)]
+        added_replicas: Vec<Vec<Node>>,
     },
     /// A topic's configuration changed.
     ConfigChanged {
@@ -146,6 +190,19 @@ pub enum MetadataChange {
         /// The epoch that stopped heartbeating.
         epoch: u64,
     },
+    /// A replicated partition's Raft group elected a leader (the leader reports it).
+    LeaderElected {
+        /// The topic's name.
+        name: String,
+        /// The topic's id, so a report for a deleted namesake is ignored.
+        topic_id: [u8; 16],
+        /// The partition index.
+        partition: u32,
+        /// The leading replica.
+        leader: Node,
+        /// Its Raft term (the partition's leader epoch).
+        term: u64,
+    },
 }
 
 impl std::fmt::Display for MetadataChange {
@@ -158,7 +215,7 @@ impl std::fmt::Display for MetadataChange {
                 topic.partitions.len()
             ),
             MetadataChange::TopicDeleted { name } => write!(f, "delete topic {name}"),
-            MetadataChange::PartitionsAdded { name, added } => {
+            MetadataChange::PartitionsAdded { name, added, .. } => {
                 write!(f, "add {} partitions to {name}", added.len())
             }
             MetadataChange::ConfigChanged { name, .. } => write!(f, "change configs of {name}"),
@@ -171,6 +228,17 @@ impl std::fmt::Display for MetadataChange {
             MetadataChange::BrokerFenced { broker, epoch } => {
                 write!(f, "fence broker {broker} epoch {epoch}")
             }
+            MetadataChange::LeaderElected {
+                name,
+                partition,
+                leader,
+                term,
+                ..
+            } => write!(
+                f,
+                "partition {partition} of {name} led by broker {} in term {term}",
+                leader.broker
+            ),
         }
     }
 }
@@ -199,9 +267,14 @@ impl ClusterState {
                     self.deleted_names.insert(name.clone());
                 }
             }
-            MetadataChange::PartitionsAdded { name, added } => {
+            MetadataChange::PartitionsAdded {
+                name,
+                added,
+                added_replicas,
+            } => {
                 if let Some(topic) = self.topics.get_mut(name) {
                     topic.partitions.extend(added.iter().copied());
+                    topic.replicas.extend(added_replicas.iter().cloned());
                 }
             }
             MetadataChange::ConfigChanged {
@@ -225,6 +298,26 @@ impl ClusterState {
                     && info.epoch == *epoch
                 {
                     info.fenced = true;
+                }
+            }
+            MetadataChange::LeaderElected {
+                name,
+                topic_id,
+                partition,
+                leader,
+                term,
+            } => {
+                if let Some(topic) = self.topics.get_mut(name)
+                    && topic.topic_id == *topic_id
+                    && topic.is_replica(*partition as usize, *leader)
+                    && topic.leader_term(*partition as usize) < *term
+                {
+                    let index = *partition as usize;
+                    topic.partitions[index] = *leader;
+                    if topic.leader_terms.len() < topic.partitions.len() {
+                        topic.leader_terms.resize(topic.partitions.len(), 0);
+                    }
+                    topic.leader_terms[index] = *term;
                 }
             }
         }

@@ -49,6 +49,7 @@ impl PartitionStateMachine {
     /// The state machine of the replicated log `log`; the commit point starts at
     /// `committed_offset` (the log start: nothing above it is known to be committed).
     pub fn new(log: ReplicaLog, committed_offset: i64) -> Self {
+        log.log().set_commit_limit(committed_offset);
         Self {
             log,
             state: Rc::new(RefCell::new(State {
@@ -130,6 +131,7 @@ impl RaftStateMachine<C> for PartitionStateMachine {
             }
             if end > self.committed_offset.get() {
                 self.committed_offset.set(end);
+                self.log.log().set_commit_limit(end);
                 self.committed.notify();
             }
             if let Some(responder) = responder {

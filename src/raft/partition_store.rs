@@ -142,6 +142,16 @@ impl ReplicaLog {
         self.shared.borrow().log.clone()
     }
 
+    /// The base offset of the live entry at `index`.
+    pub fn offset_of(&self, index: u64) -> Option<i64> {
+        let shared = self.shared.borrow();
+        let position = index.checked_sub(shared.meta.first_index?)?;
+        shared
+            .entries
+            .get(position as usize)
+            .map(|(offset, _)| *offset)
+    }
+
     /// One past the last offset of the live entry at `index` (the next entry's base offset, or
     /// the log end for the last one).
     pub fn end_of(&self, index: u64) -> Option<i64> {
@@ -226,13 +236,7 @@ impl PartitionLogStore {
 
     /// The base offset of the entry at `index`, if it is live.
     pub fn offset_of(&self, index: u64) -> Option<i64> {
-        let shared = self.shared.borrow();
-        let first = shared.meta.first_index?;
-        let position = index.checked_sub(first)?;
-        shared
-            .entries
-            .get(position as usize)
-            .map(|(offset, _)| *offset)
+        self.replica_log().offset_of(index)
     }
 
     async fn save_meta(&self) -> io::Result<()> {
@@ -337,7 +341,10 @@ impl PartitionLogStore {
             (cut_offset, kept)
         };
         let log = self.log();
+        let commit_limit = log.commit_limit();
         let log = log.truncate(cut_offset).await.map_err(log_error)?;
+        // Raft never cuts committed entries; the reopened log keeps the readers' limit.
+        log.set_commit_limit(commit_limit.min(cut_offset));
         let mut shared = self.shared.borrow_mut();
         shared.log = log;
         shared.entries.truncate(kept);
@@ -384,12 +391,12 @@ impl PartitionLogStore {
     }
 }
 
-/// Waits until the log's high watermark reaches `offset` (entries appended, write pending).
+/// Waits until the log's writes reach `offset` (entries appended, write pending).
 async fn wait_written(log: &PartitionLog, offset: i64) -> io::Result<()> {
     loop {
         let listener = log.changed();
         log.health().map_err(log_error)?;
-        if log.high_watermark() >= offset {
+        if log.written_end() >= offset {
             return Ok(());
         }
         listener.await;
@@ -484,7 +491,10 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
         let mut next = 0;
         let mut offset = wanted[0].1;
         while next < wanted.len() {
-            let chunks = log.read(offset, READ_STEP_BYTES).await.map_err(log_error)?;
+            let chunks = log
+                .read_written(offset, READ_STEP_BYTES)
+                .await
+                .map_err(log_error)?;
             let before = next;
             for batch in BatchIter::new(Bytes::from(chunks.concat())) {
                 let batch = batch.map_err(other)?;

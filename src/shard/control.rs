@@ -26,7 +26,7 @@ use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{MetadataChange, Node, ShardId};
 
 use super::mesh::{MeshReply, MeshRequest};
-use super::{PartitionRoute, Shard};
+use super::{PartitionRoute, Shard, replicas};
 
 /// The shard that takes every topic change of its broker: the single broker's controller, or
 /// a cluster broker's link to the controller quorum.
@@ -131,7 +131,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Result<
 }
 
 /// Makes a topic change from any shard: shard 0 takes it (over the mesh from the others).
-async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<Result<(), TopicError>> {
+pub(crate) async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<Result<(), TopicError>> {
     if shard.id == CONTROL_SHARD {
         return admin_here(shard, request).await;
     }
@@ -247,6 +247,11 @@ pub async fn apply_change(
     fresh: bool,
 ) -> Result<(), String> {
     match change {
+        MetadataChange::TopicCreated(topic) if topic.is_replicated() => {
+            // Applied first: a replica's group resolves its peers from the metadata.
+            shard.cluster.borrow_mut().apply(change);
+            open_replicas(shard, &topic.name, 0, fresh).await?;
+        }
         MetadataChange::TopicCreated(topic) => {
             open_owned(
                 shard,
@@ -259,7 +264,22 @@ pub async fn apply_change(
             .await?;
             shard.cluster.borrow_mut().apply(change);
         }
-        MetadataChange::PartitionsAdded { name, added } => {
+        MetadataChange::PartitionsAdded {
+            name,
+            added_replicas,
+            ..
+        } if !added_replicas.is_empty() => {
+            let first = shard
+                .cluster
+                .borrow()
+                .topic(name)
+                .ok_or("unknown topic")?
+                .partitions
+                .len();
+            shard.cluster.borrow_mut().apply(change);
+            open_replicas(shard, name, first, fresh).await?;
+        }
+        MetadataChange::PartitionsAdded { name, added, .. } => {
             let (first, config) = {
                 let cluster = shard.cluster.borrow();
                 let topic = cluster.topic(name).ok_or("unknown topic")?;
@@ -282,11 +302,13 @@ pub async fn apply_change(
             for log in shard.remove_topic_partitions(name) {
                 log.delete().await.map_err(|error| error.to_string())?;
             }
+            replicas::delete_replicas(shard, name).await?;
             shard.groups.remove_topic(name).await;
         }
         MetadataChange::ClusterCreated { .. }
         | MetadataChange::BrokerRegistered(_)
-        | MetadataChange::BrokerFenced { .. } => shard.cluster.borrow_mut().apply(change),
+        | MetadataChange::BrokerFenced { .. }
+        | MetadataChange::LeaderElected { .. } => shard.cluster.borrow_mut().apply(change),
         MetadataChange::ConfigChanged { name, config, .. } => {
             shard.cluster.borrow_mut().apply(change);
             let partitions = shard
@@ -295,11 +317,40 @@ pub async fn apply_change(
                 .topic(name)
                 .map_or(0, |topic| topic.partitions.len());
             for partition in 0..partitions {
-                if let PartitionRoute::Here(log) = shard.route(name, partition as i32) {
+                if let Some(replica) = shard.replica(name, partition as i32) {
+                    replica.log().set_config(config.clone());
+                } else if let PartitionRoute::Here(log) = shard.route(name, partition as i32) {
                     log.set_config(config.clone());
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Opens this shard's replicas of a replicated topic's partitions from `first_partition` on
+/// (the topic's metadata already applied).
+async fn open_replicas(
+    shard: &Rc<Shard>,
+    name: &str,
+    first_partition: usize,
+    fresh: bool,
+) -> Result<(), String> {
+    let topic = shard
+        .cluster
+        .borrow()
+        .topic(name)
+        .cloned()
+        .ok_or("unknown topic")?;
+    for (partition, replicas) in topic.replicas.iter().enumerate().skip(first_partition) {
+        if !replicas.contains(&shard.node()) {
+            continue;
+        }
+        if fresh {
+            let proven_dead = shard.cluster.borrow().deletion_recorded(name);
+            clear_partition_dir(shard.partition_dir(name, partition), proven_dead).await?;
+        }
+        replicas::open_replica(shard, &topic, partition, replicas).await?;
     }
     Ok(())
 }

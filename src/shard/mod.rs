@@ -14,6 +14,7 @@ pub mod listener;
 pub mod mesh;
 pub mod offline;
 pub mod producer_ids;
+pub mod replicas;
 pub mod request_budget;
 pub mod retention;
 pub mod routing;
@@ -30,7 +31,11 @@ use crate::group::classic_group::GroupLimits;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, Node, ShardId};
-use crate::raft::partition_network::PartitionGroups;
+use crate::raft::partition_network::{PartitionGroups, PeerLinks};
+use crate::raft::partition_store::PartitionRaft;
+use crate::raft::vote_store::ShardVotes;
+
+use self::replicas::Replica;
 
 use self::mesh::Mesh;
 use self::producer_ids::ProducerIdAllocator;
@@ -86,6 +91,12 @@ pub struct Shard {
     /// The Raft groups of the replicated partitions this shard holds a replica of, which its
     /// listener answers peer shards from.
     pub partition_groups: Rc<PartitionGroups>,
+    /// This shard's connections to peer shards, shared by all its groups.
+    pub peer_links: Rc<PeerLinks>,
+    /// This shard's replicas of replicated partitions, by topic, then partition index.
+    replicas: RefCell<HashMap<String, Vec<Option<Rc<Replica>>>>>,
+    /// The votes of this shard's groups, opened with its first replica.
+    votes: RefCell<Option<ShardVotes<openraft::type_config::alias::VoteOf<PartitionRaft>>>>,
 }
 
 impl Shard {
@@ -116,6 +127,9 @@ impl Shard {
             producer_ids: ProducerIdAllocator::new(Node::new(broker_id, id.0)),
             offline: offline::OfflinePartitions::default(),
             partition_groups: PartitionGroups::new(),
+            peer_links: PeerLinks::new(),
+            replicas: RefCell::new(HashMap::new()),
+            votes: RefCell::new(None),
             groups: Rc::new(GroupCoordinator::new(
                 id.0,
                 GroupLimits {
@@ -173,6 +187,14 @@ impl Shard {
                 None => return PartitionRoute::UnknownPartition,
             }
         };
+        if let Some(replica) = self.replica(topic, partition) {
+            // A replica serves only while it leads; a follower sends clients to the leader.
+            return if replica.is_leader() {
+                PartitionRoute::Here(replica.log())
+            } else {
+                PartitionRoute::Elsewhere(owner)
+            };
+        }
         if owner != self.node() {
             return PartitionRoute::Elsewhere(owner);
         }
@@ -186,6 +208,67 @@ impl Shard {
             // Placed here but not open yet (being created): the client retries.
             None => PartitionRoute::Elsewhere(owner),
         }
+    }
+
+    /// This shard's replica of a replicated partition, if it holds one.
+    pub fn replica(&self, topic: &str, partition: i32) -> Option<Rc<Replica>> {
+        let index = usize::try_from(partition).ok()?;
+        self.replicas
+            .borrow()
+            .get(topic)?
+            .get(index)?
+            .as_ref()
+            .cloned()
+    }
+
+    /// Registers an opened replica.
+    pub fn insert_replica(&self, topic: &str, partition: usize, replica: Rc<Replica>) {
+        let mut replicas = self.replicas.borrow_mut();
+        let slots = replicas.entry(topic.to_owned()).or_default();
+        if slots.len() <= partition {
+            slots.resize(partition + 1, None);
+        }
+        slots[partition] = Some(replica);
+    }
+
+    /// Removes and returns every replica of a topic.
+    pub fn remove_topic_replicas(&self, topic: &str) -> Vec<Rc<Replica>> {
+        self.replicas
+            .borrow_mut()
+            .remove(topic)
+            .map(|slots| slots.into_iter().flatten().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every replica this shard holds.
+    pub fn all_replicas(&self) -> Vec<Rc<Replica>> {
+        self.replicas
+            .borrow()
+            .values()
+            .flat_map(|slots| slots.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// The votes file of this shard's partition groups, in
+    /// `DATA_DIR/__meta/partition-votes/shard-N/`, opened on first use.
+    pub async fn partition_votes(
+        &self,
+    ) -> Result<ShardVotes<openraft::type_config::alias::VoteOf<PartitionRaft>>, String> {
+        if let Some(votes) = self.votes.borrow().as_ref() {
+            return Ok(votes.clone());
+        }
+        let dir = self
+            .config
+            .data_dir
+            .join(crate::meta::metadata_log::META_DIR_NAME)
+            .join("partition-votes")
+            .join(format!("shard-{}", self.id.0));
+        let votes = ShardVotes::open(&dir)
+            .await
+            .map_err(|error| format!("{}: {error}", dir.display()))?;
+        // Another open may have finished while this one waited: keep the first.
+        let mut slot = self.votes.borrow_mut();
+        Ok(slot.get_or_insert(votes).clone())
     }
 
     /// Registers an opened log this shard owns.

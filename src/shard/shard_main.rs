@@ -17,11 +17,11 @@ use crate::log::{PartitionLog, recovery};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{BrokerInfo, ClusterState, ShardId};
 
-use super::Shard;
 use super::control::{CONTROL_SHARD, serve_mesh_request};
 use super::launcher::STOP_POLL_INTERVAL;
 use super::listener::accept_loop;
 use super::mesh::{Mesh, MeshEnds};
+use super::{Shard, replicas};
 
 /// Everything a shard is handed by the main thread (all `Send`).
 pub struct ShardStart {
@@ -218,6 +218,7 @@ async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<()
     recovery::set_truncate_corrupt(shard.config.unsafe_truncate_corrupt_logs);
     let owned: Vec<(String, usize, TopicConfig)> = cluster
         .topics()
+        .filter(|topic| !topic.is_replicated())
         .flat_map(|topic| {
             topic
                 .partitions
@@ -262,9 +263,20 @@ async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<()
         }
     }
     *shard.cluster.borrow_mut() = cluster.clone();
+    // After the metadata: a replica's group finds its peers there.
+    let mut replicas = 0usize;
+    for topic in cluster.topics().filter(|topic| topic.is_replicated()) {
+        for (partition, members) in topic.replicas.iter().enumerate() {
+            if members.contains(&shard.node()) {
+                replicas::open_replica(shard, topic, partition, members).await?;
+                replicas += 1;
+            }
+        }
+    }
     tracing::info!(
         shard = shard.id.0,
         partitions = opened,
+        replicas,
         offline,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partitions recovered"
@@ -273,6 +285,12 @@ async fn open_partitions(shard: &Rc<Shard>, cluster: &ClusterState) -> Result<()
 }
 
 async fn close_partitions(shard: &Rc<Shard>) {
+    for replica in shard.all_replicas() {
+        let _ = replica.raft().shutdown().await;
+        if let Err(error) = replica.log().close().await {
+            tracing::error!(shard = shard.id.0, %error, "closing a replica failed");
+        }
+    }
     for log in shard.all_partitions() {
         if let Err(error) = log.close().await {
             tracing::error!(shard = shard.id.0, %error, "closing a partition failed");

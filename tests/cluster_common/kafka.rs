@@ -44,6 +44,10 @@ pub struct PartitionMetadata {
     pub index: i32,
     pub leader: i32,
     pub error_code: i16,
+    /// The leader's epoch (a replicated partition's Raft term; 0 otherwise).
+    pub leader_epoch: i32,
+    /// The replicas' node ids.
+    pub replicas: Vec<i32>,
 }
 
 impl ClusterMetadata {
@@ -100,6 +104,8 @@ pub fn metadata_of(address: &str) -> Result<ClusterMetadata, String> {
                     index: p.partition_index,
                     leader: p.leader_id,
                     error_code: p.error_code,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.clone(),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.index);
@@ -194,11 +200,22 @@ impl KafkaConnection {
         partitions: i32,
         timeout_ms: i32,
     ) -> Result<(i16, Option<String>), String> {
+        self.create_topic_replicated(name, partitions, -1, timeout_ms)
+    }
+
+    /// CreateTopics v7 for one topic with `replication_factor`: (error code, message).
+    pub fn create_topic_replicated(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        timeout_ms: i32,
+    ) -> Result<(i16, Option<String>), String> {
         let request = Request::CreateTopics(CreateTopicsRequest {
             topics: vec![CreatableTopic {
                 name: name.into(),
                 num_partitions: partitions,
-                replication_factor: -1,
+                replication_factor,
                 assignments: vec![],
                 configs: vec![],
             }],

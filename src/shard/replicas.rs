@@ -1,0 +1,448 @@
+//! The replicated partitions a shard holds a replica of (docs/architecture.md §8): each one a
+//! Raft group over the partition's own log, reached by peers through the partition network.
+//!
+//! Every replica initializes its group with the same membership (the replicas' brokers), so any
+//! of them may come up first. The leader takes produce requests: it decides idempotence before
+//! proposing (against the batches it proposed and not yet finished, then the log's producer
+//! state), proposes each batch in arrival order and answers once Raft committed it. Readers of
+//! any replica see the log only up to the commit point. A leader reports itself to the
+//! controller, whose `LeaderElected` change points every broker's metadata at it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::raft::responder::ProgressResponder;
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use openraft_rt::WatchReceiver as _;
+
+use crate::io::deadline::within;
+use crate::log::signal::Signal;
+use crate::log::{IdempotenceCheck, PartitionLog};
+use crate::meta::controller::TopicError;
+use crate::meta::{Node, TopicMeta};
+use crate::protocol::ErrorCode;
+use crate::raft::partition_network::{GroupKey, GroupNetwork, PartitionRaftNode, ResolveMember};
+use crate::raft::partition_state_machine::PartitionStateMachine;
+use crate::raft::partition_store::{PartitionLogStore, RecordBatch, ReplicaLog};
+
+use super::Shard;
+
+/// Heartbeats of a partition group's leader, in milliseconds.
+const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// A follower that heard no leader for a random time in this range (ms) campaigns. openraft's
+/// leader lease equals the longest timeout, so a dead leader is replaced in about 1 to 2 s; a
+/// shorter range made elections start on a busy two-core machine whose leaders were alive.
+const ELECTION_TIMEOUT_MS: (u64, u64) = (500, 1000);
+/// Batches per AppendEntries: bounded so a frame stays far below the network's frame limit.
+const PAYLOAD_ENTRIES_MAX: u64 = 64;
+/// How long a failed leader report waits before it is sent again.
+const REPORT_RETRY: Duration = Duration::from_millis(200);
+
+/// One replica of a replicated partition, on the shard that holds it.
+pub struct Replica {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// The group's name on the wire.
+    pub key: GroupKey,
+    /// This broker's member id in the group.
+    member: u64,
+    raft: PartitionRaftNode,
+    log: ReplicaLog,
+    state_machine: PartitionStateMachine,
+    /// Whether this replica leads, as its Raft metrics last said.
+    leading: Cell<bool>,
+    /// Proposed batches of each idempotent producer not yet committed or failed.
+    proposals: RefCell<HashMap<i64, Proposed>>,
+    /// Notified when a proposal finishes.
+    proposal_done: Rc<Signal>,
+}
+
+/// An idempotent producer's proposals in flight.
+struct Proposed {
+    epoch: i16,
+    last_sequence: i32,
+    count: usize,
+}
+
+/// What a produce to a replicated partition waits for: its commit, or the original's.
+pub enum Proposal {
+    /// A new batch (of this idempotent producer, if any), being replicated.
+    Proposed(Rc<Replica>, Option<i64>, ProposalReceiver),
+    /// A duplicate of a batch in the log at these offsets; answered once they are committed.
+    Duplicate(Rc<Replica>, i64, i64),
+}
+
+type ProposalReceiver = openraft::type_config::alias::OneshotReceiverOf<
+    crate::raft::partition_store::PartitionRaft,
+    openraft::raft::ClientWriteResult<crate::raft::partition_store::PartitionRaft>,
+>;
+
+/// A committed produce: the batch's base offset and the log start offset.
+pub struct Committed {
+    /// The base offset the batch got.
+    pub base_offset: i64,
+    /// The log start offset.
+    pub log_start_offset: i64,
+}
+
+impl Replica {
+    /// The partition log as it is now (a truncation replaces it).
+    pub fn log(&self) -> Rc<PartitionLog> {
+        self.log.log()
+    }
+
+    /// Whether this replica leads its group now.
+    pub fn is_leader(&self) -> bool {
+        self.leading.get()
+    }
+
+    /// The group's Raft node.
+    pub fn raft(&self) -> &PartitionRaftNode {
+        &self.raft
+    }
+
+    /// The commit point (the high watermark).
+    pub fn committed_offset(&self) -> i64 {
+        self.state_machine.committed_offset()
+    }
+
+    /// Proposes a validated batch as the leader: idempotence is decided first (a duplicate is
+    /// answered with the original's offsets; a batch following an idempotent producer's
+    /// proposals in flight goes on; any other batch of that producer waits for them to finish
+    /// and is checked against the log), then the batch is handed to Raft in arrival order.
+    pub async fn propose(self: &Rc<Self>, batch: Bytes) -> Result<Proposal, ErrorCode> {
+        if !self.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let identity = loop {
+            let listener = self.proposal_done.listen();
+            let check = self
+                .log()
+                .check_idempotence(&batch)
+                .map_err(|error| crate::api::errors::log_error_code(&error))?;
+            let IdempotenceCheck::Producer {
+                producer_id,
+                epoch,
+                first_sequence,
+                last_sequence,
+                in_log,
+            } = check
+            else {
+                break None;
+            };
+            let follows = self.proposals.borrow().get(&producer_id).map(|proposed| {
+                proposed.epoch == epoch && next_sequence(proposed.last_sequence) == first_sequence
+            });
+            match follows {
+                Some(true) => break Some((producer_id, epoch, last_sequence)),
+                // Another batch of a producer with proposals in flight: a retry of one of them,
+                // or out of order; decided against the log once they finish.
+                Some(false) => {
+                    if within(Duration::from_secs(30), listener).await.is_none() {
+                        return Err(ErrorCode::RequestTimedOut);
+                    }
+                }
+                None => match in_log {
+                    Ok(None) => break Some((producer_id, epoch, last_sequence)),
+                    Ok(Some((base_offset, last_offset))) => {
+                        return Ok(Proposal::Duplicate(
+                            Rc::clone(self),
+                            base_offset,
+                            last_offset,
+                        ));
+                    }
+                    Err(error) => return Err(crate::api::errors::log_error_code(&error)),
+                },
+            }
+        };
+        if let Some((producer_id, epoch, last_sequence)) = identity {
+            let mut proposals = self.proposals.borrow_mut();
+            let proposed = proposals.entry(producer_id).or_insert(Proposed {
+                epoch,
+                last_sequence,
+                count: 0,
+            });
+            proposed.epoch = epoch;
+            proposed.last_sequence = last_sequence;
+            proposed.count += 1;
+        }
+        let (responder, receiver) = ProgressResponder::complete_only();
+        let queued = self
+            .raft
+            .client_write_ff(RecordBatch(batch), Some(responder))
+            .await;
+        let producer_id = identity.map(|(producer_id, ..)| producer_id);
+        if queued.is_err() {
+            self.finish(producer_id);
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        Ok(Proposal::Proposed(Rc::clone(self), producer_id, receiver))
+    }
+
+    /// Ends one in-flight proposal of `producer_id`.
+    fn finish(&self, producer_id: Option<i64>) {
+        if let Some(producer_id) = producer_id {
+            let mut proposals = self.proposals.borrow_mut();
+            if let Some(proposed) = proposals.get_mut(&producer_id) {
+                proposed.count -= 1;
+                if proposed.count == 0 {
+                    proposals.remove(&producer_id);
+                }
+            }
+        }
+        self.proposal_done.notify();
+    }
+
+    /// Waits until the offsets below `end` are committed while this replica leads.
+    async fn wait_committed(&self, end: i64, limit: Duration) -> Result<(), ErrorCode> {
+        let waited = within(limit, async {
+            loop {
+                let listener = self.state_machine.changed();
+                if self.committed_offset() >= end {
+                    return Ok(());
+                }
+                if !self.is_leader() {
+                    return Err(ErrorCode::NotLeaderOrFollower);
+                }
+                // The leadership may end without the commit point moving.
+                let _ = within(Duration::from_millis(100), listener).await;
+            }
+        })
+        .await;
+        waited.unwrap_or(Err(ErrorCode::RequestTimedOut))
+    }
+}
+
+impl Proposal {
+    /// Waits for the batch's commit (at most `limit`); its offsets, or the Kafka error code.
+    pub async fn committed(self, limit: Duration) -> Result<Committed, ErrorCode> {
+        match self {
+            Proposal::Duplicate(replica, base_offset, last_offset) => {
+                replica.wait_committed(last_offset + 1, limit).await?;
+                Ok(Committed {
+                    base_offset,
+                    log_start_offset: replica.log().log_start_offset(),
+                })
+            }
+            Proposal::Proposed(replica, producer_id, receiver) => {
+                let outcome = within(limit, receiver).await;
+                let result = match outcome {
+                    None => Err(ErrorCode::RequestTimedOut),
+                    Some(Err(_)) => Err(ErrorCode::NotLeaderOrFollower),
+                    Some(Ok(Err(_))) => Err(ErrorCode::NotLeaderOrFollower),
+                    Some(Ok(Ok(response))) => match replica.log.offset_of(response.log_id.index) {
+                        Some(base_offset) => Ok(Committed {
+                            base_offset,
+                            log_start_offset: replica.log().log_start_offset(),
+                        }),
+                        None => Err(ErrorCode::NotLeaderOrFollower),
+                    },
+                };
+                // A proposal that timed out stays in Raft's hands, but its producer's next batch
+                // is then checked against the log, which is where a retry is decided.
+                replica.finish(producer_id);
+                result
+            }
+        }
+    }
+}
+
+/// The sequence after `sequence` (sequences wrap to 0 after i32::MAX).
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+/// The Raft configuration of every partition group.
+fn group_config() -> Result<Arc<Config>, String> {
+    let config = Config {
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MS.0,
+        election_timeout_max: ELECTION_TIMEOUT_MS.1,
+        max_payload_entries: PAYLOAD_ENTRIES_MAX,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Config::default()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|error| error.to_string())
+}
+
+/// Where a member of a partition's group is: the shard holding that broker's replica, at the
+/// broker's registered host and that shard's port.
+fn resolver(shard: &Rc<Shard>, topic: String, partition: usize) -> ResolveMember {
+    let shard = Rc::downgrade(shard);
+    Rc::new(move |member: u64| {
+        let shard = shard.upgrade()?;
+        let cluster = shard.cluster.borrow();
+        let node = cluster
+            .topic(&topic)?
+            .replicas
+            .get(partition)?
+            .iter()
+            .find(|node| u64::from(node.broker) == member)
+            .copied()?;
+        let broker = cluster.broker(node.broker)?;
+        let port = broker.ports.get(node.shard.index())?;
+        Some(format!("{}:{port}", broker.host))
+    })
+}
+
+/// Opens this shard's replica of `partition` of `topic` (its log, its Raft group) and starts
+/// serving it. The directory must already be cleared for a fresh topic.
+pub async fn open_replica(
+    shard: &Rc<Shard>,
+    topic: &TopicMeta,
+    partition: usize,
+    replicas: &[Node],
+) -> Result<(), String> {
+    let name = format!("{}-{partition}", topic.name);
+    let dir = shard.partition_dir(&topic.name, partition);
+    let log = PartitionLog::open(dir, topic.config.clone(), Rc::clone(&shard.cache))
+        .await
+        .map_err(|error| format!("{name}: {error}"))?;
+    let votes = shard.partition_votes().await?;
+    let log_start = log.log_start_offset();
+    let store = PartitionLogStore::open(log, name.clone(), votes)
+        .await
+        .map_err(|error| format!("{name}: {error}"))?;
+    let log = store.replica_log();
+    let state_machine = PartitionStateMachine::new(log.clone(), log_start);
+    let key = GroupKey {
+        topic_id: topic.topic_id,
+        partition: partition as u32,
+    };
+    let member = u64::from(shard.broker_id);
+    let network = GroupNetwork::new(
+        key,
+        member,
+        Rc::clone(&shard.peer_links),
+        resolver(shard, topic.name.clone(), partition),
+    );
+    let raft = Raft::new(
+        member,
+        group_config()?,
+        network,
+        store,
+        state_machine.clone(),
+    )
+    .await
+    .map_err(|error| format!("{name}: {error}"))?;
+    shard.partition_groups.insert(key, raft.clone());
+    // Every replica proposes the same membership; once initialized, a group refuses it.
+    let initialized = raft.is_initialized().await.unwrap_or(true);
+    if !initialized {
+        let members: BTreeMap<u64, BasicNode> = replicas
+            .iter()
+            .map(|node| (u64::from(node.broker), BasicNode::new("")))
+            .collect();
+        if let Err(error) = raft.initialize(members).await {
+            tracing::debug!(%error, group = %name, "group initialized elsewhere first");
+        }
+    }
+    let replica = Rc::new(Replica {
+        topic: topic.name.clone(),
+        partition: partition as u32,
+        key,
+        member,
+        raft,
+        log,
+        state_machine,
+        leading: Cell::new(false),
+        proposals: RefCell::new(HashMap::new()),
+        proposal_done: Signal::new(),
+    });
+    glommio::spawn_local(follow_leadership(
+        Rc::downgrade(shard),
+        Rc::downgrade(&replica),
+    ))
+    .detach();
+    shard.insert_replica(&topic.name, partition, replica);
+    Ok(())
+}
+
+/// Stops and forgets this shard's replicas of a deleted topic; their directories are removed.
+pub async fn delete_replicas(shard: &Rc<Shard>, topic: &str) -> Result<(), String> {
+    for replica in shard.remove_topic_replicas(topic) {
+        shard.partition_groups.remove(&replica.key);
+        let _ = replica.raft.shutdown().await;
+        let name = format!("{}-{}", replica.topic, replica.partition);
+        shard
+            .partition_votes()
+            .await?
+            .forget(&name)
+            .await
+            .map_err(|error| error.to_string())?;
+        replica
+            .log()
+            .delete()
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Keeps `replica.leading` current and reports each leadership won to the controller, until the
+/// group shuts down.
+async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
+    let Some(mut metrics) = replica.upgrade().map(|replica| replica.raft.metrics()) else {
+        return;
+    };
+    let mut reported_term = 0;
+    loop {
+        let (leader, term) = {
+            let metrics = metrics.borrow_watched();
+            (metrics.current_leader, metrics.current_term)
+        };
+        let (Some(shard), Some(replica)) = (shard.upgrade(), replica.upgrade()) else {
+            return;
+        };
+        let leading = leader == Some(replica.member);
+        replica.leading.set(leading);
+        if !leading {
+            // Proposals of an ended term fail; their producers retry on the next leader.
+            replica.proposal_done.notify();
+        }
+        if leading && term > reported_term {
+            match report_leader(&shard, &replica, term).await {
+                Ok(()) => reported_term = term,
+                Err(error) => {
+                    tracing::debug!(%error, topic = %replica.topic, partition = replica.partition, "leader report failed; retrying");
+                    drop((shard, replica));
+                    glommio::timer::sleep(REPORT_RETRY).await;
+                    continue;
+                }
+            }
+        }
+        drop((shard, replica));
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn report_leader(shard: &Rc<Shard>, replica: &Replica, term: u64) -> Result<(), TopicError> {
+    let topic_id = replica.key.topic_id;
+    let request = crate::meta::controller::AdminRequest::ReportLeader {
+        name: replica.topic.clone(),
+        topic_id,
+        partition: replica.partition,
+        leader: shard.node(),
+        term,
+    };
+    match super::control::admin(shard, request).await.pop() {
+        Some(Ok(())) | Some(Err(TopicError::StaleLeader(_))) => Ok(()),
+        Some(Err(error)) => Err(error),
+        None => Err(TopicError::ControllerUnavailable("no answer".into())),
+    }
+}

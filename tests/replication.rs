@@ -1,0 +1,223 @@
+//! Replicated partitions (issue 13) on a three-broker cluster against real clients: a topic of
+//! replication factor 3 is served by one leader per partition, its followers refuse clients with
+//! NOT_LEADER_OR_FOLLOWER, and the SIGKILL of a partition's leader costs a pause, not a record:
+//! the group elects a new leader, clients find it, and every acknowledged record is read back
+//! once, in order, at the offsets its producer was told.
+
+mod cluster_common;
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use cluster_common::{
+    Cluster, ClusterMetadata, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, broker_of,
+};
+use common::{consume, flush_all_delivered, producer, send};
+use rdkafka::Offset;
+use rdkafka::producer::BaseRecord;
+
+/// One cluster at a time: each starts three brokers.
+static CLUSTER_TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    CLUSTER_TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+
+fn connect(cluster: &Cluster, i: usize) -> KafkaConnection {
+    KafkaConnection::connect(&cluster.broker_addresses(i)[0], REQUEST_TIMEOUT)
+        .unwrap_or_else(|error| cluster.fail(&error))
+}
+
+/// (key, value) of each record, by partition, in produce order.
+type Produced = BTreeMap<i32, Vec<(String, String)>>;
+
+/// Produces `per_partition` keyed records to each partition with an idempotent acks=all
+/// rdkafka producer and waits for every delivery; returns each delivery's (partition, offset).
+fn produce_round(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    tag: &str,
+    produced: &mut Produced,
+) {
+    let producer = producer(
+        bootstrap,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+        ],
+    );
+    for partition in 0..partitions {
+        for i in 0..per_partition {
+            let key = format!("{tag}-{partition}-{i}");
+            let value = format!("{tag} value {partition} {i}");
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, partition as usize * per_partition + i)
+                    .partition(partition)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+            produced.entry(partition).or_default().push((key, value));
+        }
+    }
+    let deliveries = flush_all_delivered(&producer, per_partition * partitions as usize);
+    for delivery in &deliveries {
+        assert!(
+            delivery.error.is_none(),
+            "{tag}: delivery failed: {delivery:?}"
+        );
+    }
+}
+
+/// Checks an rdkafka consumer reads exactly `produced` from the beginning of each partition,
+/// data records at consecutive positions (Raft's own entries, control batches, are skipped).
+fn check_reads(bootstrap: &str, topic: &str, produced: &Produced) {
+    let consumer = common::consumer(bootstrap, &[]);
+    let starts: Vec<(i32, Offset)> = produced.keys().map(|&p| (p, Offset::Beginning)).collect();
+    let counts: Vec<usize> = produced.values().map(Vec::len).collect();
+    let records = consume(
+        &consumer,
+        topic,
+        &starts,
+        &counts,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    );
+    for (partition, records) in &records {
+        let got: Vec<(String, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(got, produced[partition], "partition {partition} read back");
+        assert!(
+            records
+                .windows(2)
+                .all(|pair| pair[0].offset < pair[1].offset),
+            "offsets increase in partition {partition}"
+        );
+    }
+}
+
+/// Waits until broker `at` lists every partition of `topic` on three replicas with an elected
+/// leader (a leader epoch above 0) that `led` accepts.
+fn wait_led(
+    cluster: &Cluster,
+    at: usize,
+    topic: &str,
+    partitions: usize,
+    led: impl Fn(i32) -> bool,
+) -> ClusterMetadata {
+    cluster.metadata_wait(
+        at,
+        Duration::from_secs(20),
+        "every partition of the replicated topic led by an elected leader",
+        |m| {
+            m.topic_ready(topic, partitions)
+                && m.topics[topic]
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader_epoch > 0 && p.replicas.len() == 3 && led(p.leader))
+        },
+    )
+}
+
+#[test]
+fn an_rf3_topic_loses_no_acknowledged_record_when_a_leader_is_killed() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "replicated";
+    let partitions = 3;
+    // More replicas than brokers is refused, as Kafka refuses it.
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated("too-many", 1, 4, 10_000)
+            .map(|(code, _)| code),
+        Ok(INVALID_REPLICATION_FACTOR)
+    );
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated(topic, partitions, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let before = wait_led(&cluster, 1, topic, partitions as usize, |_| true);
+    let leaders = before.leaders(topic);
+
+    // A follower refuses produce.
+    let leader_0 = broker_of(leaders[0]);
+    let follower = (1..=3).find(|&b| b != leader_0).unwrap();
+    let refused = connect(&cluster, follower).produce(topic, 0, &[b"x".to_vec()], -1);
+    assert_eq!(refused.map(|(code, _)| code), Ok(NOT_LEADER_OR_FOLLOWER));
+    // The leader takes it once committed, at the offset after the group's own entries.
+    let taken = connect(&cluster, leader_0).produce(topic, 0, &[b"first".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, offset)) if offset >= 0),
+        "produce to the leader: {taken:?}"
+    );
+
+    let mut produced = Produced::new();
+    produced.insert(0, vec![(String::new(), "first".to_owned())]);
+    produce_round(
+        &cluster.bootstrap(),
+        topic,
+        partitions,
+        200,
+        "before",
+        &mut produced,
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
+
+    // The leader of partition 0 dies; the others elect a new one and take writes.
+    let killed_at = Instant::now();
+    cluster.kill(leader_0);
+    let survivor = (1..=3).find(|&b| b != leader_0).unwrap();
+    let after = cluster.metadata_wait(
+        survivor,
+        Duration::from_secs(20),
+        "partition 0 led by a surviving broker",
+        |m| {
+            m.topic_ready(topic, partitions as usize)
+                && m.leaders(topic)
+                    .iter()
+                    .all(|&node| broker_of(node) != leader_0)
+        },
+    );
+    eprintln!(
+        "new leaders {:?} seen {:?} after the kill",
+        after.leaders(topic),
+        killed_at.elapsed()
+    );
+    let survivors: Vec<String> = (1..=3)
+        .filter(|&b| b != leader_0)
+        .map(|b| cluster.broker_addresses(b)[0].clone())
+        .collect();
+    let bootstrap = survivors.join(",");
+    produce_round(&bootstrap, topic, partitions, 200, "after", &mut produced);
+    check_reads(&bootstrap, topic, &produced);
+
+    // The killed broker returns, catches up, and the cluster serves everything again.
+    cluster.restart(leader_0);
+    cluster.wait_ready(Duration::from_secs(30));
+    produce_round(
+        &cluster.bootstrap(),
+        topic,
+        partitions,
+        50,
+        "returned",
+        &mut produced,
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
+}
