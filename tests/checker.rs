@@ -29,8 +29,8 @@ fn turn() -> MutexGuard<'static, ()> {
 
 /// Partitions of each round's topic: two per broker.
 const PARTITIONS: i32 = 6;
-/// Replication factor of each round's topic: 1 until issue 13's replicated partitions land.
-const REPLICATION_FACTOR: i16 = 1;
+/// Replication factor of each round's topic: every partition on all three brokers.
+const REPLICATION_FACTOR: i16 = 3;
 
 fn spec(name: &str, faults: Vec<FaultKind>, records_per_second: u64, seed: u64) -> RoundSpec {
     RoundSpec {

@@ -1021,14 +1021,16 @@ impl PartitionLog {
             return Err(error);
         }
         let log_start = self.log_start_offset.get();
-        if offset < log_start || offset > high_watermark {
+        // As Kafka: an offset up to the log end is in range, and above the high watermark it
+        // reads nothing yet (a new leader's commit point may trail what a consumer read).
+        if offset < log_start || offset > high_watermark.max(self.log_end_offset.get()) {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start,
                 high_watermark,
             });
         }
-        if offset == high_watermark {
+        if offset >= high_watermark {
             return Ok(Vec::new());
         }
         let cached = self

@@ -400,14 +400,21 @@ async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
     };
     let mut reported_term = 0;
     loop {
-        let (leader, term) = {
+        let (leader, term, applied_term) = {
             let metrics = metrics.borrow_watched();
-            (metrics.current_leader, metrics.current_term)
+            (
+                metrics.current_leader,
+                metrics.current_term,
+                metrics.last_applied.map(|log_id| log_id.leader_id.term),
+            )
         };
         let (Some(shard), Some(replica)) = (shard.upgrade(), replica.upgrade()) else {
             return;
         };
-        let leading = leader == Some(replica.member);
+        // A new leader serves once it applied an entry of its own term (its blank entry): by
+        // then its commit point covers everything its predecessors committed, so no consumer
+        // sees the high watermark go back.
+        let leading = leader == Some(replica.member) && applied_term == Some(term);
         replica.leading.set(leading);
         if !leading {
             // Proposals of an ended term fail; their producers retry on the next leader.

@@ -324,7 +324,8 @@ pub struct FetchedRecord {
 }
 
 /// The records of the uncompressed v2 batches in a Fetch answer; a partial batch at the end (the
-/// broker may cut one at the size limit) is skipped.
+/// broker may cut one at the size limit) is skipped, and so are control batches (a replicated
+/// partition's Raft entries), as every Kafka client skips them.
 pub fn decode_batches(bytes: &Bytes) -> Result<Vec<FetchedRecord>, String> {
     const HEADER_BYTES: usize = 61;
     let mut records = Vec::new();
@@ -339,6 +340,10 @@ pub fn decode_batches(bytes: &Bytes) -> Result<Vec<FetchedRecord>, String> {
             break;
         }
         let attributes = i16::from_be_bytes(at(21, 2).try_into().unwrap());
+        if attributes & 0x20 != 0 {
+            position = end;
+            continue;
+        }
         if attributes & 0x7 != 0 {
             return Err(format!(
                 "compressed batch at offset {base_offset}: not decoded here"
