@@ -238,6 +238,12 @@ pub struct BrokerConfig {
     #[arg(long, env = "SPATE_RACK")]
     pub rack: Option<String>,
 
+    /// A follower of a replicated partition that has not answered its leader for this long
+    /// (replica.lag.time.max.ms) no longer counts as in sync: with fewer in-sync replicas than
+    /// the topic's min.insync.replicas, acks=all produce gets NOT_ENOUGH_REPLICAS.
+    #[arg(long, default_value_t = 30_000, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: u64,
+
     /// A broker whose heartbeats stop reaching the controller for this long is fenced
     /// (broker.session.timeout.ms): its partitions show no leader until it heartbeats again.
     #[arg(long, default_value_t = 9000, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
@@ -425,6 +431,11 @@ pub struct TopicDefaults {
     /// lz4, zstd), or producer to keep each batch as its producer compressed it.
     #[arg(long = "compression-type", default_value = "producer", value_parser = parse_compression_type)]
     pub compression_type: CompressionType,
+
+    /// Default min.insync.replicas: the in-sync replicas (the leader included) an acks=all
+    /// produce to a replicated partition needs, or it gets NOT_ENOUGH_REPLICAS.
+    #[arg(long = "min-insync-replicas", default_value_t = 1)]
+    pub min_insync_replicas: i64,
 }
 
 impl Default for TopicDefaults {
@@ -438,6 +449,7 @@ impl Default for TopicDefaults {
             retention_bytes: -1,
             message_timestamp_type: TimestampType::CreateTime,
             compression_type: CompressionType::Producer,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -540,6 +552,14 @@ pub struct TopicConfig {
     pub message_timestamp_type: TimestampType,
     /// `compression.type`: the codec batches are stored with, or the producer's.
     pub compression_type: CompressionType,
+    /// `min.insync.replicas`: in-sync replicas an acks=all produce to a replicated partition
+    /// needs (states written before it existed read as 1, Kafka's default).
+    #[serde(default = "min_insync_replicas_default")]
+    pub min_insync_replicas: i64,
+}
+
+fn min_insync_replicas_default() -> i64 {
+    1
 }
 
 /// A topic config value that cannot be used, with the reason for the client.
@@ -565,6 +585,7 @@ impl TopicConfig {
             retention_bytes: defaults.retention_bytes,
             message_timestamp_type: defaults.message_timestamp_type,
             compression_type: defaults.compression_type,
+            min_insync_replicas: defaults.min_insync_replicas,
         }
     }
 
@@ -614,6 +635,13 @@ impl TopicConfig {
                 self.compression_type = parse_compression_type(value)
                     .map_err(|_| invalid("uncompressed, gzip, snappy, lz4, zstd or producer"))?
             }
+            "min.insync.replicas" => {
+                let replicas = number()?;
+                if replicas < 1 {
+                    return Err(invalid("must be at least 1"));
+                }
+                self.min_insync_replicas = replicas;
+            }
             "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => return Err(invalid("only cleanup.policy=delete is supported yet")),
             _ => return Err(invalid("unknown or unsupported topic config")),
@@ -635,6 +663,7 @@ impl TopicConfig {
             ),
             ("cleanup.policy", "delete".to_owned()),
             ("compression.type", self.compression_type.name().to_owned()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
         ])
     }
 }

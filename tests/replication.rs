@@ -26,6 +26,7 @@ fn turn() -> MutexGuard<'static, ()> {
 }
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 
 fn connect(cluster: &Cluster, i: usize) -> KafkaConnection {
@@ -220,4 +221,74 @@ fn an_rf3_topic_loses_no_acknowledged_record_when_a_leader_is_killed() {
         &mut produced,
     );
     check_reads(&cluster.bootstrap(), topic, &produced);
+}
+
+/// Produces one record to `partition` at broker `at` until the answer's code satisfies `done`
+/// or `limit` passes; the last answer.
+fn produce_until(
+    cluster: &Cluster,
+    at: usize,
+    topic: &str,
+    acks: i16,
+    limit: Duration,
+    done: impl Fn(i16) -> bool,
+) -> Result<(i16, i64), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer = connect(cluster, at).produce(topic, 0, &[b"guarded".to_vec()], acks);
+        if matches!(answer, Ok((code, _)) if done(code)) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// Proves min.insync.replicas: with min.insync.replicas=3, acks=all produce is taken while all
+// three replicas answer, refused with NOT_ENOUGH_REPLICAS once a follower has been silent for
+// replica.lag.time.max.ms (1.5 s here), while acks=1 is still committed by the two left; once the
+// follower returns, acks=all is taken again.
+#[test]
+fn acks_all_needs_min_insync_replicas() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = vec!["--replica-lag-time-max-ms".into(), "1500".into()];
+    let mut cluster = Cluster::start(spec);
+    let topic = "guarded";
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_with(topic, 1, 3, &[("min.insync.replicas", "3")], 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let led = wait_led(&cluster, 1, topic, 1, |_| true);
+    let leader = broker_of(led.leaders(topic)[0]);
+    let taken = produce_until(&cluster, leader, topic, -1, Duration::from_secs(10), |c| {
+        c == 0
+    });
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "all replicas in sync: {taken:?}"
+    );
+
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    cluster.kill(follower);
+    let refused = produce_until(&cluster, leader, topic, -1, Duration::from_secs(10), |c| {
+        c == NOT_ENOUGH_REPLICAS
+    });
+    assert!(
+        matches!(refused, Ok((NOT_ENOUGH_REPLICAS, -1))),
+        "a follower down: {refused:?}"
+    );
+    let acks_1 = connect(&cluster, leader).produce(topic, 0, &[b"one".to_vec()], 1);
+    assert!(
+        matches!(acks_1, Ok((0, _))),
+        "acks=1 with two replicas: {acks_1:?}"
+    );
+
+    cluster.restart(follower);
+    cluster.wait_ready(Duration::from_secs(30));
+    let again = produce_until(&cluster, leader, topic, -1, Duration::from_secs(15), |c| {
+        c == 0
+    });
+    assert!(matches!(again, Ok((0, _))), "the follower back: {again:?}");
 }

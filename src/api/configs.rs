@@ -88,6 +88,13 @@ const CONFIG_INFOS: &[ConfigInfo] = &[
         documentation: "CreateTime: the producer's timestamps; LogAppendTime: the broker's clock.",
     },
     ConfigInfo {
+        name: "min.insync.replicas",
+        broker_name: "min.insync.replicas",
+        config_type: TYPE_INT,
+        documentation: "The in-sync replicas (leader included) an acks=all produce to a \
+                        replicated partition needs; fewer: NOT_ENOUGH_REPLICAS.",
+    },
+    ConfigInfo {
         name: "retention.bytes",
         broker_name: "log.retention.bytes",
         config_type: TYPE_LONG,

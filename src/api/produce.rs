@@ -105,7 +105,7 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let outcome = if (-1..=1).contains(&acks) {
-                sequence(shard, &topic.name, partition.index, partition.records).await
+                sequence(shard, &topic.name, partition.index, partition.records, acks).await
             } else {
                 Err(ErrorCode::InvalidRequiredAcks.into())
             };
@@ -197,6 +197,7 @@ async fn sequence(
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
+    acks: i16,
 ) -> Result<Appended, Refusal> {
     let replica = shard.replica(topic, partition);
     let log = match shard.route(topic, partition) {
@@ -206,12 +207,18 @@ async fn sequence(
             return Err(ErrorCode::UnknownTopicOrPartition.into());
         }
     };
-    let (max_message_bytes, compression_type) = shard
+    let (max_message_bytes, compression_type, min_insync_replicas) = shard
         .cluster
         .borrow()
         .topic(topic)
-        .map(|meta| (meta.config.max_message_bytes, meta.config.compression_type))
-        .unwrap_or((0, CompressionType::Producer));
+        .map(|meta| {
+            (
+                meta.config.max_message_bytes,
+                meta.config.compression_type,
+                meta.config.min_insync_replicas,
+            )
+        })
+        .unwrap_or((0, CompressionType::Producer, 1));
     let records = records
         .filter(|r| !r.is_empty())
         .ok_or(ErrorCode::InvalidRecord)?;
@@ -234,6 +241,12 @@ async fn sequence(
     }
     let records = check_records(records, compression_type, &shard.config).await?;
     if let Some(replica) = replica {
+        if acks == -1 {
+            let lag_max = Duration::from_millis(shard.config.replica_lag_time_max_ms);
+            if (replica.in_sync_replicas(lag_max) as i64) < min_insync_replicas {
+                return Err(ErrorCode::NotEnoughReplicas.into());
+            }
+        }
         let proposal = replica.propose(records).await?;
         return Ok(Appended::Replicated(proposal));
     }

@@ -1348,6 +1348,7 @@ mod tests {
             retention_bytes: -1,
             message_timestamp_type,
             compression_type: crate::config::CompressionType::Producer,
+            min_insync_replicas: 1,
         }
     }
 

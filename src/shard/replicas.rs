@@ -107,6 +107,21 @@ impl Replica {
         &self.raft
     }
 
+    /// The replicas in sync as this leader sees them: itself and each follower that answered it
+    /// within `lag_max` (replica.lag.time.max.ms).
+    pub fn in_sync_replicas(&self, lag_max: Duration) -> usize {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let followers = metrics.heartbeat.as_ref().map_or(0, |heartbeats| {
+            heartbeats
+                .iter()
+                .filter(|(member, _)| **member != self.member)
+                .filter(|(_, acked)| acked.as_ref().is_some_and(|at| at.elapsed() <= lag_max))
+                .count()
+        });
+        1 + followers
+    }
+
     /// The commit point (the high watermark).
     pub fn committed_offset(&self) -> i64 {
         self.state_machine.committed_offset()
@@ -122,6 +137,9 @@ impl Replica {
         }
         let identity = loop {
             let listener = self.proposal_done.listen();
+            if !self.is_leader() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
             let check = self
                 .log()
                 .check_idempotence(&batch)

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spate::protocol::frame::encode_request_frame;
-use spate::protocol::messages::create_topics::{CreatableTopic, CreateTopicsRequest};
+use spate::protocol::messages::create_topics::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use spate::protocol::messages::metadata::MetadataRequest;
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
@@ -211,13 +213,31 @@ impl KafkaConnection {
         replication_factor: i16,
         timeout_ms: i32,
     ) -> Result<(i16, Option<String>), String> {
+        self.create_topic_with(name, partitions, replication_factor, &[], timeout_ms)
+    }
+
+    /// CreateTopics v7 for one topic with `replication_factor` and `configs` (name, value).
+    pub fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+        timeout_ms: i32,
+    ) -> Result<(i16, Option<String>), String> {
         let request = Request::CreateTopics(CreateTopicsRequest {
             topics: vec![CreatableTopic {
                 name: name.into(),
                 num_partitions: partitions,
                 replication_factor,
                 assignments: vec![],
-                configs: vec![],
+                configs: configs
+                    .iter()
+                    .map(|(name, value)| CreatableTopicConfig {
+                        name: (*name).into(),
+                        value: Some((*value).into()),
+                    })
+                    .collect(),
             }],
             timeout_ms,
             validate_only: false,
