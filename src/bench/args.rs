@@ -85,6 +85,10 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub partitions: u32,
 
+    /// Replication factor of the topic when it is created (-1: the broker's default).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true, value_parser = clap::value_parser!(i16).range(-1..=32))]
+    pub replication_factor: i16,
+
     /// Topic configuration for a topic the bench creates, `NAME=VALUE` with Kafka's names,
     /// repeatable (e.g. `--topic-config max.message.bytes=4194304` for 1 MiB records).
     #[arg(long = "topic-config", value_parser = parse_topic_config)]
@@ -165,6 +169,7 @@ impl LoadArgs {
             embedded: true,
             topic: "spate-bench".into(),
             partitions: 16,
+            replication_factor: -1,
             topic_configs: Vec::new(),
             recreate_topic: false,
             record_size: 1024,

@@ -32,6 +32,7 @@ pub fn prepare_topic(plan: &RunPlan) -> Result<u32, BenchError> {
     let create = plan.mode.produces();
     let partitions = plan.partitions;
     let configs = plan.args.topic_configs.clone();
+    let replication_factor = plan.args.replication_factor;
     let recreate = plan.args.recreate_topic;
     let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name("bench-setup")
@@ -41,6 +42,7 @@ pub fn prepare_topic(plan: &RunPlan) -> Result<u32, BenchError> {
             let wanted = WantedTopic {
                 name: &topic,
                 partitions,
+                replication_factor,
                 configs: &configs,
                 create,
                 recreate,
@@ -57,6 +59,8 @@ pub fn prepare_topic(plan: &RunPlan) -> Result<u32, BenchError> {
 struct WantedTopic<'a> {
     name: &'a str,
     partitions: u32,
+    /// Its replication factor if created (-1: the broker's default).
+    replication_factor: i16,
     configs: &'a [(String, String)],
     /// Create it if missing (modes that produce).
     create: bool,
@@ -97,7 +101,10 @@ async fn find_or_create(bootstrap: &str, wanted: &WantedTopic<'_>) -> Result<u32
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        match cluster.create_topic(topic, partitions, &configs).await {
+        let created = cluster
+            .create_topic(topic, partitions, wanted.replication_factor, &configs)
+            .await;
+        match created {
             Ok(()) => {}
             // Another client created it between our Metadata and CreateTopics: use theirs.
             Err(error) if error.kafka_code() == Some(ErrorCode::TopicAlreadyExists) => {}

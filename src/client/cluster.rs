@@ -185,13 +185,14 @@ impl Cluster {
         Err(last_error)
     }
 
-    /// Creates `name` with `partitions` partitions and the broker's default replication, via
-    /// the controller, then waits (bounded) until Metadata names a leader for every partition.
-    /// TOPIC_ALREADY_EXISTS is an error like any other.
+    /// Creates `name` with `partitions` partitions of `replication_factor` replicas (-1: the
+    /// broker's default), via the controller, then waits (bounded) until Metadata names a
+    /// leader for every partition. TOPIC_ALREADY_EXISTS is an error like any other.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i16,
         configs: &[(&str, &str)],
     ) -> Result<(), ClientError> {
         let connection = self.controller_connection().await?;
@@ -203,7 +204,10 @@ impl Cluster {
                 name: name.to_string(),
                 num_partitions: partitions,
                 // -1 (the broker's default) needs v4 (KIP-464); before it, ask for one replica.
-                replication_factor: if version >= 4 { -1 } else { 1 },
+                replication_factor: match replication_factor {
+                    -1 if version < 4 => 1,
+                    factor => factor,
+                },
                 configs: configs
                     .iter()
                     .map(|(key, value)| CreatableTopicConfig {
