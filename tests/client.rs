@@ -69,14 +69,17 @@ fn connection_negotiates_versions_and_cluster_routes_to_leaders() {
 
         let cluster = Cluster::connect(&bootstrap).await.unwrap();
         assert_eq!(cluster.node_ids().len(), nodes);
-        cluster.create_topic("routed", 6, &[]).await.unwrap();
+        cluster.create_topic("routed", 6, -1, &[]).await.unwrap();
         assert_eq!(cluster.partition_count("routed"), Some(6));
         for partition in 0..6 {
             let leader = cluster.leader("routed", partition).unwrap();
             let connection = cluster.connection(leader).await.unwrap();
             assert!(!connection.is_closed());
         }
-        let again = cluster.create_topic("routed", 6, &[]).await.unwrap_err();
+        let again = cluster
+            .create_topic("routed", 6, -1, &[])
+            .await
+            .unwrap_err();
         assert_eq!(
             again.kafka_code(),
             Some(spate::protocol::ErrorCode::TopicAlreadyExists)
@@ -233,7 +236,7 @@ fn producer_acks_levels_deliver_every_record_in_order() {
             .enumerate()
         {
             let topic = format!("acks-{index}");
-            cluster.create_topic(&topic, 4, &[]).await.unwrap();
+            cluster.create_topic(&topic, 4, -1, &[]).await.unwrap();
             let (reports, callback) = collector();
             let config = ProducerConfig {
                 acks,
@@ -262,7 +265,7 @@ fn producer_closes_batches_at_batch_bytes() {
     let bootstrap = broker.bootstrap();
     run_client(move || async move {
         let cluster = Cluster::connect(&bootstrap).await.unwrap();
-        cluster.create_topic("sized", 1, &[]).await.unwrap();
+        cluster.create_topic("sized", 1, -1, &[]).await.unwrap();
         let (reports, callback) = collector();
         let config = ProducerConfig {
             linger: Duration::from_secs(60),
@@ -390,7 +393,7 @@ fn round_trip_every_byte_in_order_for_each_codec() {
             CompressionCodec::Zstd,
         ] {
             let topic = format!("round-trip-{}", codec.name());
-            cluster.create_topic(&topic, 4, &[]).await.unwrap();
+            cluster.create_topic(&topic, 4, -1, &[]).await.unwrap();
             let (reports, callback) = collector();
             let config = ProducerConfig {
                 compression: codec,
@@ -417,7 +420,7 @@ fn consumer_positions_skip_what_was_read() {
     let bootstrap = broker.bootstrap();
     run_client(move || async move {
         let cluster = Cluster::connect(&bootstrap).await.unwrap();
-        cluster.create_topic("positions", 1, &[]).await.unwrap();
+        cluster.create_topic("positions", 1, -1, &[]).await.unwrap();
         let (_reports, callback) = collector();
         let producer = Producer::new(cluster.clone(), ProducerConfig::default(), callback)
             .await
@@ -470,7 +473,7 @@ fn producer_recovers_when_the_topic_is_recreated() {
     let bootstrap = broker.bootstrap();
     run_client(move || async move {
         let cluster = Cluster::connect(&bootstrap).await.unwrap();
-        cluster.create_topic("recreated", 4, &[]).await.unwrap();
+        cluster.create_topic("recreated", 4, -1, &[]).await.unwrap();
         let (reports, callback) = collector();
         let config = ProducerConfig {
             linger: Duration::from_millis(1),
@@ -485,7 +488,7 @@ fn producer_recovers_when_the_topic_is_recreated() {
         for index in 0..count {
             if index == count / 2 {
                 admin.delete_topic("recreated").await.unwrap();
-                admin.create_topic("recreated", 6, &[]).await.unwrap();
+                admin.create_topic("recreated", 6, -1, &[]).await.unwrap();
             }
             let value = index.to_be_bytes();
             let partition = (index % 4) as i32;
@@ -560,7 +563,7 @@ const PHASE_RESTARTED: u8 = 2;
 
 async fn restart_client(bootstrap: &str, phase: &AtomicU8) {
     let cluster = Cluster::connect(bootstrap).await.unwrap();
-    cluster.create_topic("restarted", 4, &[]).await.unwrap();
+    cluster.create_topic("restarted", 4, -1, &[]).await.unwrap();
     let consumer = Consumer::new(cluster.clone(), ConsumerConfig::default());
     for partition in 0..4 {
         consumer
@@ -637,7 +640,7 @@ fn send_waits_for_buffer_space_without_stalling_on_linger() {
     let bootstrap = broker.bootstrap();
     run_client(move || async move {
         let cluster = Cluster::connect(&bootstrap).await.unwrap();
-        cluster.create_topic("bounded", 2, &[]).await.unwrap();
+        cluster.create_topic("bounded", 2, -1, &[]).await.unwrap();
         let (reports, callback) = collector();
         let config = ProducerConfig {
             linger: Duration::from_secs(60),
