@@ -5,7 +5,9 @@
 //! map errors) → `PartitionLog::append_batch` (assign offsets, queue the write). Sequencing
 //! happens here, before the connection reads its next request, so a partition's batches get
 //! offsets in the order they arrived. The answer waits for the O_DIRECT write (acks=1) or for the
-//! fdatasync after it (acks=all); acks=0 gets no answer at all.
+//! fdatasync after it (acks=all); acks=0 gets no answer at all. A replicated partition's batch
+//! goes instead to its leader replica's Raft group (`Replica::propose`, in arrival order too) and
+//! is answered once committed on a majority, for every acks level.
 //!
 //! Validation walks every record (decompressing a compressed batch as a stream), as Kafka's
 //! LogValidator does, so a batch with a valid CRC around malformed records never reaches the log,
