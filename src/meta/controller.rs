@@ -575,7 +575,13 @@ mod tests {
         assert!(plan_create_topic(&state, &spec("bad/name", 1), &defaults(), 3).is_err());
         let mut replicated = spec("r", 1);
         replicated.replication_factor = 3;
-        assert!(plan_create_topic(&state, &replicated, &defaults(), 3).is_err());
+        assert_eq!(
+            plan_create_topic(&state, &replicated, &defaults(), 3),
+            Err(TopicError::NotEnoughBrokers {
+                factor: 3,
+                brokers: 1
+            })
+        );
         let mut configured = spec("c", 1);
         configured.configs = vec![("retention.ms".into(), Some("x".into()))];
         assert!(matches!(
@@ -584,6 +590,78 @@ mod tests {
         ));
         assert!(plan_delete_topic(&state, "nope").is_err());
         assert!(plan_delete_topic(&state, "t").is_ok());
+    }
+
+    fn three_brokers() -> ClusterState {
+        let mut state = ClusterState::default();
+        for id in 1..=3 {
+            state.apply(&MetadataChange::BrokerRegistered(crate::meta::BrokerInfo {
+                id,
+                rack: None,
+                host: format!("127.0.1.{id}"),
+                ports: vec![9092],
+                epoch: 1,
+                fenced: false,
+            }));
+        }
+        state
+    }
+
+    fn report(state: &ClusterState, partition: u32, broker: u32, term: u64) -> AdminRequest {
+        AdminRequest::ReportLeader {
+            name: "r".into(),
+            topic_id: state.topic("r").unwrap().topic_id,
+            partition,
+            leader: Node::new(broker, 0),
+            term,
+        }
+    }
+
+    #[test]
+    fn replicated_topics_get_distinct_brokers_and_only_newer_leaders() {
+        // Proves RF=3 places each partition on three distinct brokers with preferred leaders
+        // spread, and that a leader report moves the partition's serving node only when it comes
+        // from a replica with a newer term.
+        let mut state = three_brokers();
+        let mut replicated = spec("r", 3);
+        replicated.replication_factor = 3;
+        state.apply(&plan_create_topic(&state, &replicated, &defaults(), 3).unwrap());
+        let topic = state.topic("r").unwrap().clone();
+        assert!(topic.is_replicated());
+        for (partition, replicas) in topic.replicas.iter().enumerate() {
+            let brokers: std::collections::BTreeSet<u32> =
+                replicas.iter().map(|node| node.broker).collect();
+            assert_eq!(brokers.len(), 3, "partition {partition}: {replicas:?}");
+            assert_eq!(topic.partitions[partition], replicas[0]);
+        }
+        let preferred: std::collections::BTreeSet<u32> =
+            topic.partitions.iter().map(|node| node.broker).collect();
+        assert_eq!(
+            preferred.len(),
+            3,
+            "preferred leaders spread: {preferred:?}"
+        );
+
+        let follower = topic.replicas[0][1].broker;
+        let plan =
+            |state: &ClusterState, request: AdminRequest| request.plan(0, state, &defaults(), 3);
+        state.apply(&plan(&state, report(&state, 0, follower, 2)).unwrap());
+        assert_eq!(state.topic("r").unwrap().partitions[0].broker, follower);
+        assert_eq!(state.topic("r").unwrap().leader_term(0), 2);
+        // The same or an older term, or a broker without a replica, changes nothing.
+        let older = plan(&state, report(&state, 0, topic.replicas[0][0].broker, 2));
+        assert!(matches!(older, Err(TopicError::StaleLeader(_))));
+        let stranger = plan(&state, report(&state, 0, 7, 9));
+        assert!(matches!(stranger, Err(TopicError::StaleLeader(_))));
+        // A change applied out of order (a stale one) is ignored by the state itself too.
+        state.apply(&MetadataChange::LeaderElected {
+            name: "r".into(),
+            topic_id: topic.topic_id,
+            partition: 0,
+            leader: topic.replicas[0][0],
+            term: 1,
+        });
+        assert_eq!(state.topic("r").unwrap().partitions[0].broker, follower);
     }
 
     fn alter(topic: &str, changes: &[(&str, ConfigOperation, Option<&str>)]) -> AlterConfigsSpec {
