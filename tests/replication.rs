@@ -2,7 +2,8 @@
 //! replication factor 3 is served by one leader per partition, its followers refuse clients with
 //! NOT_LEADER_OR_FOLLOWER, and the SIGKILL of a partition's leader costs a pause, not a record:
 //! the group elects a new leader, clients find it, and every acknowledged record is read back
-//! once, in order, at the offsets its producer was told.
+//! once, in order. A partition added later is replicated too, and min.insync.replicas refuses
+//! acks=all when too few replicas answer.
 
 mod cluster_common;
 mod common;
@@ -10,6 +11,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use spate::protocol::messages::create_partitions::{
+    CreatePartitionsRequest, CreatePartitionsTopic,
+};
+use spate::protocol::{Request, Response};
 
 use cluster_common::{
     Cluster, ClusterMetadata, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, broker_of,
