@@ -227,6 +227,32 @@ fn an_rf3_topic_loses_no_acknowledged_record_when_a_leader_is_killed() {
         &mut produced,
     );
     check_reads(&cluster.bootstrap(), topic, &produced);
+
+    // A partition added to the topic is replicated too.
+    let request = Request::CreatePartitions(CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic {
+            name: topic.into(),
+            count: partitions + 1,
+            assignments: None,
+        }],
+        timeout_ms: 10_000,
+        validate_only: false,
+    });
+    let answer = connect(&cluster, 2).call(3, request);
+    assert!(
+        matches!(&answer, Ok(Response::CreatePartitions(r)) if r.results[0].error_code == 0),
+        "CreatePartitions: {answer:?}"
+    );
+    wait_led(&cluster, 1, topic, partitions as usize + 1, |_| true);
+    produce_round(
+        &cluster.bootstrap(),
+        topic,
+        partitions + 1,
+        50,
+        "added",
+        &mut produced,
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
 }
 
 /// Produces one record to `partition` at broker `at` until the answer's code satisfies `done`
