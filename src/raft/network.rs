@@ -99,25 +99,35 @@ pub(crate) async fn write_frame(
     stream.flush().await
 }
 
-pub(crate) async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
+/// Reads a u32 big-endian length and the `length` bytes after it, refusing a length below
+/// `header_bytes` (what follows the length field) or a frame (length field included) over
+/// `frames_max`. The buffer grows as bytes arrive, so a peer that claims a large frame and sends
+/// nothing holds no more memory than it sent.
+pub(crate) async fn read_length_prefixed(
+    stream: &mut (impl futures_lite::AsyncRead + Unpin),
+    header_bytes: usize,
+    frames_max: usize,
+) -> io::Result<Vec<u8>> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await?;
     let length = u32::from_be_bytes(length) as usize;
-    if length < HEADER_BYTES - 4 || length + 4 > FRAME_BYTES_MAX {
+    if length < header_bytes || length + 4 > frames_max {
         return Err(invalid(format_args!(
-            "raft frame length {length} outside {}..={}",
-            HEADER_BYTES - 4,
-            FRAME_BYTES_MAX - 4
+            "frame length {length} outside {header_bytes}..={}",
+            frames_max - 4
         )));
     }
-    // Grown as bytes arrive, so a peer that claims a large frame and sends nothing holds no
-    // more memory than it sent.
     let mut rest = Vec::with_capacity(length.min(READ_STEP_BYTES));
     while rest.len() < length {
         let filled = rest.len();
         rest.resize(filled + (length - filled).min(READ_STEP_BYTES), 0);
         stream.read_exact(&mut rest[filled..]).await?;
     }
+    Ok(rest)
+}
+
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
+    let mut rest = read_length_prefixed(stream, HEADER_BYTES - 4, FRAME_BYTES_MAX).await?;
     let kind = rest[0];
     let id = u64::from_be_bytes(rest[1..9].try_into().expect("9 bytes checked above"));
     rest.drain(..9);

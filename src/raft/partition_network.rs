@@ -46,6 +46,7 @@ use serde::de::DeserializeOwned;
 
 use crate::io::deadline::within;
 use crate::log::signal::Signal;
+use crate::raft::network::read_length_prefixed;
 
 use super::partition_state_machine::PartitionStateMachine;
 use super::partition_store::PartitionRaft;
@@ -68,9 +69,6 @@ pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Frames the client's writer joins into one socket write, in bytes, when several are queued.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
-
-/// How much of a frame is read (and allocated) at a time.
-const READ_STEP_BYTES: usize = 64 * 1024;
 
 /// Bytes before the body: length, kind, request id, topic id, partition.
 const HEADER_BYTES: usize = 4 + 1 + 8 + 16 + 4;
@@ -180,23 +178,7 @@ fn encode_frame(kind: u8, id: u64, key: &GroupKey, body: &[u8]) -> io::Result<Ve
 }
 
 async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<Frame> {
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).await?;
-    let length = u32::from_be_bytes(length) as usize;
-    if length < HEADER_BYTES - 4 || length + 4 > FRAME_BYTES_MAX {
-        return Err(invalid(format_args!(
-            "replication frame length {length} outside {}..={}",
-            HEADER_BYTES - 4,
-            FRAME_BYTES_MAX - 4
-        )));
-    }
-    // Grown as bytes arrive, so a peer that claims a large frame holds only what it sent.
-    let mut rest = Vec::with_capacity(length.min(READ_STEP_BYTES));
-    while rest.len() < length {
-        let filled = rest.len();
-        rest.resize(filled + (length - filled).min(READ_STEP_BYTES), 0);
-        stream.read_exact(&mut rest[filled..]).await?;
-    }
+    let mut rest = read_length_prefixed(stream, HEADER_BYTES - 4, FRAME_BYTES_MAX).await?;
     let kind = rest[0];
     let id = u64::from_be_bytes(rest[1..9].try_into().expect("length checked above"));
     let topic_id = rest[9..25].try_into().expect("length checked above");
