@@ -324,3 +324,91 @@ fn acks_all_needs_min_insync_replicas() {
     });
     assert!(matches!(again, Ok((0, _))), "the follower back: {again:?}");
 }
+
+/// (leader, leader epoch) of each partition of `topic`.
+fn leadership(metadata: &ClusterMetadata, topic: &str) -> Vec<(i32, i32)> {
+    metadata.topics[topic]
+        .partitions
+        .iter()
+        .map(|p| (p.leader, p.leader_epoch))
+        .collect()
+}
+
+// Proves the coalesced heartbeats (src/shard/replica_liveness.rs): idle groups keep their
+// leaders (no per-group heartbeat, yet no follower campaigns while its leader's shard names the
+// group), an idle leader takes a write (it renews openraft's lease first), a leader frozen by
+// SIGSTOP is replaced, and once resumed it refuses writes instead of acknowledging any.
+#[test]
+fn a_frozen_leader_is_replaced_and_refuses_writes_once_thawed() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "frozen";
+    let partitions = 3;
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated(topic, partitions, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let led = leadership(
+        &wait_led(&cluster, 1, topic, partitions as usize, |_| true),
+        topic,
+    );
+
+    // Idle for several leases and campaign delays: nobody campaigned.
+    std::thread::sleep(Duration::from_secs(3));
+    let metadata = cluster
+        .metadata(1)
+        .unwrap_or_else(|error| cluster.fail(&error));
+    assert_eq!(leadership(&metadata, topic), led, "leaders after 3 s idle");
+    let leader = broker_of(led[0].0);
+    let taken = connect(&cluster, leader).produce(topic, 0, &[b"after idling".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce to an idle leader: {taken:?}"
+    );
+
+    let frozen_at = Instant::now();
+    cluster.stop(leader);
+    let survivor = (1..=3).find(|&b| b != leader).unwrap();
+    let after = cluster.metadata_wait(
+        survivor,
+        Duration::from_secs(20),
+        "partition 0 led by a broker that is not frozen",
+        |m| {
+            m.topic_ready(topic, partitions as usize)
+                && m.leaders(topic)
+                    .iter()
+                    .all(|&node| broker_of(node) != leader)
+        },
+    );
+    eprintln!(
+        "new leaders {:?} seen {:?} after the freeze",
+        after.leaders(topic),
+        frozen_at.elapsed()
+    );
+    let new_leader = broker_of(after.leaders(topic)[0]);
+    let taken = connect(&cluster, new_leader).produce(topic, 0, &[b"new leader".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce to the new leader: {taken:?}"
+    );
+
+    // Thawed, the old leader still believes it leads until it hears otherwise; a write sent to
+    // it then is refused, never acknowledged.
+    cluster.resume(leader);
+    let stale = connect(&cluster, leader).produce(topic, 0, &[b"stale".to_vec()], -1);
+    assert!(
+        matches!(stale, Ok((NOT_LEADER_OR_FOLLOWER, -1))),
+        "acks=all produce to the thawed old leader: {stale:?}"
+    );
+    let mut produced = Produced::new();
+    produced.insert(
+        0,
+        ["after idling", "new leader"]
+            .iter()
+            .map(|value| (String::new(), (*value).to_owned()))
+            .collect(),
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
+}

@@ -41,6 +41,9 @@ const ADMIN_LIMIT: Duration = Duration::from_secs(15);
 /// hammered.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// How often a call in flight checks whether the link learned of another leader meanwhile.
+const LEADER_MOVE_POLL: Duration = Duration::from_millis(50);
+
 /// Shard 0's link to the controller.
 pub struct BrokerLink {
     voters: Vec<QuorumVoter>,
@@ -113,7 +116,26 @@ impl BrokerLink {
             *client = Some((target, ControllerClient::new(self.voters[target].address())));
         }
         let (_, connection) = client.as_mut().expect("set above");
-        match connection.call(request, limit).await {
+        // A call to a frozen leader would wait out its whole limit (an admin call's is 15 s)
+        // although the fetch loop finds the new leader within seconds: once it has, the call
+        // goes there. Dropping the request here is as safe as its timing out.
+        let answered = futures_lite::future::or(
+            async { Some(connection.call(request, limit).await) },
+            async {
+                self.leader_moved_from(target).await;
+                None
+            },
+        )
+        .await;
+        let Some(answered) = answered else {
+            tracing::debug!(
+                voter = self.voters[target].id,
+                "controller leader moved during a call; sending it to the new one"
+            );
+            *client = None;
+            return None;
+        };
+        match answered {
             Ok(ControllerResponse::NotLeader { leader }) => {
                 let known = leader.and_then(|id| self.voters.iter().position(|v| v.id == id));
                 self.leader.set(known.filter(|index| *index != target));
@@ -136,6 +158,16 @@ impl BrokerLink {
                 *client = None;
                 glommio::timer::sleep(RETRY_PAUSE).await;
                 None
+            }
+        }
+    }
+
+    /// Resolves once the link knows of a leader other than voter `target`.
+    async fn leader_moved_from(&self, target: usize) {
+        loop {
+            glommio::timer::sleep(LEADER_MOVE_POLL).await;
+            if self.leader.get().is_some_and(|leader| leader != target) {
+                return;
             }
         }
     }

@@ -16,6 +16,12 @@
 //! groups use it); a failed connection fails every request waiting on it, and the next request
 //! dials again (a failed dial is `Unreachable`, so openraft backs off). A hostile or broken
 //! frame closes that connection only.
+//!
+//! Groups send no heartbeats of their own: a shard sends each peer shard one [`Heartbeat`] per
+//! interval naming every group it leads there (src/shard/replica_liveness.rs), so an idle
+//! partition costs a few bytes, not a Raft round trip. A follower that hears its group named
+//! recently refuses pre-votes ([`PRE_VOTE_REFUSED_WITHIN`]), which keeps a live leader of an idle group in
+//! place as openraft's lease does for a busy one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -24,7 +30,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -40,9 +46,10 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::{BasicNode, Raft, RaftNetworkV2};
-use serde::Serialize;
+use openraft::{BasicNode, Raft, RaftNetworkV2, ServerState};
+use openraft_rt::WatchReceiver as _;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::io::deadline::within;
 use crate::log::signal::Signal;
@@ -64,8 +71,17 @@ pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// one is answered.
 pub const SERVER_REQUESTS_INFLIGHT_MAX: u64 = 1024;
 
-/// A server connection with no frame for this long is closed: groups heartbeat far more often.
+/// A server connection with no frame for this long is closed: shards heartbeat far more often.
 pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A follower that heard no heartbeat naming its group for this long counts the group's leader
+/// as gone, and campaigns.
+pub const LEADER_QUIET: Duration = Duration::from_millis(500);
+
+/// A follower refuses pre-votes while it heard its leader within this long: a heartbeat interval
+/// less than [`LEADER_QUIET`], so two followers that heard the last heartbeat a few milliseconds
+/// apart agree the leader is gone.
+const PRE_VOTE_REFUSED_WITHIN: Duration = Duration::from_millis(400);
 
 /// Frames the client's writer joins into one socket write, in bytes, when several are queued.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
@@ -77,6 +93,7 @@ const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_PRE_VOTE: u8 = 3;
 const KIND_TRANSFER_LEADER: u8 = 4;
+const KIND_HEARTBEAT: u8 = 5;
 /// Set on the kind of a response to the request of the same kind.
 const KIND_RESPONSE: u8 = 0x80;
 
@@ -85,7 +102,9 @@ pub type PartitionRaftNode = Raft<PartitionRaft, PartitionStateMachine>;
 
 /// Names a partition's Raft group on the wire: the topic's id and the partition's index (a
 /// topic deleted and re-created under its name gets a new id, so its groups are new groups).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct GroupKey {
     /// The topic id (Kafka's UUID).
     pub topic_id: [u8; 16],
@@ -93,10 +112,28 @@ pub struct GroupKey {
     pub partition: u32,
 }
 
+/// One shard's heartbeat to a peer shard: the groups it leads that have a replica there, each
+/// with the term it leads in.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// (group, term) of each group led.
+    pub led: Vec<(GroupKey, u64)>,
+}
+
+/// When a group's leader was last named in a heartbeat, and in which term.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard {
+    /// When the heartbeat arrived.
+    pub at: Instant,
+    /// The term its sender leads in.
+    pub term: u64,
+}
+
 /// The partition groups a shard runs, by group, for its server to answer from.
 #[derive(Default)]
 pub struct PartitionGroups {
     groups: RefCell<HashMap<GroupKey, PartitionRaftNode>>,
+    heard: RefCell<HashMap<GroupKey, Heard>>,
 }
 
 impl PartitionGroups {
@@ -112,7 +149,51 @@ impl PartitionGroups {
 
     /// Stops answering for `key`; returns its node.
     pub fn remove(&self, key: &GroupKey) -> Option<PartitionRaftNode> {
+        self.heard.borrow_mut().remove(key);
         self.groups.borrow_mut().remove(key)
+    }
+
+    /// The last heartbeat that named `key`'s leader in the group's current term or a later one.
+    pub fn heard(&self, key: &GroupKey) -> Option<Heard> {
+        let heard = self.heard.borrow().get(key).copied()?;
+        let raft = self.get(key)?;
+        let term = raft.metrics().borrow_watched().current_term;
+        (heard.term >= term).then_some(heard)
+    }
+
+    /// Whether `key`'s leader was named in a heartbeat within [`PRE_VOTE_REFUSED_WITHIN`].
+    fn leader_alive(&self, key: &GroupKey) -> bool {
+        self.heard(key)
+            .is_some_and(|heard| heard.at.elapsed() < PRE_VOTE_REFUSED_WITHIN)
+    }
+
+    /// Records a peer's heartbeat. A group this shard still leads in an older term learns of
+    /// the newer one from its followers' answers to a heartbeat of its own, and steps down.
+    fn note_heartbeat(&self, heartbeat: &Heartbeat) {
+        let now = Instant::now();
+        for &(key, term) in &heartbeat.led {
+            let Some(raft) = self.get(&key) else {
+                continue;
+            };
+            {
+                let mut heard = self.heard.borrow_mut();
+                let entry = heard.entry(key).or_insert(Heard { at: now, term });
+                if term >= entry.term {
+                    *entry = Heard { at: now, term };
+                }
+            }
+            let stale_leader = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow_watched();
+                metrics.state == ServerState::Leader && metrics.current_term < term
+            };
+            if stale_leader {
+                glommio::spawn_local(async move {
+                    let _ = raft.trigger().heartbeat().await;
+                })
+                .detach();
+            }
+        }
     }
 
     /// The node of `key`, if this shard runs it.
@@ -307,6 +388,11 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
     // Decoded before the group is looked up, so a malformed frame closes the connection
     // whichever group it names.
     let request = match frame.kind {
+        KIND_HEARTBEAT => {
+            let heartbeat: Heartbeat = decode_body(&frame.body)?;
+            groups.note_heartbeat(&heartbeat);
+            return encode::<(), String>(Ok(()));
+        }
         KIND_APPEND => Decoded::Append(decode_body(&frame.body)?),
         KIND_VOTE => Decoded::Vote(decode_body(&frame.body)?),
         KIND_PRE_VOTE => Decoded::PreVote(decode_body(&frame.body)?),
@@ -326,6 +412,11 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
     match request {
         Decoded::Append(request) => encode(raft.append_entries(request).await),
         Decoded::Vote(request) => encode(raft.vote(request).await),
+        // Raft's check against disruptive candidates, for groups too idle for openraft's lease:
+        // a follower that hears its leader does not help another replica replace it.
+        Decoded::PreVote(_) if groups.leader_alive(&frame.key) => {
+            encode::<VoteResponse<PartitionRaft>, _>(Err("the group's leader is alive"))
+        }
         Decoded::PreVote(request) => encode(raft.pre_vote(request).await),
         Decoded::TransferLeader(request) => encode(raft.handle_transfer_leader(request).await),
     }
@@ -401,9 +492,41 @@ impl PeerLinks {
             connection: RefCell::new(None),
             dialing: Semaphore::new(1),
             next_id: Cell::new(0),
+            heartbeat_inflight: Cell::new(false),
+            answered_at: Cell::new(None),
         });
         links.insert(addr.to_owned(), Rc::clone(&link));
         link
+    }
+
+    /// Sends `heartbeat` to the shard at `addr` and waits for its answer, within `limit`. A
+    /// heartbeat still unanswered from an earlier interval is not joined by another.
+    pub async fn heartbeat(&self, addr: &str, heartbeat: &Heartbeat, limit: Duration) {
+        let link = self.link(addr);
+        if link.heartbeat_inflight.replace(true) {
+            return;
+        }
+        let answered = match encode_body(heartbeat) {
+            Ok(body) => link
+                .exchange(KIND_HEARTBEAT, &GroupKey::default(), &body, limit)
+                .await
+                .ok()
+                .filter(|frame| frame.kind == KIND_HEARTBEAT | KIND_RESPONSE),
+            Err(_) => None,
+        };
+        if answered.is_some() {
+            link.answered_at.set(Some(Instant::now()));
+        }
+        link.heartbeat_inflight.set(false);
+    }
+
+    /// Whether the shard at `addr` answered a heartbeat within `within`.
+    pub fn answered_within(&self, addr: &str, within: Duration) -> bool {
+        self.links
+            .borrow()
+            .get(addr)
+            .and_then(|link| link.answered_at.get())
+            .is_some_and(|at| at.elapsed() <= within)
     }
 
     /// Connections open now (for tests and metrics).
@@ -423,6 +546,10 @@ struct PeerLink {
     /// One dial at a time: requests arriving meanwhile wait and share its connection.
     dialing: Semaphore,
     next_id: Cell<u64>,
+    /// A heartbeat is on its way and not answered yet.
+    heartbeat_inflight: Cell<bool>,
+    /// When the peer last answered a heartbeat.
+    answered_at: Cell<Option<Instant>>,
 }
 
 /// One open connection: the writer's queue and the requests waiting for an answer.

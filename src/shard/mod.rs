@@ -14,6 +14,7 @@ pub mod listener;
 pub mod mesh;
 pub mod offline;
 pub mod producer_ids;
+pub mod replica_liveness;
 pub mod replicas;
 pub mod request_budget;
 pub mod retention;

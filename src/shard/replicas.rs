@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::raft::responder::ProgressResponder;
@@ -25,18 +25,35 @@ use crate::log::{IdempotenceCheck, PartitionLog};
 use crate::meta::controller::TopicError;
 use crate::meta::{Node, TopicMeta};
 use crate::protocol::ErrorCode;
-use crate::raft::partition_network::{GroupKey, GroupNetwork, PartitionRaftNode, ResolveMember};
+use crate::raft::partition_network::{
+    GroupKey, GroupNetwork, PartitionRaftNode, PeerLinks, ResolveMember,
+};
 use crate::raft::partition_state_machine::PartitionStateMachine;
 use crate::raft::partition_store::{PartitionLogStore, RecordBatch, ReplicaLog};
 
 use super::Shard;
 
-/// Heartbeats of a partition group's leader, in milliseconds.
+/// openraft's heartbeat interval (ms): unused, since groups send no heartbeats of their own
+/// (src/shard/replica_liveness.rs coalesces them per peer shard), but validated against the
+/// election timeouts.
 const HEARTBEAT_INTERVAL_MS: u64 = 100;
-/// A follower that heard no leader for a random time in this range (ms) campaigns. openraft's
-/// leader lease equals the longest timeout, so a dead leader is replaced in about 1 to 2 s; a
-/// shorter range made elections start on a busy two-core machine whose leaders were alive.
-const ELECTION_TIMEOUT_MS: (u64, u64) = (500, 1000);
+/// openraft's election timeouts (ms). Groups start no election of their own (the liveness task
+/// campaigns for them), so only the longest counts: it is openraft's leader lease, for which a
+/// follower refuses votes after each AppendEntries. It is shorter than the quiet time after which
+/// a follower campaigns, so a busy group's dead leader holds no one up.
+const ELECTION_TIMEOUT_MS: (u64, u64) = (300, 400);
+/// openraft's leader lease: a leader takes writes only this long after a quorum last
+/// acknowledged it.
+const LEADER_LEASE: Duration = Duration::from_millis(ELECTION_TIMEOUT_MS.1);
+/// A leader renews its lease (one heartbeat round) before a write when less than this is left:
+/// an idle group sends nothing that would keep it.
+const LEASE_RENEW_MARGIN: Duration = Duration::from_millis(150);
+/// How long a write waits for a quorum to renew the lease before it is refused.
+const LEASE_RENEW_WAIT: Duration = Duration::from_secs(1);
+/// How often a renewal that got no quorum yet sends its heartbeat again.
+const LEASE_RENEW_RETRY: Duration = Duration::from_millis(100);
+/// How long a replica's cached peer addresses are used before they are resolved again.
+const ADDRESSES_REFRESH: Duration = Duration::from_secs(5);
 /// Batches per AppendEntries: bounded so a frame stays far below the network's frame limit.
 const PAYLOAD_ENTRIES_MAX: u64 = 64;
 /// How long a failed leader report waits before it is sent again.
@@ -52,6 +69,16 @@ pub struct Replica {
     pub key: GroupKey,
     /// This broker's member id in the group.
     member: u64,
+    /// The group's members (broker ids) in the partition's replica order, preferred leader first.
+    members: Vec<u64>,
+    /// Where each other member is, as last resolved.
+    addresses: RefCell<PeerAddresses>,
+    resolve: ResolveMember,
+    /// When this replica last campaigned (or opened).
+    pub campaigned_at: Cell<Instant>,
+    /// A per-replica delay added before campaigning, so replicas of many groups that lost the
+    /// same leader do not all campaign in the same instant.
+    pub jitter: Duration,
     raft: PartitionRaftNode,
     log: ReplicaLog,
     state_machine: PartitionStateMachine,
@@ -62,6 +89,9 @@ pub struct Replica {
     /// Notified when a proposal finishes.
     proposal_done: Rc<Signal>,
 }
+
+/// The other members of a group and their addresses, and when they were resolved.
+type PeerAddresses = (Vec<(u64, String)>, Option<Instant>);
 
 /// An idempotent producer's proposals in flight.
 struct Proposed {
@@ -107,18 +137,77 @@ impl Replica {
         &self.raft
     }
 
-    /// The replicas in sync as this leader sees them: itself and each follower that answered it
-    /// within `lag_max` (replica.lag.time.max.ms).
-    pub fn in_sync_replicas(&self, lag_max: Duration) -> usize {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let followers = metrics.heartbeat.as_ref().map_or(0, |heartbeats| {
-            heartbeats
+    /// This broker's member id.
+    pub fn member(&self) -> u64 {
+        self.member
+    }
+
+    /// The members in the partition's replica order, preferred leader first.
+    pub fn members(&self) -> &[u64] {
+        &self.members
+    }
+
+    /// The other members and their addresses (resolved again every few seconds, or while one
+    /// is unknown).
+    pub fn peer_addresses(&self) -> Vec<(u64, String)> {
+        {
+            let (addresses, resolved_at) = &*self.addresses.borrow();
+            let complete = addresses.len() + 1 == self.members.len();
+            if complete && resolved_at.is_some_and(|at| at.elapsed() < ADDRESSES_REFRESH) {
+                return addresses.clone();
+            }
+        }
+        let addresses: Vec<(u64, String)> = self
+            .members
+            .iter()
+            .filter(|member| **member != self.member)
+            .filter_map(|member| (self.resolve)(*member).map(|addr| (*member, addr)))
+            .collect();
+        *self.addresses.borrow_mut() = (addresses.clone(), Some(Instant::now()));
+        addresses
+    }
+
+    /// The replicas in sync as this leader sees them (replica.lag.time.max.ms = `lag_max`):
+    /// itself, each follower that acknowledged an AppendEntries within `lag_max`, and each that
+    /// holds the whole log and whose shard answered a heartbeat within `lag_max` (an idle
+    /// partition sends no AppendEntries).
+    pub fn in_sync_replicas(&self, lag_max: Duration, links: &PeerLinks) -> usize {
+        // (member, acknowledged within lag_max) of each follower acknowledged or caught up.
+        let candidates: Vec<(u64, bool)> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            let acked = |member: &u64| {
+                metrics
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|heartbeats| heartbeats.get(member).cloned().flatten())
+                    .is_some_and(|at| at.elapsed() <= lag_max)
+            };
+            let matched_all = |member: &u64| {
+                metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|matched| matched.get(member).cloned().flatten())
+                    .map(|log_id| log_id.index)
+                    >= metrics.last_log_index
+            };
+            self.members
                 .iter()
-                .filter(|(member, _)| **member != self.member)
-                .filter(|(_, acked)| acked.as_ref().is_some_and(|at| at.elapsed() <= lag_max))
-                .count()
-        });
+                .filter(|member| **member != self.member)
+                .map(|member| (*member, acked(member)))
+                .filter(|(member, acked)| *acked || matched_all(member))
+                .collect()
+        };
+        let addresses = self.peer_addresses();
+        let answering = |member: u64| {
+            addresses
+                .iter()
+                .any(|(peer, addr)| *peer == member && links.answered_within(addr, lag_max))
+        };
+        let followers = candidates
+            .into_iter()
+            .filter(|(member, acked)| *acked || answering(*member))
+            .count();
         1 + followers
     }
 
@@ -190,6 +279,10 @@ impl Replica {
             proposed.last_sequence = last_sequence;
             proposed.count += 1;
         }
+        if let Err(error) = self.renew_lease().await {
+            self.finish(identity.map(|(producer_id, ..)| producer_id));
+            return Err(error);
+        }
         let (responder, receiver) = ProgressResponder::complete_only();
         let queued = self
             .raft
@@ -201,6 +294,35 @@ impl Replica {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         Ok(Proposal::Proposed(Rc::clone(self), producer_id, receiver))
+    }
+
+    /// Makes sure openraft will take a write: its lease lapses when no quorum acknowledged the
+    /// leader for [`LEADER_LEASE`], as happens in an idle group, so a heartbeat round renews it
+    /// first (one round trip, paid by the first write after an idle spell). A leader that no
+    /// quorum answers within [`LEASE_RENEW_WAIT`] refuses, so its clients look for another.
+    async fn renew_lease(&self) -> Result<(), ErrorCode> {
+        let mut metrics = self.raft.metrics();
+        let started = Instant::now();
+        let mut sent: Option<Instant> = None;
+        loop {
+            let acked = metrics.borrow_watched().last_quorum_acked.clone();
+            if acked.is_some_and(|at| at.elapsed() + LEASE_RENEW_MARGIN < LEADER_LEASE) {
+                return Ok(());
+            }
+            if !self.is_leader() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if started.elapsed() >= LEASE_RENEW_WAIT {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if sent.is_none_or(|at| at.elapsed() >= LEASE_RENEW_RETRY) {
+                sent = Some(Instant::now());
+                if self.raft.trigger().heartbeat().await.is_err() {
+                    return Err(ErrorCode::NotLeaderOrFollower);
+                }
+            }
+            let _ = within(LEASE_RENEW_RETRY, metrics.changed()).await;
+        }
     }
 
     /// Ends one in-flight proposal of `producer_id`.
@@ -288,6 +410,11 @@ fn group_config() -> Result<Arc<Config>, String> {
         election_timeout_max: ELECTION_TIMEOUT_MS.1,
         max_payload_entries: PAYLOAD_ENTRIES_MAX,
         snapshot_policy: SnapshotPolicy::Never,
+        // The liveness task heartbeats and campaigns for every group of the shard at once; a
+        // per-group tick (every ~20 ms) would cost more than everything else an idle group does.
+        enable_tick: false,
+        enable_heartbeat: false,
+        enable_elect: false,
         ..Config::default()
     };
     config
@@ -341,11 +468,12 @@ pub async fn open_replica(
         partition: partition as u32,
     };
     let member = u64::from(shard.broker_id);
+    let resolve = resolver(shard, topic.name.clone(), partition);
     let network = GroupNetwork::new(
         key,
         member,
         Rc::clone(&shard.peer_links),
-        resolver(shard, topic.name.clone(), partition),
+        Rc::clone(&resolve),
     );
     let raft = Raft::new(
         member,
@@ -373,6 +501,11 @@ pub async fn open_replica(
         partition: partition as u32,
         key,
         member,
+        members: replicas.iter().map(|node| u64::from(node.broker)).collect(),
+        addresses: RefCell::new((Vec::new(), None)),
+        resolve,
+        campaigned_at: Cell::new(Instant::now()),
+        jitter: super::replica_liveness::campaign_jitter(),
         raft,
         log,
         state_machine,

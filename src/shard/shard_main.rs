@@ -116,6 +116,8 @@ pub async fn shard_main(start: ShardStart) {
     // Every shard's Metadata must list this shard's offline partitions from the first request on.
     super::offline::sweep(&shard).await;
     let offline_sweeps = glommio::spawn_local(super::offline::run(Rc::clone(&shard)));
+    let replica_liveness =
+        glommio::spawn_local(super::replica_liveness::run(Rc::downgrade(&shard)));
     let retention = match super::retention::spawn(&shard) {
         Ok(task) => task,
         Err(reason) => {
@@ -169,6 +171,7 @@ pub async fn shard_main(start: ShardStart) {
     }
     retention.cancel().await;
     offline_sweeps.cancel().await;
+    replica_liveness.cancel().await;
     close_partitions(&shard).await;
 }
 

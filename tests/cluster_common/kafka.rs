@@ -292,13 +292,14 @@ impl KafkaConnection {
         Ok((answer.error_code, answer.base_offset))
     }
 
-    /// Fetch v11 of one partition from `offset`: (error code, high watermark, records).
+    /// Fetch v11 of one partition from `offset`: (error code, high watermark, records, the
+    /// offset after the last whole batch answered, control batches included).
     pub fn fetch(
         &mut self,
         topic: &str,
         partition: i32,
         offset: i64,
-    ) -> Result<(i16, i64, Vec<FetchedRecord>), String> {
+    ) -> Result<(i16, i64, Vec<FetchedRecord>, Option<i64>), String> {
         let request = Request::Fetch(FetchRequest {
             max_wait_ms: 100,
             min_bytes: 1,
@@ -322,11 +323,14 @@ impl KafkaConnection {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or("Fetch answered no partition")?;
-        let records = match &answer.records {
-            Some(set) => decode_batches(&set.to_bytes())?,
-            None => Vec::new(),
+        let (records, end) = match &answer.records {
+            Some(set) => {
+                let bytes = set.to_bytes();
+                (decode_batches(&bytes)?, batches_end(&bytes))
+            }
+            None => (Vec::new(), None),
         };
-        Ok((answer.error_code, answer.high_watermark, records))
+        Ok((answer.error_code, answer.high_watermark, records, end))
     }
 }
 
@@ -341,6 +345,27 @@ pub struct FetchedRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+}
+
+/// The offset after the last whole batch in a Fetch answer (its base offset plus its last offset
+/// delta plus one), control batches included.
+pub fn batches_end(bytes: &Bytes) -> Option<i64> {
+    const HEADER_BYTES: usize = 61;
+    let mut position = 0;
+    let mut end_offset = None;
+    while position + HEADER_BYTES <= bytes.len() {
+        let at = |from: usize, n: usize| &bytes[position + from..position + from + n];
+        let base_offset = i64::from_be_bytes(at(0, 8).try_into().unwrap());
+        let batch_length =
+            usize::try_from(i32::from_be_bytes(at(8, 4).try_into().unwrap())).ok()?;
+        let last_offset_delta = i32::from_be_bytes(at(23, 4).try_into().unwrap());
+        if position + 12 + batch_length > bytes.len() {
+            break;
+        }
+        end_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
+        position += 12 + batch_length;
+    }
+    end_offset
 }
 
 /// The records of the uncompressed v2 batches in a Fetch answer; a partial batch at the end (the
@@ -396,8 +421,10 @@ pub fn fetch_all(
     let mut records: Vec<FetchedRecord> = Vec::new();
     let mut last = String::new();
     let mut connection: Option<KafkaConnection> = None;
+    // The next offset to fetch.
+    let mut position = 0;
     while Instant::now() < deadline {
-        let next = records.last().map_or(0, |r| r.offset + 1);
+        let next = position;
         if connection.is_none() {
             match KafkaConnection::connect(address, REQUEST_TIMEOUT) {
                 Ok(c) => connection = Some(c),
@@ -413,15 +440,18 @@ pub fn fetch_all(
             .expect("connected")
             .fetch(topic, partition, next)
         {
-            Ok((0, high_watermark, fetched)) => {
+            Ok((0, high_watermark, fetched, end)) => {
                 records.extend(fetched.into_iter().filter(|r| r.offset >= next));
-                let next = records.last().map_or(0, |r| r.offset + 1);
-                if next >= high_watermark {
+                // A control batch (a new leader's Raft entry) may end the log: the read goes on
+                // after it, and is complete once past the high watermark.
+                position = position.max(records.last().map_or(0, |r| r.offset + 1));
+                position = position.max(end.unwrap_or(0));
+                if position >= high_watermark {
                     return Ok(records);
                 }
                 continue;
             }
-            Ok((error_code, _, _)) => last = format!("Fetch error code {error_code}"),
+            Ok((error_code, _, _, _)) => last = format!("Fetch error code {error_code}"),
             Err(error) => {
                 last = error;
                 connection = None;
