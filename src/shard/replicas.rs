@@ -305,7 +305,7 @@ impl Replica {
         let started = Instant::now();
         let mut sent: Option<Instant> = None;
         loop {
-            let acked = metrics.borrow_watched().last_quorum_acked.clone();
+            let acked = metrics.borrow_watched().last_quorum_acked;
             if acked.is_some_and(|at| at.elapsed() + LEASE_RENEW_MARGIN < LEADER_LEASE) {
                 return Ok(());
             }
