@@ -147,6 +147,10 @@ struct PartitionState {
     sequence_next: i32,
     number_next: u64,
     retry_at: Option<Instant>,
+    /// The node whose answer (or silence) put the partition in backoff, when that answer meant
+    /// the leader moved: a leader other than it in fresher metadata ends the backoff at once
+    /// (as Kafka's clients do since KIP-951), and metadata is refreshed until one shows up.
+    retry_leader: Option<i32>,
     /// Numbers of the closed batches not yet reported, ascending.
     unreported: VecDeque<u64>,
 }
@@ -507,11 +511,20 @@ impl Inner {
             let mut in_flight = self.in_flight.borrow_mut();
             for (topic, partitions) in topics.iter_mut() {
                 for (index, state) in partitions.iter_mut().enumerate() {
+                    let partition = index as i32;
+                    let leader = self.cluster.leader(topic, partition);
+                    if let Some(stale) = state.retry_leader {
+                        if leader.is_some_and(|leader| leader != stale) {
+                            state.retry_leader = None;
+                            state.retry_at = None;
+                        } else {
+                            leader_missing = true;
+                        }
+                    }
                     if !self.is_ready(state, now) {
                         continue;
                     }
-                    let partition = index as i32;
-                    let Some(leader) = self.cluster.leader(topic, partition) else {
+                    let Some(leader) = leader else {
                         leader_missing = true;
                         self.expire_leaderless(topic, partition, state, now, &mut expired);
                         continue;
@@ -617,7 +630,8 @@ impl Inner {
                 Err(error) => {
                     refresh |= error.needs_metadata_refresh();
                     let retriable = error.is_retriable() || self.is_behind_a_retry(&batch, &error);
-                    self.retry_or_fail(batch, error, retriable);
+                    let moved = error.needs_metadata_refresh().then_some(node);
+                    self.retry_or_fail(batch, error, retriable, moved);
                 }
             }
         }
@@ -671,7 +685,13 @@ impl Inner {
     }
 
     /// Requeues a batch for another attempt, in order, or reports it failed.
-    fn retry_or_fail(&self, mut in_flight: InFlightBatch, error: ClientError, retriable: bool) {
+    fn retry_or_fail(
+        &self,
+        mut in_flight: InFlightBatch,
+        error: ClientError,
+        retriable: bool,
+        moved_from: Option<i32>,
+    ) {
         if !retriable || in_flight.batch.attempts >= RETRIES_MAX {
             self.report(&in_flight, -1, Some(error));
             return;
@@ -691,6 +711,7 @@ impl Inner {
             .unwrap_or(state.queue.len());
         state.queue.insert(position, in_flight.batch);
         state.retry_at = Some(retry_at);
+        state.retry_leader = moved_from;
     }
 
     /// Settles a batch: frees its buffer bytes and calls `on_delivery` (no borrow held).

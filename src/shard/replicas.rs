@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use glommio::sync::Semaphore;
 use openraft::raft::responder::ProgressResponder;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use openraft_rt::WatchReceiver as _;
@@ -88,6 +89,8 @@ pub struct Replica {
     proposals: RefCell<HashMap<i64, Proposed>>,
     /// Notified when a proposal finishes.
     proposal_done: Rc<Signal>,
+    /// Held from a batch's idempotence decision to its hand-over to Raft.
+    proposing: Semaphore,
 }
 
 /// The other members of a group and their addresses, and when they were resolved.
@@ -224,7 +227,22 @@ impl Replica {
         if !self.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        let identity = loop {
+        let (identity, _permit) = loop {
+            // openraft refuses a write once its lease lapsed; renewing it means waiting, which
+            // must happen before this batch takes its place in line, never after.
+            self.renew_lease().await?;
+            // From the idempotence decision to the hand-over to Raft, one batch at a time in
+            // arrival order: a producer's batch decided after another must reach the log after
+            // it, or a refused earlier batch would leave a gap behind an acknowledged later one
+            // (which a client takes as proof that the earlier one was stored).
+            let permit = self
+                .proposing
+                .acquire_permit(1)
+                .await
+                .map_err(|_| ErrorCode::NotLeaderOrFollower)?;
+            if !self.lease_fresh() {
+                continue;
+            }
             let listener = self.proposal_done.listen();
             if !self.is_leader() {
                 return Err(ErrorCode::NotLeaderOrFollower);
@@ -241,22 +259,23 @@ impl Replica {
                 in_log,
             } = check
             else {
-                break None;
+                break (None, permit);
             };
             let follows = self.proposals.borrow().get(&producer_id).map(|proposed| {
                 proposed.epoch == epoch && next_sequence(proposed.last_sequence) == first_sequence
             });
             match follows {
-                Some(true) => break Some((producer_id, epoch, last_sequence)),
+                Some(true) => break (Some((producer_id, epoch, last_sequence)), permit),
                 // Another batch of a producer with proposals in flight: a retry of one of them,
                 // or out of order; decided against the log once they finish.
                 Some(false) => {
+                    drop(permit);
                     if within(Duration::from_secs(30), listener).await.is_none() {
                         return Err(ErrorCode::RequestTimedOut);
                     }
                 }
                 None => match in_log {
-                    Ok(None) => break Some((producer_id, epoch, last_sequence)),
+                    Ok(None) => break (Some((producer_id, epoch, last_sequence)), permit),
                     Ok(Some((base_offset, last_offset))) => {
                         return Ok(Proposal::Duplicate(
                             Rc::clone(self),
@@ -278,10 +297,6 @@ impl Replica {
             proposed.epoch = epoch;
             proposed.last_sequence = last_sequence;
             proposed.count += 1;
-        }
-        if let Err(error) = self.renew_lease().await {
-            self.finish(identity.map(|(producer_id, ..)| producer_id));
-            return Err(error);
         }
         let (responder, receiver) = ProgressResponder::complete_only();
         let queued = self
@@ -305,8 +320,7 @@ impl Replica {
         let started = Instant::now();
         let mut sent: Option<Instant> = None;
         loop {
-            let acked = metrics.borrow_watched().last_quorum_acked;
-            if acked.is_some_and(|at| at.elapsed() + LEASE_RENEW_MARGIN < LEADER_LEASE) {
+            if self.lease_fresh() {
                 return Ok(());
             }
             if !self.is_leader() {
@@ -323,6 +337,12 @@ impl Replica {
             }
             let _ = within(LEASE_RENEW_RETRY, metrics.changed()).await;
         }
+    }
+
+    /// Whether openraft's lease has more than [`LEASE_RENEW_MARGIN`] left.
+    fn lease_fresh(&self) -> bool {
+        let acked = self.raft.metrics().borrow_watched().last_quorum_acked;
+        acked.is_some_and(|at| at.elapsed() + LEASE_RENEW_MARGIN < LEADER_LEASE)
     }
 
     /// Ends one in-flight proposal of `producer_id`.
@@ -512,6 +532,7 @@ pub async fn open_replica(
         leading: Cell::new(false),
         proposals: RefCell::new(HashMap::new()),
         proposal_done: Signal::new(),
+        proposing: Semaphore::new(1),
     });
     glommio::spawn_local(follow_leadership(
         Rc::downgrade(shard),
