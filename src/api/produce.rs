@@ -202,6 +202,43 @@ async fn sequence(
     acks: i16,
 ) -> Result<Appended, Refusal> {
     let replica = shard.replica(topic, partition);
+    let Some(replica) = replica else {
+        return sequence_on(shard, topic, partition, records, acks, None).await;
+    };
+    let batch = records.clone();
+    let result = sequence_on(
+        shard,
+        topic,
+        partition,
+        records,
+        acks,
+        Some(Rc::clone(&replica)),
+    )
+    .await;
+    // A batch refused in a way its producer retries holds back that producer's later batches
+    // here until it comes back (`Replica::note_refused`).
+    if let (Err(refusal), Some(batch)) = (&result, batch)
+        && matches!(
+            refusal.code,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::RequestTimedOut
+        )
+    {
+        replica.note_refused(&batch);
+    }
+    result
+}
+
+/// `sequence` with the shard's replica of the partition, if it holds one.
+async fn sequence_on(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    replica: Option<Rc<crate::shard::replicas::Replica>>,
+) -> Result<Appended, Refusal> {
     let log = match shard.route(topic, partition) {
         PartitionRoute::Here(log) => log,
         PartitionRoute::Elsewhere(_) => return Err(ErrorCode::NotLeaderOrFollower.into()),

@@ -664,6 +664,14 @@ impl PartitionLog {
         })
     }
 
+    /// Whether this log holds sequence `sequence` of idempotent producer `producer_id` in `epoch`,
+    /// or a later one of it.
+    pub fn producer_has_passed(&self, producer_id: i64, epoch: i16, sequence: i32) -> bool {
+        self.producers
+            .borrow()
+            .has_passed(producer_id, epoch, sequence)
+    }
+
     /// Appends a batch exactly as the partition's leader stored it (a replica's append): its base
     /// offset must be this log's end, and its bytes, leader epoch and timestamps are kept as they
     /// are, so every replica holds the same bytes at the same offsets. The leader already decided

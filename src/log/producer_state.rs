@@ -126,6 +126,19 @@ impl ProducerState {
         }
     }
 
+    /// Whether the log already holds sequence `sequence` of producer `producer_id` in `epoch`,
+    /// or moved past it (a later batch, or a later epoch).
+    pub fn has_passed(&self, producer_id: i64, epoch: i16, sequence: i32) -> bool {
+        self.producers.get(&producer_id).is_some_and(|entry| {
+            entry.epoch > epoch
+                || (entry.epoch == epoch
+                    && entry
+                        .batches
+                        .back()
+                        .is_some_and(|last| last.last_sequence >= sequence))
+        })
+    }
+
     /// Records an appended batch, the offsets it was given and its max timestamp.
     pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64, max_timestamp_ms: i64) {
         let metadata = BatchMetadata {

@@ -53,6 +53,9 @@ const LEASE_RENEW_MARGIN: Duration = Duration::from_millis(150);
 const LEASE_RENEW_WAIT: Duration = Duration::from_secs(1);
 /// How often a renewal that got no quorum yet sends its heartbeat again.
 const LEASE_RENEW_RETRY: Duration = Duration::from_millis(100);
+/// How long a refused idempotent batch holds back its producer's later batches at most (its
+/// retry normally comes within a second; a client that gave up on it bumps its epoch).
+const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 /// How long a replica's cached peer addresses are used before they are resolved again.
 const ADDRESSES_REFRESH: Duration = Duration::from_secs(5);
 /// Batches per AppendEntries: bounded so a frame stays far below the network's frame limit.
@@ -91,6 +94,21 @@ pub struct Replica {
     proposal_done: Rc<Signal>,
     /// Held from a batch's idempotence decision to its hand-over to Raft.
     proposing: Semaphore,
+    /// Idempotent producers whose batch this replica refused with a retriable error, by
+    /// producer id.
+    refused: RefCell<HashMap<i64, Refused>>,
+}
+
+/// An idempotent producer's batch refused with a retriable error. Until it comes back (or the
+/// log holds it, or the producer moved to another epoch), the producer's later batches are
+/// refused the same way: pipelined, they may arrive once this replica would take them (it just
+/// became leader, its lease was just renewed), and an acknowledged later batch tells the client
+/// that the refused one was stored, which no retry then corrects (librdkafka reports it
+/// delivered, at an unknown offset).
+struct Refused {
+    epoch: i16,
+    first_sequence: i32,
+    at: Instant,
 }
 
 /// The other members of a group and their addresses, and when they were resolved.
@@ -261,6 +279,9 @@ impl Replica {
             else {
                 break (None, permit);
             };
+            if self.held_back(producer_id, epoch, first_sequence) {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
             let follows = self.proposals.borrow().get(&producer_id).map(|proposed| {
                 proposed.epoch == epoch && next_sequence(proposed.last_sequence) == first_sequence
             });
@@ -309,6 +330,49 @@ impl Replica {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         Ok(Proposal::Proposed(Rc::clone(self), producer_id, receiver))
+    }
+
+    /// Remembers that `batch` (of an idempotent producer) was refused with a retriable error.
+    pub fn note_refused(&self, batch: &[u8]) {
+        let Ok(IdempotenceCheck::Producer {
+            producer_id,
+            epoch,
+            first_sequence,
+            ..
+        }) = self.log().check_idempotence(batch)
+        else {
+            return;
+        };
+        let mut refused = self.refused.borrow_mut();
+        let entry = refused.entry(producer_id).or_insert(Refused {
+            epoch,
+            first_sequence,
+            at: Instant::now(),
+        });
+        if entry.epoch != epoch || first_sequence < entry.first_sequence {
+            entry.epoch = epoch;
+            entry.first_sequence = first_sequence;
+        }
+        entry.at = Instant::now();
+    }
+
+    /// Whether a batch of `producer_id` starting at `first_sequence` in `epoch` must wait for
+    /// an earlier batch of it this replica refused (see [`Refused`]).
+    fn held_back(&self, producer_id: i64, epoch: i16, first_sequence: i32) -> bool {
+        let mut refused = self.refused.borrow_mut();
+        let Some(entry) = refused.get(&producer_id) else {
+            return false;
+        };
+        let released = entry.at.elapsed() > REFUSAL_MEMORY
+            || entry.epoch != epoch
+            || first_sequence <= entry.first_sequence
+            || self
+                .log()
+                .producer_has_passed(producer_id, entry.epoch, entry.first_sequence);
+        if released {
+            refused.remove(&producer_id);
+        }
+        !released
     }
 
     /// Makes sure openraft will take a write: its lease lapses when no quorum acknowledged the
@@ -533,6 +597,7 @@ pub async fn open_replica(
         proposals: RefCell::new(HashMap::new()),
         proposal_done: Signal::new(),
         proposing: Semaphore::new(1),
+        refused: RefCell::new(HashMap::new()),
     });
     glommio::spawn_local(follow_leadership(
         Rc::downgrade(shard),
