@@ -276,6 +276,23 @@ mod tests {
     }
 
     #[test]
+    fn has_passed_a_sequence_once_it_or_a_later_one_or_epoch_is_stored() {
+        // Proves what releases a producer held back behind a refused batch: the log holding that
+        // sequence, a later one, or a later epoch; an unknown producer or an earlier sequence
+        // does not.
+        let mut state = ProducerState::default();
+        assert!(!state.has_passed(7, 0, 0));
+        state.record(&batch(0, 0, 3), 10, 0);
+        assert!(state.has_passed(7, 0, 0));
+        assert!(state.has_passed(7, 0, 2));
+        assert!(!state.has_passed(7, 0, 3));
+        assert!(!state.has_passed(8, 0, 0));
+        state.record(&batch(1, 0, 1), 13, 0);
+        assert!(state.has_passed(7, 0, 50));
+        assert!(!state.has_passed(7, 1, 1));
+    }
+
+    #[test]
     fn in_order_batches_append_and_retries_are_duplicates() {
         // Proves consecutive sequences append, a retry of any of the last 5 batches is answered
         // with its original offsets, and a gap or an older batch is out of order.

@@ -44,6 +44,14 @@ pub fn campaign_jitter() -> Duration {
 
 /// Runs until the shard is gone: heartbeats out, campaigns where a leader went quiet.
 pub async fn run(shard: Weak<Shard>) {
+    // Replicas opened at start-up heard nothing while the shard was not yet serving: their quiet
+    // time starts now, or a restarted broker would campaign against leaders that are alive.
+    if let Some(shard) = shard.upgrade() {
+        let now = Instant::now();
+        for replica in shard.all_replicas() {
+            replica.campaigned_at.set(now);
+        }
+    }
     loop {
         glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
         let Some(shard) = shard.upgrade() else {

@@ -116,8 +116,6 @@ pub async fn shard_main(start: ShardStart) {
     // Every shard's Metadata must list this shard's offline partitions from the first request on.
     super::offline::sweep(&shard).await;
     let offline_sweeps = glommio::spawn_local(super::offline::run(Rc::clone(&shard)));
-    let replica_liveness =
-        glommio::spawn_local(super::replica_liveness::run(Rc::downgrade(&shard)));
     let retention = match super::retention::spawn(&shard) {
         Ok(task) => task,
         Err(reason) => {
@@ -160,6 +158,9 @@ pub async fn shard_main(start: ShardStart) {
         glommio::spawn_local(broker_link::run(Rc::clone(&shard), link))
     });
     let accepting = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener));
+    // After the listener: a replica's leader reaches it only from now on.
+    let replica_liveness =
+        glommio::spawn_local(super::replica_liveness::run(Rc::downgrade(&shard)));
     let _ = ready.send(Ok(id));
     stopped.await;
     accepting.cancel().await;

@@ -22,6 +22,8 @@ use crate::common::Rng;
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on each partition's final read.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one attempt of a partition's final read keeps at the leader it started at.
+const FINAL_READ_ATTEMPT: Duration = Duration::from_secs(5);
 /// Traffic without faults before the first fault and after each one.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -155,23 +157,28 @@ fn wait_progress(cluster: &Cluster, recorder: &Recorder, when: &str) {
     }
 }
 
-/// Reads every partition from offset 0 to its high watermark at its leader and records it.
+/// Reads every partition from offset 0 to its high watermark at its leader and records it. A
+/// leader may change meanwhile (a broker that came back may win an election): a read that does
+/// not complete at the leader Metadata named starts again at the one it names then.
 fn final_read(cluster: &Cluster, topic: &str, partitions: i32, recorder: &Recorder) {
-    let metadata = cluster.metadata_wait(
-        1,
-        Duration::from_secs(30),
-        &format!("{topic} with every partition led, for the final read"),
-        |m| m.topic_ready(topic, partitions as usize),
-    );
-    for (partition, &leader) in metadata.leaders(topic).iter().enumerate() {
-        let partition = partition as i32;
-        let records = fetch_all(
-            metadata.address(leader),
-            topic,
-            partition,
-            FINAL_READ_TIMEOUT,
-        )
-        .unwrap_or_else(|error| cluster.fail(&error));
+    for partition in 0..partitions {
+        let deadline = Instant::now() + FINAL_READ_TIMEOUT;
+        let records = loop {
+            let metadata = cluster.metadata_wait(
+                1,
+                Duration::from_secs(30),
+                &format!("{topic} with every partition led, for the final read"),
+                |m| m.topic_ready(topic, partitions as usize),
+            );
+            let leader = metadata.leaders(topic)[partition as usize];
+            let attempt =
+                FINAL_READ_ATTEMPT.min(deadline.saturating_duration_since(Instant::now()));
+            match fetch_all(metadata.address(leader), topic, partition, attempt) {
+                Ok(records) => break records,
+                Err(error) if Instant::now() >= deadline => cluster.fail(&error),
+                Err(_) => continue,
+            }
+        };
         for record in records {
             recorder.record(Event::FinalRead {
                 partition,
