@@ -19,9 +19,9 @@
 //!
 //! Groups send no heartbeats of their own: a shard sends each peer shard one [`Heartbeat`] per
 //! interval naming every group it leads there (src/shard/replica_liveness.rs), so an idle
-//! partition costs a few bytes, not a Raft round trip. A follower that hears its group named
-//! recently refuses pre-votes ([`PRE_VOTE_REFUSED_WITHIN`]), which keeps a live leader of an idle group in
-//! place as openraft's lease does for a busy one.
+//! partition costs a few bytes, not a Raft round trip. A follower that heard its group named
+//! recently refuses pre-votes ([`PRE_VOTE_REFUSED_WITHIN`]), which keeps the live leader of an
+//! idle group in place as openraft's lease does for a busy one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
