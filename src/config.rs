@@ -244,6 +244,26 @@ pub struct BrokerConfig {
     #[arg(long, default_value_t = 30_000, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: u64,
 
+    /// Move each replicated partition's leadership back to its preferred replica (the first of
+    /// its replicas) once that replica holds the whole log and answers
+    /// (auto.leader.rebalance.enable), e.g. after its broker returned from a failure.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        env = "SPATE_AUTO_LEADER_REBALANCE_ENABLE"
+    )]
+    pub auto_leader_rebalance_enable: bool,
+
+    /// How often each shard looks for partitions it leads whose preferred replica could lead
+    /// again (leader.imbalance.check.interval.seconds).
+    #[arg(
+        long,
+        default_value_t = 300,
+        env = "SPATE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS"
+    )]
+    pub leader_imbalance_check_interval_seconds: u64,
+
     /// A broker whose heartbeats stop reaching the controller for this long is fenced
     /// (broker.session.timeout.ms): its partitions show no leader until it heartbeats again.
     #[arg(long, default_value_t = 9000, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]

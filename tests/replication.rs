@@ -412,3 +412,94 @@ fn a_frozen_leader_is_replaced_and_refuses_writes_once_thawed() {
     );
     check_reads(&cluster.bootstrap(), topic, &produced);
 }
+
+/// Whether every partition of `topic` is led by its preferred replica (the first listed).
+fn preferred_led(metadata: &ClusterMetadata, topic: &str, partitions: usize) -> bool {
+    metadata.topic_ready(topic, partitions)
+        && metadata.topics[topic]
+            .partitions
+            .iter()
+            .all(|p| p.leader_epoch > 0 && p.replicas.first() == Some(&p.leader))
+}
+
+// Proves the automatic preferred leader election (auto.leader.rebalance.enable, checked every
+// second here): once the broker of a partition's preferred replica returns after a SIGKILL and
+// catches up, the leadership goes back to it, and the partition keeps every record.
+#[test]
+fn leadership_returns_to_the_preferred_replica_after_its_broker_returns() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = vec![
+        "--leader-imbalance-check-interval-seconds".into(),
+        "1".into(),
+    ];
+    let mut cluster = Cluster::start(spec);
+    let topic = "preferred";
+    let partitions = 3;
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated(topic, partitions, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let before = cluster.metadata_wait(
+        1,
+        Duration::from_secs(20),
+        "every partition led by its preferred replica",
+        |m| preferred_led(m, topic, partitions as usize),
+    );
+    let preferred = broker_of(before.topics[topic].partitions[0].replicas[0]);
+
+    cluster.kill(preferred);
+    let survivor = (1..=3).find(|&b| b != preferred).unwrap();
+    let away = cluster.metadata_wait(
+        survivor,
+        Duration::from_secs(20),
+        "partition 0 led by another replica",
+        |m| {
+            m.topic_ready(topic, partitions as usize) && broker_of(m.leaders(topic)[0]) != preferred
+        },
+    );
+    let stand_in = broker_of(away.leaders(topic)[0]);
+    let taken = connect(&cluster, stand_in).produce(topic, 0, &[b"while away".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce to the stand-in leader: {taken:?}"
+    );
+
+    cluster.restart(preferred);
+    cluster.wait_ready(Duration::from_secs(30));
+    let returned_at = Instant::now();
+    let back = cluster.metadata_wait(
+        survivor,
+        Duration::from_secs(30),
+        "every partition led by its preferred replica again",
+        |m| preferred_led(m, topic, partitions as usize),
+    );
+    eprintln!(
+        "leaders {:?} back at their preferred replicas {:?} after the restart",
+        back.leaders(topic),
+        returned_at.elapsed()
+    );
+    let taken = produce_until(
+        &cluster,
+        preferred,
+        topic,
+        -1,
+        Duration::from_secs(10),
+        |code| code == 0,
+    );
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce to the preferred leader: {taken:?}"
+    );
+    let mut produced = Produced::new();
+    produced.insert(
+        0,
+        ["while away", "guarded"]
+            .iter()
+            .map(|value| (String::new(), (*value).to_owned()))
+            .collect(),
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
+}

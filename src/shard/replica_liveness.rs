@@ -10,6 +10,11 @@
 //! [`CAMPAIGN_STAGGER`] more per replica ahead of it in the partition's replica order (the old
 //! leader not counted), so the next preferred replica usually wins at its first try rather than
 //! splitting the vote with another.
+//!
+//! Every `--leader-imbalance-check-interval-seconds` it also hands the leadership of each group
+//! it leads in place of the preferred replica (the first of the partition's replicas) back to
+//! that replica, once it holds the whole log and its shard answers heartbeats: Kafka's automatic
+//! preferred leader election, so leaders spread as placement meant once a failed broker returns.
 
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -33,6 +38,12 @@ const CAMPAIGN_STAGGER: Duration = Duration::from_millis(200);
 /// How long the replicas of a new group wait between campaigns (their peers may not have opened
 /// the group yet), before the stagger.
 const FIRST_CAMPAIGN_WAIT: Duration = Duration::from_millis(100);
+/// How long a leader waits for the preferred replica to take over before it stops naming the
+/// group in its heartbeats (so the followers elect one).
+const HAND_BACK_WAIT: Duration = Duration::from_secs(1);
+/// A preferred replica gets its leadership back only if its shard answered a heartbeat this
+/// recently.
+const PREFERRED_ANSWERED_WITHIN: Duration = Duration::from_millis(500);
 /// Most of the random delay added to each replica's campaigns.
 const CAMPAIGN_JITTER_MAX: Duration = Duration::from_millis(100);
 
@@ -44,6 +55,7 @@ pub fn campaign_jitter() -> Duration {
 
 /// Runs until the shard is gone: heartbeats out, campaigns where a leader went quiet.
 pub async fn run(shard: Weak<Shard>) {
+    let mut rebalanced_at = Instant::now();
     // Replicas opened at start-up heard nothing while the shard was not yet serving: their quiet
     // time starts now, or a restarted broker would campaign against leaders that are alive.
     if let Some(shard) = shard.upgrade() {
@@ -65,7 +77,18 @@ pub async fn run(shard: Weak<Shard>) {
                 let metrics = metrics.borrow_watched();
                 (metrics.state, metrics.current_term, metrics.current_leader)
             };
+            if state != ServerState::Leader {
+                replica.handing_back.set(None);
+            }
             match state {
+                // A leader whose hand-over did not complete stops naming the group, so the
+                // followers elect (the preferred replica first): openraft takes no more writes
+                // from a leader once a transfer began, whether or not it completes.
+                ServerState::Leader
+                    if replica
+                        .handing_back
+                        .get()
+                        .is_some_and(|at| at.elapsed() >= HAND_BACK_WAIT) => {}
                 ServerState::Leader => {
                     for (_, addr) in replica.peer_addresses() {
                         heartbeats
@@ -88,6 +111,13 @@ pub async fn run(shard: Weak<Shard>) {
                 ServerState::Learner | ServerState::Shutdown => {}
             }
         }
+        let interval = Duration::from_secs(shard.config.leader_imbalance_check_interval_seconds);
+        if shard.config.auto_leader_rebalance_enable && rebalanced_at.elapsed() >= interval {
+            rebalanced_at = now;
+            for replica in shard.all_replicas() {
+                hand_back_leadership(&shard, &replica);
+            }
+        }
         for (addr, heartbeat) in heartbeats {
             let links = Rc::clone(&shard.peer_links);
             glommio::spawn_local(async move {
@@ -96,6 +126,45 @@ pub async fn run(shard: Weak<Shard>) {
             .detach();
         }
     }
+}
+
+/// Transfers the leadership of `replica`'s group to the partition's preferred replica when this
+/// replica leads in its place and the preferred one holds the whole log and answers.
+fn hand_back_leadership(shard: &Shard, replica: &Replica) {
+    let Some(&preferred) = replica.members().first() else {
+        return;
+    };
+    if preferred == replica.member() || !replica.is_leader() || replica.handing_back.get().is_some()
+    {
+        return;
+    }
+    let caught_up = {
+        let metrics = replica.raft().metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.state == ServerState::Leader
+            && metrics
+                .replication
+                .as_ref()
+                .and_then(|matched| matched.get(&preferred).cloned().flatten())
+                .map(|log_id| log_id.index)
+                >= metrics.last_log_index
+    };
+    let answering = replica.peer_addresses().iter().any(|(member, addr)| {
+        *member == preferred
+            && shard
+                .peer_links
+                .answered_within(addr, PREFERRED_ANSWERED_WITHIN)
+    });
+    if !(caught_up && answering) {
+        return;
+    }
+    tracing::info!(topic = %replica.topic, partition = replica.partition, to = preferred, "handing leadership back to the preferred replica");
+    replica.handing_back.set(Some(Instant::now()));
+    let raft = replica.raft().clone();
+    glommio::spawn_local(async move {
+        let _ = raft.trigger().transfer_leader(preferred).await;
+    })
+    .detach();
 }
 
 /// Whether `replica` (not leading, in `term`, following `leader` if known) should campaign now:

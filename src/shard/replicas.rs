@@ -83,6 +83,9 @@ pub struct Replica {
     /// A per-replica delay added before campaigning, so replicas of many groups that lost the
     /// same leader do not all campaign in the same instant.
     pub jitter: Duration,
+    /// When this leader started handing its leadership to the preferred replica; it takes no
+    /// writes meanwhile (openraft refuses them once a transfer began).
+    pub handing_back: Cell<Option<Instant>>,
     raft: PartitionRaftNode,
     log: ReplicaLog,
     state_machine: PartitionStateMachine,
@@ -242,7 +245,7 @@ impl Replica {
     /// proposals in flight goes on; any other batch of that producer waits for them to finish
     /// and is checked against the log), then the batch is handed to Raft in arrival order.
     pub async fn propose(self: &Rc<Self>, batch: Bytes) -> Result<Proposal, ErrorCode> {
-        if !self.is_leader() {
+        if !self.is_leader() || self.handing_back.get().is_some() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         let (identity, _permit) = loop {
@@ -590,6 +593,7 @@ pub async fn open_replica(
         resolve,
         campaigned_at: Cell::new(Instant::now()),
         jitter: super::replica_liveness::campaign_jitter(),
+        handing_back: Cell::new(None),
         raft,
         log,
         state_machine,
