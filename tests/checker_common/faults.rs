@@ -1,10 +1,11 @@
 //! The faults of a checker round, each injected and healed by `inject` on a three-broker
 //! `Cluster`, which is ready again (every broker live and listing all three) when it returns.
 //!
-//! - `Kill`: SIGKILL of a broker (every broker leads partitions of the round's topic), down for a
-//!   random 0.3 to 4.5 s (past the 3 s session timeout or not), then restarted on its data dir.
-//! - `Pause`: SIGSTOP of a broker until another broker reports it fenced (its session timed out),
-//!   then SIGCONT.
+//! - `Kill`: SIGKILL of the leader of a random partition of the round's topic, down for a random
+//!   0.3 to 4.5 s (past the 3 s session timeout or not), then restarted on its data dir.
+//! - `Pause`: SIGSTOP of the leader of a random partition of the round's topic until another
+//!   broker reports it fenced (its session timed out, long after its partitions elected new
+//!   leaders), then SIGCONT: the stale leader must acknowledge nothing it cannot commit.
 //! - `Cut`: the broker's controller links to both other voters cut (the harness's proxies) until
 //!   another broker reports it fenced, then healed. Kafka traffic to it is not cut.
 //! - `KillDuringCreate`: a CreateTopics sent to one broker while a broker (the controller leader
@@ -59,18 +60,23 @@ pub struct FaultRecord {
     pub took: Duration,
 }
 
-/// Injects `kind` at a broker chosen by `rng`, heals it, and waits until the cluster is ready.
-/// `round_fault` numbers topics created by `KillDuringCreate`; `replication_factor` is theirs.
+/// Injects `kind` at a broker chosen by `rng` (for `Kill` and `Pause`, the leader of a random
+/// partition of `topic`), heals it, and waits until the cluster is ready. `round_fault` numbers
+/// topics created by `KillDuringCreate`; `replication_factor` is theirs.
 pub fn inject(
     cluster: &mut Cluster,
     kind: FaultKind,
     rng: &mut Rng,
     round_fault: usize,
     replication_factor: i16,
+    topic: &str,
 ) -> FaultRecord {
     let leader = cluster.controller_leader();
     let started = Instant::now();
-    let broker = rng.range(1, 4) as usize;
+    let broker = match kind {
+        FaultKind::Kill | FaultKind::Pause => partition_leader(cluster, topic, rng),
+        FaultKind::Cut | FaultKind::KillDuringCreate => rng.range(1, 4) as usize,
+    };
     let what = match kind {
         FaultKind::Kill => kill(cluster, broker, rng),
         FaultKind::Pause => pause(cluster, broker),
@@ -86,6 +92,23 @@ pub fn inject(
         broker,
         note: format!("controller leader {leader}; {what}"),
         took: started.elapsed(),
+    }
+}
+
+/// The broker leading a random partition of `topic` (a random broker if Metadata names none).
+fn partition_leader(cluster: &Cluster, topic: &str, rng: &mut Rng) -> usize {
+    let mut leaders = cluster
+        .metadata(cluster.live()[0])
+        .map(|metadata| metadata.leaders(topic))
+        .unwrap_or_default();
+    leaders.retain(|&leader| leader >= 0);
+    if leaders.is_empty() {
+        return rng.range(1, 4) as usize;
+    }
+    let partition = rng.range(0, leaders.len() as u64) as usize;
+    match broker_of(leaders[partition]) {
+        broker @ 1..=3 => broker,
+        _ => rng.range(1, 4) as usize,
     }
 }
 

@@ -69,7 +69,14 @@ pub fn run_round(spec: &RoundSpec) -> RoundResult {
     thread::sleep(QUIET);
     let mut faults = Vec::new();
     for (n, &kind) in spec.faults.iter().enumerate() {
-        let record = inject(&mut cluster, kind, &mut rng, n, spec.replication_factor);
+        let record = inject(
+            &mut cluster,
+            kind,
+            &mut rng,
+            n,
+            spec.replication_factor,
+            &topic,
+        );
         eprintln!(
             "{}: fault {n} {kind:?} at broker {}: {} (ready after {:?})",
             spec.name, record.broker, record.note, record.took
