@@ -141,6 +141,21 @@ fn wait_led(
     )
 }
 
+/// Waits (as broker `at` sees it) until no partition of `topic` is led by broker `gone`.
+fn wait_led_without(
+    cluster: &Cluster,
+    at: usize,
+    topic: &str,
+    partitions: usize,
+    gone: usize,
+    what: &str,
+) -> ClusterMetadata {
+    cluster.metadata_wait(at, Duration::from_secs(20), what, |m| {
+        m.topic_ready(topic, partitions)
+            && m.leaders(topic).iter().all(|&node| broker_of(node) != gone)
+    })
+}
+
 #[test]
 fn an_rf3_topic_loses_no_acknowledged_record_when_a_leader_is_killed() {
     let _turn = turn();
@@ -191,16 +206,13 @@ fn an_rf3_topic_loses_no_acknowledged_record_when_a_leader_is_killed() {
     let killed_at = Instant::now();
     cluster.kill(leader_0);
     let survivor = (1..=3).find(|&b| b != leader_0).unwrap();
-    let after = cluster.metadata_wait(
+    let after = wait_led_without(
+        &cluster,
         survivor,
-        Duration::from_secs(20),
+        topic,
+        partitions as usize,
+        leader_0,
         "partition 0 led by a surviving broker",
-        |m| {
-            m.topic_ready(topic, partitions as usize)
-                && m.leaders(topic)
-                    .iter()
-                    .all(|&node| broker_of(node) != leader_0)
-        },
     );
     eprintln!(
         "new leaders {:?} seen {:?} after the kill",
@@ -371,16 +383,13 @@ fn a_frozen_leader_is_replaced_and_refuses_writes_once_thawed() {
     let frozen_at = Instant::now();
     cluster.stop(leader);
     let survivor = (1..=3).find(|&b| b != leader).unwrap();
-    let after = cluster.metadata_wait(
+    let after = wait_led_without(
+        &cluster,
         survivor,
-        Duration::from_secs(20),
+        topic,
+        partitions as usize,
+        leader,
         "partition 0 led by a broker that is not frozen",
-        |m| {
-            m.topic_ready(topic, partitions as usize)
-                && m.leaders(topic)
-                    .iter()
-                    .all(|&node| broker_of(node) != leader)
-        },
     );
     eprintln!(
         "new leaders {:?} seen {:?} after the freeze",

@@ -138,17 +138,7 @@ fn hand_back_leadership(shard: &Shard, replica: &Replica) {
     {
         return;
     }
-    let caught_up = {
-        let metrics = replica.raft().metrics();
-        let metrics = metrics.borrow_watched();
-        metrics.state == ServerState::Leader
-            && metrics
-                .replication
-                .as_ref()
-                .and_then(|matched| matched.get(&preferred).cloned().flatten())
-                .map(|log_id| log_id.index)
-                >= metrics.last_log_index
-    };
+    let caught_up = replica.follower_holds_whole_log(preferred);
     let answering = replica.peer_addresses().iter().any(|(member, addr)| {
         *member == preferred
             && shard

@@ -207,19 +207,11 @@ impl Replica {
                     .and_then(|heartbeats| heartbeats.get(member).cloned().flatten())
                     .is_some_and(|at| at.elapsed() <= lag_max)
             };
-            let matched_all = |member: &u64| {
-                metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|matched| matched.get(member).cloned().flatten())
-                    .map(|log_id| log_id.index)
-                    >= metrics.last_log_index
-            };
             self.members
                 .iter()
                 .filter(|member| **member != self.member)
                 .map(|member| (*member, acked(member)))
-                .filter(|(member, acked)| *acked || matched_all(member))
+                .filter(|(member, acked)| *acked || holds_whole_log(&metrics, *member))
                 .collect()
         };
         let addresses = self.peer_addresses();
@@ -233,6 +225,13 @@ impl Replica {
             .filter(|(member, acked)| *acked || answering(*member))
             .count();
         1 + followers
+    }
+
+    /// Whether this replica leads and `member` holds its whole log, as openraft last reported.
+    pub fn follower_holds_whole_log(&self, member: u64) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.state == openraft::ServerState::Leader && holds_whole_log(&metrics, member)
     }
 
     /// The commit point (the high watermark).
@@ -481,6 +480,19 @@ impl Proposal {
 }
 
 /// The sequence after `sequence` (sequences wrap to 0 after i32::MAX).
+/// Whether a leader's metrics show `member` matched up to the leader's last log entry.
+fn holds_whole_log(
+    metrics: &openraft::RaftMetrics<crate::raft::partition_store::PartitionRaft>,
+    member: u64,
+) -> bool {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|matched| matched.get(&member).cloned().flatten())
+        .map(|log_id| log_id.index)
+        >= metrics.last_log_index
+}
+
 fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX {
         0
