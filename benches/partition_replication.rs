@@ -189,7 +189,7 @@ async fn run_node(
                 topic_id: [1; 16],
                 partition: 0,
             };
-            let network = GroupNetwork::new(key, id, PeerLinks::new(), Rc::new(|_| None));
+            let network = GroupNetwork::new(key, id, PeerLinks::new(None), Rc::new(|_| None));
             let raft = Raft::new(id, config, network, store, state_machine)
                 .await
                 .unwrap();

@@ -289,6 +289,15 @@ impl BrokerConfig {
         self.advertised_host.as_deref().unwrap_or(&self.host)
     }
 
+    /// The address connections to other brokers leave from: `--host` when it is one IP address
+    /// (not a wildcard), so broker-to-broker traffic can be told from client traffic by source.
+    pub fn source_address(&self) -> Option<std::net::IpAddr> {
+        self.host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .filter(|address| !address.is_unspecified())
+    }
+
     /// Whether this broker is part of a cluster (a controller quorum was given).
     pub fn cluster_mode(&self) -> bool {
         !self.controller_quorum_voters.is_empty()

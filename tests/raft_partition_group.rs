@@ -115,7 +115,7 @@ async fn run_node(
     spate::io::probe::probe_iopoll(&dir).await.unwrap();
     let votes = ShardVotes::open(&dir).await.unwrap();
     let groups = PartitionGroups::new();
-    let links = PeerLinks::new();
+    let links = PeerLinks::new(None);
     // Members are dialled at their membership addresses.
     let resolve: ResolveMember = Rc::new(|_| None);
     let mut replicas = Vec::new();

@@ -2,8 +2,8 @@
 //! replication factor 3 is served by one leader per partition, its followers refuse clients with
 //! NOT_LEADER_OR_FOLLOWER, and the SIGKILL of a partition's leader costs a pause, not a record:
 //! the group elects a new leader, clients find it, and every acknowledged record is read back
-//! once, in order. A partition added later is replicated too, and min.insync.replicas refuses
-//! acks=all when too few replicas answer.
+//! once, in order; a frozen or cut-off leader acknowledges nothing. A partition added later is
+//! replicated too, and min.insync.replicas refuses acks=all when too few replicas answer.
 
 mod cluster_common;
 mod common;
@@ -415,6 +415,88 @@ fn a_frozen_leader_is_replaced_and_refuses_writes_once_thawed() {
     produced.insert(
         0,
         ["after idling", "new leader"]
+            .iter()
+            .map(|value| (String::new(), (*value).to_owned()))
+            .collect(),
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
+}
+
+// Proves a leader cut off from the other brokers (a network partition: its packets to them
+// vanish, clients still reach it) acknowledges no acks=all write once cut off, while the other
+// two elect a new leader that takes writes; once the partition heals, the old leader follows
+// again and the partition holds exactly the acknowledged records, in order.
+#[test]
+fn an_isolated_leader_is_replaced_and_acknowledges_nothing() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "isolated";
+    let partitions = 3;
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated(topic, partitions, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let led = leadership(
+        &wait_led(&cluster, 1, topic, partitions as usize, |_| true),
+        topic,
+    );
+    let leader = broker_of(led[0].0);
+    let taken = connect(&cluster, leader).produce(topic, 0, &[b"before".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce before the cut: {taken:?}"
+    );
+
+    let cut_at = Instant::now();
+    cluster.isolate(leader);
+    let stale = connect(&cluster, leader).produce(topic, 0, &[b"stale at once".to_vec()], -1);
+    eprintln!(
+        "the isolated leader answered {stale:?} after {:?}",
+        cut_at.elapsed()
+    );
+    assert!(
+        matches!(stale, Ok((NOT_LEADER_OR_FOLLOWER, -1))),
+        "acks=all produce to the leader just cut off: {stale:?}"
+    );
+    let survivor = (1..=3).find(|&b| b != leader).unwrap();
+    let after = wait_led_without(
+        &cluster,
+        survivor,
+        topic,
+        partitions as usize,
+        leader,
+        "every partition led by a broker on the majority side",
+    );
+    eprintln!(
+        "new leaders {:?} seen {:?} after the cut",
+        after.leaders(topic),
+        cut_at.elapsed()
+    );
+    let new_leader = broker_of(after.leaders(topic)[0]);
+    let taken = connect(&cluster, new_leader).produce(topic, 0, &[b"during".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce to the new leader: {taken:?}"
+    );
+    let stale = connect(&cluster, leader).produce(topic, 0, &[b"stale later".to_vec()], -1);
+    assert!(
+        matches!(stale, Ok((NOT_LEADER_OR_FOLLOWER, -1))),
+        "acks=all produce to the isolated old leader: {stale:?}"
+    );
+
+    cluster.rejoin(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    let taken = connect(&cluster, new_leader).produce(topic, 0, &[b"after".to_vec()], -1);
+    assert!(
+        matches!(taken, Ok((0, _))),
+        "acks=all produce after the heal: {taken:?}"
+    );
+    let mut produced = Produced::new();
+    produced.insert(
+        0,
+        ["before", "during", "after"]
             .iter()
             .map(|value| (String::new(), (*value).to_owned()))
             .collect(),

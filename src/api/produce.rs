@@ -283,7 +283,7 @@ async fn sequence_on(
         // Every leader is in sync with itself: only a larger minimum needs the followers' state.
         if acks == -1 && min_insync_replicas > 1 {
             let lag_max = Duration::from_millis(shard.config.replica_lag_time_max_ms);
-            if (replica.in_sync_replicas(lag_max, &shard.peer_links) as i64) < min_insync_replicas {
+            if (replica.in_sync_replicas(lag_max) as i64) < min_insync_replicas {
                 return Err(ErrorCode::NotEnoughReplicas.into());
             }
         }

@@ -9,6 +9,7 @@
 //! applied, so a crash between the two replays them at the next start.
 
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ const LEADER_MOVE_POLL: Duration = Duration::from_millis(50);
 /// Shard 0's link to the controller.
 pub struct BrokerLink {
     voters: Vec<QuorumVoter>,
+    /// The local address connections to the voters leave from.
+    source: Option<IpAddr>,
     /// The broker as it registers.
     info: BrokerInfo,
     defaults: TopicDefaults,
@@ -76,10 +79,12 @@ impl BrokerLink {
         heartbeat_interval: Duration,
         session_timeout: Duration,
         local: LocalState,
+        source: Option<IpAddr>,
     ) -> Self {
         let (applied, applied_receiver) = watch_channel(local.applied);
         Self {
             voters,
+            source,
             info,
             defaults,
             heartbeat_interval,
@@ -113,7 +118,10 @@ impl BrokerLink {
             next
         });
         if client.as_ref().is_none_or(|(index, _)| *index != target) {
-            *client = Some((target, ControllerClient::new(self.voters[target].address())));
+            *client = Some((
+                target,
+                ControllerClient::new(self.voters[target].address(), self.source),
+            ));
         }
         let (_, connection) = client.as_mut().expect("set above");
         // A call to a frozen leader would wait out its whole limit (an admin call's is 15 s)

@@ -5,11 +5,13 @@
 //! answers `NotLeader` with the leader it knows, and the client tries that one next.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use glommio::net::TcpStream;
 use serde::{Deserialize, Serialize};
 
+use crate::io::connect::connect;
 use crate::io::deadline::within;
 use crate::meta::controller::{AdminRequest, TopicError};
 use crate::meta::{BrokerInfo, ClusterState, MetadataChange};
@@ -83,15 +85,18 @@ pub enum ControllerResponse {
 /// One connection to one voter, dialled on demand and dropped on any failure.
 pub struct ControllerClient {
     addr: String,
+    /// The local address the connection leaves from.
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
     next_id: u64,
 }
 
 impl ControllerClient {
-    /// A client of the voter at `addr`.
-    pub fn new(addr: String) -> Self {
+    /// A client of the voter at `addr`, dialling from `source` when given.
+    pub fn new(addr: String, source: Option<IpAddr>) -> Self {
         Self {
             addr,
+            source,
             stream: None,
             next_id: 0,
         }
@@ -125,7 +130,7 @@ impl ControllerClient {
 
     async fn exchange(&mut self, body: &[u8]) -> io::Result<ControllerResponse> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect(self.addr.as_str())
+            let stream = connect(&self.addr, self.source)
                 .await
                 .map_err(|error| io::Error::other(format!("{}: {error}", self.addr)))?;
             stream

@@ -114,7 +114,8 @@ pub async fn start_controller(
     let raft = Raft::new(
         u64::from(id),
         Arc::new(raft_config),
-        RaftNetwork::<ControllerRaft>::with_addresses(u64::from(id), addresses),
+        RaftNetwork::<ControllerRaft>::with_addresses(u64::from(id), addresses)
+            .dialling_from(config.source_address()),
         log_store,
         store.clone(),
     )

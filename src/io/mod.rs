@@ -1,11 +1,13 @@
 //! The thin I/O layer over glommio: direct (O_DIRECT) files, the fault-injection seam below them,
-//! the iopoll probe, the CPUs shards may pin themselves to, frame reads that skip zeroing, the
-//! data-dir lock, telling a memory file system from a disk, and bounded waits.
+//! outgoing connections from a chosen address, the iopoll probe, the CPUs shards may pin
+//! themselves to, frame reads that skip zeroing, the data-dir lock, telling a memory file system
+//! from a disk, and bounded waits.
 //!
 //! Everything the log needs from glommio's file API goes through here, so glommio stays
 //! replaceable (it is unmaintained; see the architecture anchors). Callers must run the probe
 //! (`probe::probe_iopoll`) on each executor before opening any `DirectFile`.
 
+pub mod connect;
 pub mod cpus;
 pub mod data_dir_lock;
 pub mod deadline;

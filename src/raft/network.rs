@@ -12,6 +12,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use openraft::{BasicNode, Raft, RaftNetworkV2, RaftTypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::io::connect::connect;
 use crate::io::deadline::within;
 
 /// Largest frame either side reads (length field included): a longer one is hostile or a bug,
@@ -144,6 +146,8 @@ pub struct RaftNetwork<C: RaftTypeConfig> {
     /// Where to dial each node, overriding the address in the membership: each broker reaches
     /// the voters at the addresses of its own `--controller-quorum-voters`.
     addresses: std::collections::BTreeMap<C::NodeId, String>,
+    /// The local address connections leave from (`None`: the kernel's choice).
+    source: Option<IpAddr>,
 }
 
 impl<C: RaftTypeConfig> RaftNetwork<C> {
@@ -152,6 +156,7 @@ impl<C: RaftTypeConfig> RaftNetwork<C> {
         Self {
             local_id,
             addresses: std::collections::BTreeMap::new(),
+            source: None,
         }
     }
 
@@ -163,7 +168,13 @@ impl<C: RaftTypeConfig> RaftNetwork<C> {
         Self {
             local_id,
             addresses,
+            source: None,
         }
+    }
+
+    /// The same factory, its connections leaving from `source`.
+    pub fn dialling_from(self, source: Option<IpAddr>) -> Self {
+        Self { source, ..self }
     }
 }
 
@@ -183,6 +194,7 @@ where
             local_id: self.local_id.clone(),
             target,
             addr,
+            source: self.source,
             stream: None,
             next_id: 0,
             _config: PhantomData,
@@ -205,6 +217,7 @@ pub struct RaftPeer<C: RaftTypeConfig> {
     local_id: C::NodeId,
     target: C::NodeId,
     addr: String,
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
     next_id: u64,
     _config: PhantomData<C>,
@@ -240,9 +253,9 @@ impl<C: RaftTypeConfig> RaftPeer<C> {
         body: &[u8],
     ) -> Result<Resp, CallError> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect(self.addr.as_str())
+            let stream = connect(&self.addr, self.source)
                 .await
-                .map_err(|error| CallError::Unreachable(io::Error::other(error.to_string())))?;
+                .map_err(CallError::Unreachable)?;
             stream
                 .set_nodelay(true)
                 .map_err(|error| CallError::Unreachable(io::Error::other(error.to_string())))?;

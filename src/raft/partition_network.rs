@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ use openraft_rt::WatchReceiver as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::io::connect::connect;
 use crate::io::deadline::within;
 use crate::log::signal::Signal;
 use crate::raft::network::read_length_prefixed;
@@ -471,15 +473,19 @@ enum CallError {
 }
 
 /// A shard's connections to its peer shards, one per address, shared by all its groups.
-#[derive(Default)]
 pub struct PeerLinks {
     links: RefCell<HashMap<String, Rc<PeerLink>>>,
+    /// The local address every link dials from (`None`: the kernel's choice).
+    source: Option<IpAddr>,
 }
 
 impl PeerLinks {
-    /// No connections yet; each is dialled on its first request.
-    pub fn new() -> Rc<Self> {
-        Rc::new(Self::default())
+    /// No connections yet; each is dialled on its first request, from `source` when given.
+    pub fn new(source: Option<IpAddr>) -> Rc<Self> {
+        Rc::new(Self {
+            links: RefCell::default(),
+            source,
+        })
     }
 
     fn link(&self, addr: &str) -> Rc<PeerLink> {
@@ -489,6 +495,7 @@ impl PeerLinks {
         }
         let link = Rc::new(PeerLink {
             addr: addr.to_owned(),
+            source: self.source,
             connection: RefCell::new(None),
             dialing: Semaphore::new(1),
             next_id: Cell::new(0),
@@ -542,6 +549,8 @@ impl PeerLinks {
 /// The connection to one peer shard, dialled on demand, replaced when it fails.
 struct PeerLink {
     addr: String,
+    /// The local address this link dials from.
+    source: Option<IpAddr>,
     connection: RefCell<Option<Rc<Connection>>>,
     /// One dial at a time: requests arriving meanwhile wait and share its connection.
     dialing: Semaphore,
@@ -592,10 +601,9 @@ impl PeerLink {
         if let Some(connection) = self.live() {
             return Ok(connection);
         }
-        let stream = within(limit, TcpStream::connect(self.addr.as_str()))
+        let stream = within(limit, connect(&self.addr, self.source))
             .await
-            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
-            .map_err(|error| io::Error::other(error.to_string()))?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream
             .set_nodelay(true)
             .map_err(|error| io::Error::other(error.to_string()))?;

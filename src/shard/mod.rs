@@ -128,7 +128,7 @@ impl Shard {
             producer_ids: ProducerIdAllocator::new(Node::new(broker_id, id.0)),
             offline: offline::OfflinePartitions::default(),
             partition_groups: PartitionGroups::new(),
-            peer_links: PeerLinks::new(),
+            peer_links: PeerLinks::new(config.source_address()),
             replicas: RefCell::new(HashMap::new()),
             votes: RefCell::new(None),
             groups: Rc::new(GroupCoordinator::new(

@@ -53,6 +53,14 @@ const LEASE_RENEW_MARGIN: Duration = Duration::from_millis(150);
 const LEASE_RENEW_WAIT: Duration = Duration::from_secs(1);
 /// How often a renewal that got no quorum yet sends its heartbeat again.
 const LEASE_RENEW_RETRY: Duration = Duration::from_millis(100);
+/// A leader that heard from no quorum for this long (no follower acknowledged an AppendEntries
+/// nor had its shard answer a heartbeat) answers the writes waiting for their commit with
+/// NOT_LEADER_OR_FOLLOWER: it is cut off, the others elect a new leader within about a second,
+/// and its clients should look for it rather than wait out their request timeout. A heartbeat
+/// goes every 100 ms, so a quorum that is merely busy (a slow fdatasync) still answers.
+const QUORUM_SILENCE_MAX: Duration = Duration::from_millis(1_500);
+/// How often a write waiting for its commit checks that the leader still hears a quorum.
+const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a refused idempotent batch holds back its producer's later batches at most (its
 /// retry normally comes within a second; a client that gave up on it bumps its epoch).
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
@@ -78,6 +86,8 @@ pub struct Replica {
     /// Where each other member is, as last resolved.
     addresses: RefCell<PeerAddresses>,
     resolve: ResolveMember,
+    /// The shard's connections to peer shards (their heartbeat answers tell who is reachable).
+    links: Rc<PeerLinks>,
     /// When this replica last campaigned (or opened).
     pub campaigned_at: Cell<Instant>,
     /// A per-replica delay added before campaigning, so replicas of many groups that lost the
@@ -195,8 +205,15 @@ impl Replica {
     /// itself, each follower that acknowledged an AppendEntries within `lag_max`, and each that
     /// holds the whole log and whose shard answered a heartbeat within `lag_max` (an idle
     /// partition sends no AppendEntries).
-    pub fn in_sync_replicas(&self, lag_max: Duration, links: &PeerLinks) -> usize {
-        // (member, acknowledged within lag_max) of each follower acknowledged or caught up.
+    pub fn in_sync_replicas(&self, lag_max: Duration) -> usize {
+        1 + self.followers_heard(lag_max, true)
+    }
+
+    /// Followers heard from within `window`: each that acknowledged an AppendEntries within it,
+    /// and each whose shard answered a heartbeat within it (only those holding the whole log
+    /// when `caught_up`).
+    fn followers_heard(&self, window: Duration, caught_up: bool) -> usize {
+        // (member, acknowledged within window) of each follower acknowledged or caught up.
         let candidates: Vec<(u64, bool)> = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow_watched();
@@ -205,26 +222,40 @@ impl Replica {
                     .heartbeat
                     .as_ref()
                     .and_then(|heartbeats| heartbeats.get(member).cloned().flatten())
-                    .is_some_and(|at| at.elapsed() <= lag_max)
+                    .is_some_and(|at| at.elapsed() <= window)
             };
             self.members
                 .iter()
                 .filter(|member| **member != self.member)
                 .map(|member| (*member, acked(member)))
-                .filter(|(member, acked)| *acked || holds_whole_log(&metrics, *member))
+                .filter(|(member, acked)| {
+                    *acked || !caught_up || holds_whole_log(&metrics, *member)
+                })
                 .collect()
         };
         let addresses = self.peer_addresses();
         let answering = |member: u64| {
             addresses
                 .iter()
-                .any(|(peer, addr)| *peer == member && links.answered_within(addr, lag_max))
+                .any(|(peer, addr)| *peer == member && self.links.answered_within(addr, window))
         };
-        let followers = candidates
+        candidates
             .into_iter()
             .filter(|(member, acked)| *acked || answering(*member))
-            .count();
-        1 + followers
+            .count()
+    }
+
+    /// Whether a majority of the group (this replica counted) was heard from within
+    /// [`QUORUM_SILENCE_MAX`].
+    fn hears_quorum(&self) -> bool {
+        (1 + self.followers_heard(QUORUM_SILENCE_MAX, false)) * 2 > self.members.len()
+    }
+
+    /// Returns once this replica has heard from no quorum for [`QUORUM_SILENCE_MAX`].
+    async fn quorum_lost(&self) {
+        while self.hears_quorum() {
+            glommio::timer::sleep(QUORUM_CHECK_INTERVAL).await;
+        }
     }
 
     /// Whether this replica leads and `member` holds its whole log, as openraft last reported.
@@ -433,7 +464,7 @@ impl Replica {
                 if self.committed_offset() >= end {
                     return Ok(());
                 }
-                if !self.is_leader() {
+                if !self.is_leader() || !self.hears_quorum() {
                     return Err(ErrorCode::NotLeaderOrFollower);
                 }
                 // The leadership may end without the commit point moving.
@@ -457,18 +488,30 @@ impl Proposal {
                 })
             }
             Proposal::Proposed(replica, producer_id, receiver) => {
-                let outcome = within(limit, receiver).await;
+                // A leader cut off from its quorum may never learn that it lost: it refuses once
+                // it heard from no quorum for a while (the batch may still commit if the cut
+                // heals first; a retry is then deduplicated or, without idempotence, a
+                // duplicate, as after any refusal).
+                let outcome =
+                    futures_lite::future::or(async { Ok(within(limit, receiver).await) }, async {
+                        replica.quorum_lost().await;
+                        Err(ErrorCode::NotLeaderOrFollower)
+                    })
+                    .await;
                 let result = match outcome {
-                    None => Err(ErrorCode::RequestTimedOut),
-                    Some(Err(_)) => Err(ErrorCode::NotLeaderOrFollower),
-                    Some(Ok(Err(_))) => Err(ErrorCode::NotLeaderOrFollower),
-                    Some(Ok(Ok(response))) => match replica.log.offset_of(response.log_id.index) {
-                        Some(base_offset) => Ok(Committed {
-                            base_offset,
-                            log_start_offset: replica.log().log_start_offset(),
-                        }),
-                        None => Err(ErrorCode::NotLeaderOrFollower),
-                    },
+                    Err(code) => Err(code),
+                    Ok(None) => Err(ErrorCode::RequestTimedOut),
+                    Ok(Some(Err(_))) => Err(ErrorCode::NotLeaderOrFollower),
+                    Ok(Some(Ok(Err(_)))) => Err(ErrorCode::NotLeaderOrFollower),
+                    Ok(Some(Ok(Ok(response)))) => {
+                        match replica.log.offset_of(response.log_id.index) {
+                            Some(base_offset) => Ok(Committed {
+                                base_offset,
+                                log_start_offset: replica.log().log_start_offset(),
+                            }),
+                            None => Err(ErrorCode::NotLeaderOrFollower),
+                        }
+                    }
                 };
                 // A proposal that timed out stays in Raft's hands, but its producer's next batch
                 // is then checked against the log, which is where a retry is decided.
@@ -603,6 +646,7 @@ pub async fn open_replica(
         members: replicas.iter().map(|node| u64::from(node.broker)).collect(),
         addresses: RefCell::new((Vec::new(), None)),
         resolve,
+        links: Rc::clone(&shard.peer_links),
         campaigned_at: Cell::new(Instant::now()),
         jitter: super::replica_liveness::campaign_jitter(),
         handing_back: Cell::new(None),

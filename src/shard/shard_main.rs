@@ -153,6 +153,7 @@ pub async fn shard_main(start: ShardStart) {
                 applied,
                 state: cluster.clone(),
             },
+            shard.config.source_address(),
         ));
         shard.attach_cluster_link(Rc::clone(&link));
         glommio::spawn_local(broker_link::run(Rc::clone(&shard), link))

@@ -6,8 +6,10 @@
 //! - `Pause`: SIGSTOP of the leader of a random partition of the round's topic until another
 //!   broker reports it fenced (its session timed out, long after its partitions elected new
 //!   leaders), then SIGCONT: the stale leader must acknowledge nothing it cannot commit.
-//! - `Cut`: the broker's controller links to both other voters cut (the harness's proxies) until
-//!   another broker reports it fenced, then healed. Kafka traffic to it is not cut.
+//! - `Cut`: the leader of a random partition of the round's topic cut off from both other
+//!   brokers (its controller links and every packet of replication and forwarded traffic, the
+//!   harness's `isolate`) until another broker reports it fenced, then healed. Clients still
+//!   reach it: the stale leader must acknowledge nothing it cannot commit.
 //! - `KillDuringCreate`: a CreateTopics sent to one broker while a broker (the controller leader
 //!   half the time) is SIGKILLed a few milliseconds later, then restarted. Checked here: retrying
 //!   the creation succeeds, a topic whose first CreateTopics succeeded is not created a second
@@ -60,9 +62,9 @@ pub struct FaultRecord {
     pub took: Duration,
 }
 
-/// Injects `kind` at a broker chosen by `rng` (for `Kill` and `Pause`, the leader of a random
-/// partition of `topic`), heals it, and waits until the cluster is ready. `round_fault` numbers
-/// topics created by `KillDuringCreate`; `replication_factor` is theirs.
+/// Injects `kind` at a broker chosen by `rng` (for `Kill`, `Pause` and `Cut`, the leader of a
+/// random partition of `topic`), heals it, and waits until the cluster is ready. `round_fault`
+/// numbers topics created by `KillDuringCreate`; `replication_factor` is theirs.
 pub fn inject(
     cluster: &mut Cluster,
     kind: FaultKind,
@@ -74,8 +76,10 @@ pub fn inject(
     let leader = cluster.controller_leader();
     let started = Instant::now();
     let broker = match kind {
-        FaultKind::Kill | FaultKind::Pause => partition_leader(cluster, topic, rng),
-        FaultKind::Cut | FaultKind::KillDuringCreate => rng.range(1, 4) as usize,
+        FaultKind::Kill | FaultKind::Pause | FaultKind::Cut => {
+            partition_leader(cluster, topic, rng)
+        }
+        FaultKind::KillDuringCreate => rng.range(1, 4) as usize,
     };
     let what = match kind {
         FaultKind::Kill => kill(cluster, broker, rng),
@@ -145,14 +149,10 @@ fn pause(cluster: &mut Cluster, broker: usize) -> String {
 
 fn cut(cluster: &mut Cluster, broker: usize) -> String {
     let cut = Instant::now();
-    for other in others(broker) {
-        cluster.cut_link(broker, other);
-    }
+    cluster.isolate(broker);
     wait_fenced(cluster, others(broker)[0], broker);
     let fenced_after = cut.elapsed();
-    for other in others(broker) {
-        cluster.heal_link(broker, other);
-    }
+    cluster.rejoin(broker);
     format!("fenced {fenced_after:?} after the cut")
 }
 

@@ -9,7 +9,10 @@
 //!   threads, and removes the directories unless the test is panicking (then it prints where they
 //!   are); each child also gets `PR_SET_PDEATHSIG`, so it dies with the thread that spawned it;
 //! - controller (Raft) traffic between brokers a and b goes through a proxy per direction, so a
-//!   test can cut and heal a link; Kafka traffic (clients to brokers) is direct.
+//!   test can cut and heal a link; Kafka traffic (clients to brokers) is direct;
+//! - `isolate` cuts a broker off from the others completely (its controller links, and an
+//!   nftables drop of replication and forwarded traffic, which brokers send from their own host)
+//!   while clients still reach it, as a network partition between brokers does.
 //!
 //! Callers must not spawn or restart brokers from a thread that exits before the brokers should
 //! stop (PR_SET_PDEATHSIG fires when the spawning thread exits).
@@ -17,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod broker_process;
+pub mod firewall;
 pub mod kafka;
 pub mod link_proxy;
 
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use broker_process::{BROKER_START_TIMEOUT, BrokerProcess, StartOutcome, process_state};
+pub use firewall::{Endpoint, Firewall};
 #[allow(unused_imports)]
 pub use kafka::{
     ClusterMetadata, FetchedRecord, KafkaConnection, PartitionMetadata, REQUEST_TIMEOUT,
@@ -158,6 +163,8 @@ pub struct Cluster {
     proxies: BTreeMap<(usize, usize), LinkProxy>,
     /// Real controller address of each voter.
     controller_addresses: BTreeMap<usize, String>,
+    /// Made by the first `isolate`.
+    firewall: Option<Firewall>,
 }
 
 impl Cluster {
@@ -223,6 +230,7 @@ impl Cluster {
             brokers,
             proxies,
             controller_addresses,
+            firewall: None,
         };
         for broker in &mut cluster.brokers {
             let args = broker.args().to_vec();
@@ -480,6 +488,59 @@ impl Cluster {
         );
     }
 
+    /// Cuts broker `i` off from every other broker, both ways: its controller links and every
+    /// packet between its host and theirs on the brokers' ports (replication, forwarded admin
+    /// requests). Clients still reach it. `rejoin` undoes it.
+    pub fn isolate(&mut self, i: usize) {
+        let endpoint = |b: usize| Endpoint {
+            host: host_of(b),
+            ports: self
+                .broker_addresses(b)
+                .iter()
+                .map(|address| {
+                    address
+                        .rsplit_once(':')
+                        .and_then(|(_, port)| port.parse().ok())
+                        .unwrap_or_else(|| self.fail(&format!("listener address {address}")))
+                })
+                .collect(),
+        };
+        let isolated = endpoint(i);
+        let peers: Vec<Endpoint> = (1..=self.brokers.len())
+            .filter(|&b| b != i)
+            .map(endpoint)
+            .collect();
+        if self.firewall.is_none() {
+            match Firewall::new() {
+                Ok(firewall) => self.firewall = Some(firewall),
+                Err(error) => self.fail(&error),
+            }
+        }
+        let firewall = self.firewall.as_ref().expect("made above");
+        if let Err(error) = firewall.drop_between(&isolated, &peers) {
+            self.fail(&error);
+        }
+        for b in (1..=self.brokers.len()).filter(|&b| b != i) {
+            if self.proxies.contains_key(&(i, b)) || self.proxies.contains_key(&(b, i)) {
+                self.link_set(i, b, true);
+            }
+        }
+    }
+
+    /// Undoes `isolate(i)`.
+    pub fn rejoin(&mut self, i: usize) {
+        if let Some(firewall) = &self.firewall
+            && let Err(error) = firewall.clear()
+        {
+            self.fail(&error);
+        }
+        for b in (1..=self.brokers.len()).filter(|&b| b != i) {
+            if self.proxies.contains_key(&(i, b)) || self.proxies.contains_key(&(b, i)) {
+                self.link_set(i, b, false);
+            }
+        }
+    }
+
     /// Tails of every broker's logs.
     pub fn logs(&self) -> String {
         self.brokers
@@ -507,6 +568,7 @@ impl Drop for Cluster {
             broker.kill_if_running();
         }
         self.proxies.clear();
+        self.firewall = None;
         if panicking {
             eprintln!(
                 "cluster harness: kept {} for inspection",
