@@ -166,11 +166,12 @@ async fn run_node(
         .await
         .unwrap();
     let votes = ShardVotes::open(&dir).await.unwrap();
-    let log_start = log.log_start_offset();
     let store = PartitionLogStore::open(log, "p-0".to_owned(), votes)
         .await
         .unwrap();
-    let state_machine = PartitionStateMachine::new(store.replica_log(), log_start);
+    let state_machine = PartitionStateMachine::open(store.replica_log())
+        .await
+        .unwrap();
     let config = Config {
         heartbeat_interval: 100,
         election_timeout_min: 1000,

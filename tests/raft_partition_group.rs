@@ -125,12 +125,11 @@ async fn run_node(
         let log = PartitionLog::open(dir.join(&name), topic, Rc::new(ShardCache::new(1 << 20)))
             .await
             .unwrap();
-        let log_start = log.log_start_offset();
         let store = PartitionLogStore::open(log, name, votes.clone())
             .await
             .unwrap();
         let replica = store.replica_log();
-        let state_machine = PartitionStateMachine::new(replica.clone(), log_start);
+        let state_machine = PartitionStateMachine::open(replica.clone()).await.unwrap();
         let config = Config {
             heartbeat_interval: 50,
             election_timeout_min: 300,

@@ -504,6 +504,141 @@ fn an_isolated_leader_is_replaced_and_acknowledges_nothing() {
     check_reads(&cluster.bootstrap(), topic, &produced);
 }
 
+/// Base offsets of the segment files of `topic`-`partition` in broker `i`'s data dir, sorted.
+fn segment_bases(cluster: &Cluster, i: usize, topic: &str, partition: i32) -> Vec<i64> {
+    let dir = cluster
+        .broker(i)
+        .data_dir()
+        .join(format!("{topic}-{partition}"));
+    let mut bases: Vec<i64> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| cluster.fail(&format!("{}: {error}", dir.display())))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// Waits until every broker's replica of `topic`-0 starts at the same segment, above `above`.
+fn wait_purged_alike(cluster: &Cluster, topic: &str, above: i64, what: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let firsts: Vec<i64> = (1..=3)
+            .map(|i| segment_bases(cluster, i, topic, 0)[0])
+            .collect();
+        if firsts[0] > above && firsts.iter().all(|&first| first == firsts[0]) {
+            return firsts[0];
+        }
+        if Instant::now() > deadline {
+            cluster.fail(&format!("{what}: replicas start at segments {firsts:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads `topic`-0 from its log start with rdkafka: the values, in order.
+fn read_values(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
+    let consumer = common::consumer(bootstrap, &[]);
+    let records = consume(
+        &consumer,
+        topic,
+        &[(0, Offset::Beginning)],
+        &[count],
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    );
+    records[&0]
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+// Proves retention on a replicated partition: the leader decides the log start (what
+// retention.bytes expires) and every replica purges its log to that same offset, so consumers
+// read the same suffix of the partition from any leader; a replica restarted after its log was
+// purged rejoins the group (its applied position and membership come from its snapshot), and
+// after a failover the new leader keeps purging.
+#[test]
+fn retention_moves_every_replicas_log_start_alike() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = vec!["--log-retention-check-interval-ms".into(), "200".into()];
+    let mut cluster = Cluster::start(spec);
+    let topic = "retained";
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_with(
+                topic,
+                1,
+                3,
+                &[("segment.bytes", "16384"), ("retention.bytes", "32768")],
+                10_000
+            )
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let led = leadership(&wait_led(&cluster, 1, topic, 1, |_| true), topic);
+    let leader = broker_of(led[0].0);
+    let mut values = Vec::new();
+    let produce = |cluster: &Cluster, to: usize, round: &str, values: &mut Vec<String>| {
+        let mut connection = connect(cluster, to);
+        for i in 0..60 {
+            let value = format!("{round} {i:04} {}", "x".repeat(1_000));
+            let taken = connection.produce(topic, 0, &[value.clone().into_bytes()], -1);
+            assert!(
+                matches!(taken, Ok((0, _))),
+                "{round} produce {i}: {taken:?}"
+            );
+            values.push(value);
+        }
+    };
+    produce(&cluster, leader, "first", &mut values);
+    let start = wait_purged_alike(&cluster, topic, 0, "after the first round");
+    eprintln!("log start {start} on every replica after the first round");
+    let read = read_values(&cluster.bootstrap(), topic, 1);
+    let kept = values.len()
+        - values
+            .iter()
+            .position(|v| *v == read[0])
+            .expect("a produced value");
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept),
+        values[values.len() - kept..],
+        "reads from the log start give the newest records in order"
+    );
+
+    // A follower restarted on its purged log rejoins and keeps up.
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    cluster.restart(follower);
+    cluster.wait_ready(Duration::from_secs(30));
+    produce(&cluster, leader, "second", &mut values);
+    let second = wait_purged_alike(&cluster, topic, start, "after the follower's restart");
+
+    // A new leader keeps deciding.
+    cluster.kill(leader);
+    let survivor = (1..=3).find(|&b| b != leader).unwrap();
+    let after = wait_led_without(&cluster, survivor, topic, 1, leader, "a new leader");
+    let new_leader = broker_of(after.leaders(topic)[0]);
+    produce(&cluster, new_leader, "third", &mut values);
+    cluster.restart(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    let third = wait_purged_alike(&cluster, topic, second, "after the failover");
+    eprintln!("log start {second}, then {third} on every replica");
+    let read = read_values(&cluster.bootstrap(), topic, 1);
+    let kept = values.len()
+        - values
+            .iter()
+            .position(|v| *v == read[0])
+            .expect("a produced value");
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept),
+        values[values.len() - kept..],
+        "reads after the failover give the newest records in order"
+    );
+}
+
 /// Whether every partition of `topic` is led by its preferred replica (the first listed).
 fn preferred_led(metadata: &ClusterMetadata, topic: &str, partitions: usize) -> bool {
     metadata.topic_ready(topic, partitions)

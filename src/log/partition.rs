@@ -881,6 +881,32 @@ impl PartitionLog {
         }
     }
 
+    /// Waits until every offset below `end_offset` is written and fdatasync'ed (sharing
+    /// fdatasyncs with other waiters).
+    pub async fn sync_to(&self, end_offset: i64) -> Result<(), LogError> {
+        loop {
+            let written = self.watermark.listen();
+            let durable = self.durable.listen();
+            if let Some(error) = self.failure() {
+                return Err(error);
+            }
+            if self.durable_offset.get() >= end_offset {
+                return Ok(());
+            }
+            if self.high_watermark.get() < end_offset {
+                if self.writer_done.get() {
+                    return Err(LogError::Closed);
+                }
+                written.await;
+                continue;
+            }
+            if !self.sync_in_flight.get() {
+                self.start_sync();
+            }
+            durable.await;
+        }
+    }
+
     /// Starts one fdatasync of every file written since the last one, in its own task (so a
     /// waiter that goes away cannot leave it half done). When it completes, everything written
     /// before it started is durable.
@@ -1109,6 +1135,21 @@ impl PartitionLog {
     /// Deletes the oldest segments that `retention.ms` / `retention.bytes` expire at `now_ms`
     /// (whole, sealed segments only; never the active one). Returns how many were deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let count = self.expired_segments(now_ms)?;
+        self.remove_oldest_segments(count).await?;
+        Ok(count)
+    }
+
+    /// Where retention would move the log start at `now_ms` (the base offset of the first
+    /// segment it keeps), without deleting anything; `None` when nothing expired. A replicated
+    /// partition's leader decides its log start this way and every replica applies it.
+    pub fn retention_cut(&self, now_ms: i64) -> Result<Option<i64>, LogError> {
+        let count = self.expired_segments(now_ms)?;
+        Ok((count > 0).then(|| self.segments.borrow()[count].base_offset()))
+    }
+
+    /// How many of the oldest segments `retention.ms` / `retention.bytes` expire at `now_ms`.
+    fn expired_segments(&self, now_ms: i64) -> Result<usize, LogError> {
         self.check_usable()?;
         let infos: Vec<SegmentInfo> = self
             .segments
@@ -1121,14 +1162,12 @@ impl PartitionLog {
             })
             .collect();
         let topic = self.config().topic;
-        let count = retention::expired_segment_count(
+        Ok(retention::expired_segment_count(
             &infos,
             topic.retention_ms,
             topic.retention_bytes,
             now_ms,
-        );
-        self.remove_oldest_segments(count).await?;
-        Ok(count)
+        ))
     }
 
     /// Forgets the idempotent producers whose last batch is `expiration_ms` older than `now_ms`

@@ -1,7 +1,8 @@
 //! Control batches for the entries a replicated partition's Raft log holds besides records.
 //!
 //! A replicated partition's segment log is its Raft log, one batch per entry. Raft writes
-//! entries of its own too: the blank entry each new leader commits, and membership changes.
+//! entries of its own too: the blank entry each new leader commits, and membership changes;
+//! and the leader writes one when retention moves the log start.
 //! Each is stored as a control batch (the attribute bit Kafka's transaction markers carry) of
 //! one record whose key is Kafka's control-record key (version 0, then a type) and whose value
 //! is the entry's data. Consumers skip control batches (librdkafka ignores a control type it
@@ -22,6 +23,9 @@ use super::records::{BatchBuilder, Record, RecordIter};
 pub const CONTROL_TYPE_RAFT_BLANK: i16 = 0x5301;
 /// A Raft membership entry (the value is the membership).
 pub const CONTROL_TYPE_RAFT_MEMBERSHIP: i16 = 0x5302;
+/// The leader's decision to move the log start (retention): the value is the new log start
+/// offset, 8 bytes big-endian. Every replica applies it at the same point of the log.
+pub const CONTROL_TYPE_LOG_START: i16 = 0x5303;
 
 /// The control-record key version every client accepts.
 const KEY_VERSION: i16 = 0;

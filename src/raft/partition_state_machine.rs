@@ -6,14 +6,21 @@
 //! they read can be taken back by a failover, and an acks=all produce is answered once its
 //! batch is below it.
 //!
+//! Retention: the leader writes its decision to move the log start as an entry
+//! (`CONTROL_TYPE_LOG_START`); applying it records the new log start here, and each replica then
+//! purges its own log up to it (`Replica::enforce_retention`).
+//!
 //! Snapshots: openraft's snapshot of this machine is its applied position (log id, membership,
-//! commit point), built on request. Replicated partitions run with openraft's own snapshots and
-//! log purging off: the log is purged by retention, and a replica that falls behind the
-//! leader's log start is repaired by a Kafka-style reset (not built yet), so installing a
-//! snapshot is refused with an error rather than pretending the log came with it.
+//! commit point, log start), built on request before a purge and kept in `raft-snapshot` (a
+//! purged log no longer holds the membership, and openraft reads the applied position back at
+//! start-up). The log itself is the data, so a snapshot is built only once the log is
+//! fdatasync'ed up to its commit point. A replica behind the leader's log start would need a
+//! Kafka-style reset (not built yet; leaders only purge what every replica holds), so
+//! installing a snapshot is refused with an error rather than pretending the log came with it.
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use futures_lite::StreamExt;
@@ -22,16 +29,33 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StoredMembership};
 
+use crate::log::crc_sealed;
 use crate::log::signal::{Listener, Signal};
+use crate::protocol::control_batch::{self, CONTROL_TYPE_LOG_START};
 
-use super::partition_store::{PartitionRaft, ReplicaLog};
+use super::partition_store::{PartitionRaft, RecordBatch, ReplicaLog};
 
 type C = PartitionRaft;
+
+/// The file holding the last snapshot in the partition directory.
+pub const SNAPSHOT_FILE_NAME: &str = "raft-snapshot";
 
 struct State {
     last_applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
     snapshot: Option<(SnapshotMetaOf<C>, Vec<u8>)>,
+    /// The last log start the leader decided (applied from a `CONTROL_TYPE_LOG_START` entry),
+    /// with that entry's index.
+    log_start: Option<(u64, i64)>,
+}
+
+/// What a snapshot holds (its data, JSON in `raft-snapshot`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotData {
+    last_applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+    committed_offset: i64,
+    log_start: Option<(u64, i64)>,
 }
 
 /// The state machine of one replicated partition; clones share it.
@@ -46,20 +70,72 @@ pub struct PartitionStateMachine {
 }
 
 impl PartitionStateMachine {
-    /// The state machine of the replicated log `log`; the commit point starts at
-    /// `committed_offset` (the log start: nothing above it is known to be committed).
-    pub fn new(log: ReplicaLog, committed_offset: i64) -> Self {
-        log.log().set_commit_limit(committed_offset);
-        Self {
+    /// The state machine of the replicated log `log`, from its last snapshot if it has one;
+    /// without one, the commit point starts at the log start (nothing above it is known to be
+    /// committed).
+    pub async fn open(log: ReplicaLog) -> io::Result<Self> {
+        let path = Self::snapshot_path(&log);
+        let read_path = path.clone();
+        let body = glommio::executor()
+            .spawn_blocking(move || crc_sealed::read_file(&read_path))
+            .await?;
+        let saved: Option<SnapshotData> = body
+            .map(|body| {
+                serde_json::from_slice(&body).map_err(|error| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is damaged: {error}", path.display()),
+                    )
+                })
+            })
+            .transpose()?;
+        let partition_log = log.log();
+        let log_start = partition_log.log_start_offset();
+        let mut state = State {
+            last_applied: None,
+            membership: StoredMembershipOf::<C>::default(),
+            snapshot: None,
+            log_start: None,
+        };
+        let mut committed_offset = log_start;
+        if let Some(saved) = saved {
+            // The log was fdatasync'ed up to the snapshot's commit point before it was saved.
+            committed_offset = saved
+                .committed_offset
+                .clamp(log_start, partition_log.log_end_offset().max(log_start));
+            let data = serde_json::to_vec(&saved).map_err(io::Error::other)?;
+            state.snapshot = Some((
+                SnapshotMetaOf::<C> {
+                    last_log_id: saved.last_applied,
+                    last_membership: saved.membership.clone(),
+                },
+                data,
+            ));
+            state.last_applied = saved.last_applied;
+            state.membership = saved.membership;
+            state.log_start = saved.log_start;
+        }
+        partition_log.set_commit_limit(committed_offset);
+        Ok(Self {
             log,
-            state: Rc::new(RefCell::new(State {
-                last_applied: None,
-                membership: StoredMembershipOf::<C>::default(),
-                snapshot: None,
-            })),
+            state: Rc::new(RefCell::new(state)),
             committed_offset: Rc::new(Cell::new(committed_offset)),
             committed: Signal::new(),
-        }
+        })
+    }
+
+    fn snapshot_path(log: &ReplicaLog) -> PathBuf {
+        log.log().dir().join(SNAPSHOT_FILE_NAME)
+    }
+
+    /// The last log start the leader decided, with the index of the entry that says so.
+    pub fn log_start_decided(&self) -> Option<(u64, i64)> {
+        self.state.borrow().log_start
+    }
+
+    /// The last applied entry's index, if any.
+    pub fn last_applied_index(&self) -> Option<u64> {
+        self.state.borrow().last_applied.map(|log_id| log_id.index)
     }
 
     /// The commit point: every offset below it is on a majority of the replicas.
@@ -72,14 +148,20 @@ impl PartitionStateMachine {
         self.committed.listen()
     }
 
-    fn encode(&self) -> io::Result<Vec<u8>> {
+    fn encode(&self) -> io::Result<(SnapshotMetaOf<C>, i64, Vec<u8>)> {
         let state = self.state.borrow();
-        serde_json::to_vec(&(
-            &state.last_applied,
-            &state.membership,
-            self.committed_offset.get(),
-        ))
-        .map_err(io::Error::other)
+        let data = SnapshotData {
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+            committed_offset: self.committed_offset.get(),
+            log_start: state.log_start,
+        };
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+        };
+        let body = serde_json::to_vec(&data).map_err(io::Error::other)?;
+        Ok((meta, data.committed_offset, body))
     }
 }
 
@@ -87,18 +169,34 @@ impl RaftSnapshotBuilder<C> for PartitionStateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Vec<u8>>, io::Error> {
-        let data = self.encode()?;
-        let mut state = self.state.borrow_mut();
-        let meta = SnapshotMetaOf::<C> {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
-        };
-        state.snapshot = Some((meta.clone(), data.clone()));
+        let (meta, committed_offset, data) = self.encode()?;
+        // The snapshot claims the log up to its commit point: that much must survive a crash
+        // before the snapshot is kept, as openraft purges the log behind it.
+        let log = self.log.log();
+        log.sync_to(committed_offset)
+            .await
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        let path = Self::snapshot_path(&self.log);
+        let body = data.clone();
+        glommio::executor()
+            .spawn_blocking(move || crc_sealed::write_file(&path, body))
+            .await?;
+        self.state.borrow_mut().snapshot = Some((meta.clone(), data.clone()));
         Ok(SnapshotOf::<C, Vec<u8>> {
             meta,
             snapshot: data,
         })
     }
+}
+
+/// The log start a `CONTROL_TYPE_LOG_START` batch decides, or `None` for any other batch.
+fn decided_log_start(batch: &bytes::Bytes) -> Option<i64> {
+    let record = control_batch::parse(batch).ok()??;
+    if record.control_type != CONTROL_TYPE_LOG_START {
+        return None;
+    }
+    let value: [u8; 8] = record.value?.as_ref().try_into().ok()?;
+    Some(i64::from_be_bytes(value))
 }
 
 impl RaftStateMachine<C> for PartitionStateMachine {
@@ -125,8 +223,18 @@ impl RaftStateMachine<C> for PartitionStateMachine {
             {
                 let mut state = self.state.borrow_mut();
                 state.last_applied = Some(log_id);
-                if let EntryPayload::Membership(membership) = entry.payload {
-                    state.membership = StoredMembership::new(Some(log_id), membership);
+                match entry.payload {
+                    EntryPayload::Membership(membership) => {
+                        state.membership = StoredMembership::new(Some(log_id), membership);
+                    }
+                    EntryPayload::Normal(RecordBatch(batch)) => {
+                        if let Some(offset) = decided_log_start(&batch)
+                            && state.log_start.is_none_or(|(_, known)| offset > known)
+                        {
+                            state.log_start = Some((log_id.index, offset));
+                        }
+                    }
+                    EntryPayload::Blank => {}
                 }
             }
             if end > self.committed_offset.get() {

@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::{AppendOutcome, LogError, PartitionLog, crc_sealed};
 use crate::protocol::control_batch::{
-    self, CONTROL_TYPE_RAFT_BLANK, CONTROL_TYPE_RAFT_MEMBERSHIP, ControlRecord,
+    self, CONTROL_TYPE_LOG_START, CONTROL_TYPE_RAFT_BLANK, CONTROL_TYPE_RAFT_MEMBERSHIP,
+    ControlRecord,
 };
 use crate::protocol::record_batch::{self, BatchIter};
 
@@ -150,6 +151,26 @@ impl ReplicaLog {
             .entries
             .get(position as usize)
             .map(|(offset, _)| *offset)
+    }
+
+    /// The index of the last live entry that ends at or below `offset` (all of it below it),
+    /// if any.
+    pub fn last_index_ending_by(&self, offset: i64) -> Option<u64> {
+        let shared = self.shared.borrow();
+        let first = shared.meta.first_index?;
+        // Entries starting below `offset`; the last of them ends at the next one's base.
+        let starting_below = shared.entries.partition_point(|(base, _)| *base < offset);
+        let last_end = shared
+            .entries
+            .get(starting_below)
+            .map_or(shared.log.log_end_offset(), |(base, _)| *base);
+        let whole = if last_end <= offset {
+            starting_below
+        } else {
+            starting_below.checked_sub(1)?
+        };
+        let last = whole.checked_sub(1)?;
+        Some(first + last as u64)
     }
 
     /// One past the last offset of the live entry at `index` (the next entry's base offset, or
@@ -441,6 +462,11 @@ fn entry_of(batch: Bytes, log_id: LogId) -> io::Result<PartitionEntry> {
             control_type: CONTROL_TYPE_RAFT_MEMBERSHIP,
             value: Some(value),
         }) => EntryPayload::Membership(serde_json::from_slice(&value).map_err(other)?),
+        // The leader's log-start decisions are normal entries the state machine reads.
+        Some(ControlRecord {
+            control_type: CONTROL_TYPE_LOG_START,
+            ..
+        }) => EntryPayload::Normal(RecordBatch(batch)),
         Some(record) => {
             return Err(other(format!(
                 "control batch of type {} is no Raft entry",

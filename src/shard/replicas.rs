@@ -26,11 +26,12 @@ use crate::log::{IdempotenceCheck, PartitionLog};
 use crate::meta::controller::TopicError;
 use crate::meta::{Node, TopicMeta};
 use crate::protocol::ErrorCode;
+use crate::protocol::control_batch::{self, CONTROL_TYPE_LOG_START};
 use crate::raft::partition_network::{
     GroupKey, GroupNetwork, PartitionRaftNode, PeerLinks, ResolveMember,
 };
 use crate::raft::partition_state_machine::PartitionStateMachine;
-use crate::raft::partition_store::{PartitionLogStore, RecordBatch, ReplicaLog};
+use crate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch, ReplicaLog};
 
 use super::Shard;
 
@@ -61,6 +62,11 @@ const LEASE_RENEW_RETRY: Duration = Duration::from_millis(100);
 const QUORUM_SILENCE_MAX: Duration = Duration::from_millis(1_500);
 /// How often a write waiting for its commit checks that the leader still hears a quorum.
 const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a leader waits for its log-start decision to commit, and a replica for openraft to
+/// build the snapshot a purge needs.
+const RETENTION_STEP_WAIT: Duration = Duration::from_secs(10);
+/// How long a purge is waited for before the retention task moves on.
+const RETENTION_PURGE_WAIT: Duration = Duration::from_secs(1);
 /// How long a refused idempotent batch holds back its producer's later batches at most (its
 /// retry normally comes within a second; a client that gave up on it bumps its epoch).
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
@@ -159,6 +165,139 @@ impl Replica {
     /// The partition log as it is now (a truncation replaces it).
     pub fn log(&self) -> Rc<PartitionLog> {
         self.log.log()
+    }
+
+    /// Retention of a replicated partition. The leader decides where the log start moves (to
+    /// what `retention.ms` / `retention.bytes` expire, but never past the commit point nor past
+    /// what any follower holds, so every replica can still be caught up from any other) and
+    /// writes that decision to the log; each replica, leader included, then purges its log up
+    /// to the last decision it applied, so every replica cuts at the same offset. Returns the
+    /// log start after a purge that moved it.
+    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<Option<i64>, String> {
+        if self.is_leader() {
+            self.decide_log_start(now_ms).await?;
+        }
+        self.purge_to_decided().await
+    }
+
+    /// Writes the leader's decision to move the log start, if retention moves it.
+    async fn decide_log_start(self: &Rc<Self>, now_ms: i64) -> Result<(), String> {
+        let log = self.log();
+        let Some(cut) = log
+            .retention_cut(now_ms)
+            .map_err(|error| error.to_string())?
+        else {
+            return Ok(());
+        };
+        let Some(held) = self.held_by_every_follower() else {
+            return Ok(());
+        };
+        let start = cut.min(self.committed_offset()).min(held);
+        let decided = self
+            .state_machine
+            .log_start_decided()
+            .map_or(log.log_start_offset(), |(_, offset)| offset)
+            .max(log.log_start_offset());
+        if start <= decided {
+            return Ok(());
+        }
+        let batch =
+            control_batch::build(CONTROL_TYPE_LOG_START, Some(&start.to_be_bytes()), now_ms);
+        let proposal = self
+            .propose(batch)
+            .await
+            .map_err(|code| format!("log start decision refused: {code:?}"))?;
+        proposal
+            .committed(RETENTION_STEP_WAIT)
+            .await
+            .map_err(|code| format!("log start decision not committed: {code:?}"))?;
+        tracing::debug!(
+            topic = %self.topic,
+            partition = self.partition,
+            log_start_offset = start,
+            "retention decided a new log start"
+        );
+        Ok(())
+    }
+
+    /// The offset below which every follower holds the leader's log (the end of the entry each
+    /// last matched, the smallest of them); `None` while one has matched nothing known.
+    fn held_by_every_follower(&self) -> Option<i64> {
+        let matched: Vec<u64> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            let replication = metrics.replication.as_ref()?;
+            self.members
+                .iter()
+                .filter(|member| **member != self.member)
+                .map(|member| {
+                    replication
+                        .get(member)
+                        .cloned()
+                        .flatten()
+                        .map(|id| id.index)
+                })
+                .collect::<Option<Vec<u64>>>()?
+        };
+        matched
+            .into_iter()
+            .map(|index| self.log.end_of(index))
+            .collect::<Option<Vec<i64>>>()?
+            .into_iter()
+            .min()
+            .or(Some(i64::MAX))
+    }
+
+    /// Purges this replica's log up to the last log start the leader decided: openraft purges
+    /// only what a snapshot covers, so a snapshot is built first.
+    async fn purge_to_decided(&self) -> Result<Option<i64>, String> {
+        let Some((decided_at, start)) = self.state_machine.log_start_decided() else {
+            return Ok(None);
+        };
+        let before = self.log().log_start_offset();
+        if start <= before {
+            return Ok(None);
+        }
+        let Some(upto) = self.log.last_index_ending_by(start) else {
+            return Ok(None);
+        };
+        let covered = |metrics: &openraft::RaftMetrics<PartitionRaft>| {
+            metrics.snapshot.is_some_and(|id| id.index >= decided_at)
+        };
+        let mut metrics = self.raft.metrics();
+        if !covered(&metrics.borrow_watched()) {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|error| error.to_string())?;
+            let built = within(RETENTION_STEP_WAIT, async {
+                while !covered(&metrics.borrow_watched()) {
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if built.is_none() {
+                return Err("no snapshot covering the log start decision yet".to_owned());
+            }
+        }
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|error| error.to_string())?;
+        // openraft purges in its own time (once replication reading those entries is done);
+        // a purge still pending is seen done at a later check.
+        let _ = within(RETENTION_PURGE_WAIT, async {
+            while self.log().log_start_offset() < start {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let log_start = self.log().log_start_offset();
+        Ok((log_start > before).then_some(log_start))
     }
 
     /// Whether this replica leads its group now.
@@ -599,12 +738,13 @@ pub async fn open_replica(
         .await
         .map_err(|error| format!("{name}: {error}"))?;
     let votes = shard.partition_votes().await?;
-    let log_start = log.log_start_offset();
     let store = PartitionLogStore::open(log, name.clone(), votes)
         .await
         .map_err(|error| format!("{name}: {error}"))?;
     let log = store.replica_log();
-    let state_machine = PartitionStateMachine::new(log.clone(), log_start);
+    let state_machine = PartitionStateMachine::open(log.clone())
+        .await
+        .map_err(|error| format!("{name}: {error}"))?;
     let key = GroupKey {
         topic_id: topic.topic_id,
         partition: partition as u32,
