@@ -33,6 +33,7 @@ fn turn() -> MutexGuard<'static, ()> {
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 
 fn connect(cluster: &Cluster, i: usize) -> KafkaConnection {
@@ -636,6 +637,102 @@ fn retention_moves_every_replicas_log_start_alike() {
         read_values(&cluster.bootstrap(), topic, kept),
         values[values.len() - kept..],
         "reads after the failover give the newest records in order"
+    );
+}
+
+// Proves DeleteRecords on a replicated partition: refused by a follower, beyond the high
+// watermark refused with OFFSET_OUT_OF_RANGE, and otherwise answered with the new log start
+// (inside a batch, as Kafka allows) once every replica moved to it, so the next leader after a
+// SIGKILL serves from there too: nothing deleted comes back.
+#[test]
+fn delete_records_moves_every_replicas_log_start() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "trimmed";
+    assert_eq!(
+        connect(&cluster, 1)
+            .create_topic_replicated(topic, 1, 3, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    let led = leadership(&wait_led(&cluster, 1, topic, 1, |_| true), topic);
+    let leader = broker_of(led[0].0);
+    let mut to_leader = connect(&cluster, leader);
+    let mut bases = Vec::new();
+    let mut values = Vec::new();
+    for batch in 0..10 {
+        let batch_values: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("batch {batch} record {i}").into_bytes())
+            .collect();
+        let taken = to_leader.produce(topic, 0, &batch_values, -1);
+        let Ok((0, base)) = taken else {
+            cluster.fail(&format!("produce batch {batch}: {taken:?}"));
+        };
+        bases.push(base);
+        values.extend(
+            batch_values
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| (base + i as i64, String::from_utf8(value).unwrap())),
+        );
+    }
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    assert_eq!(
+        connect(&cluster, follower).delete_records(topic, 0, bases[2]),
+        Ok((NOT_LEADER_OR_FOLLOWER, -1))
+    );
+    let end = values.last().unwrap().0 + 1;
+    assert_eq!(
+        to_leader.delete_records(topic, 0, end + 100),
+        Ok((OFFSET_OUT_OF_RANGE, -1))
+    );
+    // Inside the fourth batch.
+    let cut = bases[3] + 2;
+    assert_eq!(to_leader.delete_records(topic, 0, cut), Ok((0, cut)));
+    let (code, _, _, _) = to_leader
+        .fetch(topic, 0, bases[1])
+        .unwrap_or_else(|error| cluster.fail(&error));
+    assert_eq!(code, OFFSET_OUT_OF_RANGE, "a fetch below the new log start");
+
+    cluster.kill(leader);
+    let survivor = (1..=3).find(|&b| b != leader).unwrap();
+    let after = wait_led_without(&cluster, survivor, topic, 1, leader, "a new leader");
+    let new_leader = broker_of(after.leaders(topic)[0]);
+    let mut to_new_leader = connect(&cluster, new_leader);
+    let (code, _, _, _) = to_new_leader
+        .fetch(topic, 0, bases[1])
+        .unwrap_or_else(|error| cluster.fail(&error));
+    assert_eq!(code, OFFSET_OUT_OF_RANGE, "the new leader's log start");
+    let kept: Vec<String> = values
+        .iter()
+        .filter(|(offset, _)| *offset >= cut)
+        .map(|(_, value)| value.clone())
+        .collect();
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept.len()),
+        kept,
+        "reads from the log start after the failover"
+    );
+
+    // The old leader restarts on its log, whose start is inside a batch, and serves: with the
+    // new leader killed, the group needs it for a quorum.
+    cluster.restart(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    let taken = to_new_leader.produce(topic, 0, &[b"after the restart".to_vec()], -1);
+    assert!(matches!(taken, Ok((0, _))), "produce: {taken:?}");
+    cluster.kill(new_leader);
+    let third = wait_led_without(&cluster, leader, topic, 1, new_leader, "a third leader");
+    let third_leader = broker_of(third.leaders(topic)[0]);
+    let (code, _, _, _) = connect(&cluster, third_leader)
+        .fetch(topic, 0, bases[1])
+        .unwrap_or_else(|error| cluster.fail(&error));
+    assert_eq!(code, OFFSET_OUT_OF_RANGE, "the third leader's log start");
+    let mut kept = kept;
+    kept.push("after the restart".to_owned());
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept.len()),
+        kept,
+        "reads from the log start after the second failover"
     );
 }
 

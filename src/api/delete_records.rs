@@ -2,8 +2,11 @@
 //!
 //! Like produce and fetch, the request must reach the partition's owner (its leader in
 //! Metadata); elsewhere it is answered NOT_LEADER_OR_FOLLOWER so the client refreshes metadata.
+//! A replicated partition's leader writes the new log start to its Raft log, so every replica
+//! moves to it and no failover brings the deleted records back (`Replica::delete_records`).
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::delete_records::{
@@ -16,6 +19,10 @@ use super::errors::log_error_code;
 
 /// The deletion offset meaning "up to the high watermark".
 const HIGH_WATERMARK_OFFSET: i64 = -1;
+/// Bounds on how long a replicated partition's deletion waits for its replicas (the request's
+/// timeout_ms, clamped): a hostile 0 or i32::MAX neither fails at once nor holds the
+/// connection for weeks.
+const REPLICATED_WAIT_MS: (u64, u64) = (1_000, 60_000);
 
 /// Answers a DeleteRecords request, one partition at a time.
 pub async fn handle_delete_records(
@@ -31,6 +38,7 @@ pub async fn handle_delete_records(
                 &topic.name,
                 partition.partition_index,
                 partition.offset,
+                request.timeout_ms,
             )
             .await;
             partitions.push(DeleteRecordsPartitionResult {
@@ -56,11 +64,16 @@ async fn delete_partition(
     topic: &str,
     partition: i32,
     offset: i64,
+    timeout_ms: i32,
 ) -> (i64, ErrorCode) {
-    if shard.replica(topic, partition).is_some() {
-        // Moving a replicated partition's log start must go through its Raft group, or a
-        // failover would bring the deleted records back; not built yet.
-        return (-1, ErrorCode::PolicyViolation);
+    if let Some(replica) = shard.replica(topic, partition) {
+        let (least, most) = REPLICATED_WAIT_MS;
+        let limit =
+            Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0).clamp(least, most));
+        return match replica.delete_records(offset, limit).await {
+            Ok(low_watermark) => (low_watermark, ErrorCode::NoError),
+            Err(code) => (-1, code),
+        };
     }
     let log = match shard.route(topic, partition) {
         PartitionRoute::Here(log) => log,

@@ -414,7 +414,16 @@ impl PartitionLog {
         let mut batches = Vec::new();
         let mut offset = from;
         while offset < self.high_watermark.get() {
-            let chunks = self.read(offset, recovery::SCAN_READ_BYTES).await?;
+            // From the stored batch holding `from`, though DeleteRecords put the log start
+            // inside it: a replicated log's store scans its entries from there.
+            let chunks = self
+                .read_below(
+                    offset,
+                    recovery::SCAN_READ_BYTES,
+                    self.high_watermark(),
+                    true,
+                )
+                .await?;
             let before = offset;
             for batch in BatchIter::new(Bytes::from(chunks.concat())) {
                 let batch = batch?;
@@ -1025,19 +1034,34 @@ impl PartitionLog {
     /// batch (KIP-74), never at or beyond the high watermark, as chunks whose concatenation is
     /// those batches (a cached batch is two chunks: `StoredBatch`). Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
-        self.read_below(offset, max_bytes, self.high_watermark())
+        self.read_below(offset, max_bytes, self.high_watermark(), false)
             .await
     }
 
-    /// As `read`, up to the end of the last completed write whatever the commit point: a
-    /// replicated partition's leader reads the entries it sends its followers with it.
+    /// As `read`, up to the end of the last completed write whatever the commit point, and from
+    /// the first stored batch whatever the log start: a replicated partition's leader reads the
+    /// entries it sends its followers with it, and DeleteRecords may have put the log start
+    /// inside a batch that is still a Raft entry.
     pub async fn read_written(
         &self,
         offset: i64,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, LogError> {
-        self.read_below(offset, max_bytes, self.high_watermark.get())
+        self.read_below(offset, max_bytes, self.high_watermark.get(), true)
             .await
+    }
+
+    /// The first offset a read may start at: the log start, or with `stored` the first offset
+    /// still on disk (below the log start when DeleteRecords cut inside a batch).
+    fn read_floor(&self, stored: bool) -> i64 {
+        let log_start = self.log_start_offset.get();
+        if !stored {
+            return log_start;
+        }
+        self.segments
+            .borrow()
+            .first()
+            .map_or(log_start, |segment| segment.base_offset().min(log_start))
     }
 
     /// The end of the last completed write, whatever the commit point.
@@ -1045,16 +1069,19 @@ impl PartitionLog {
         self.high_watermark.get()
     }
 
+    /// Reads from `offset` below `high_watermark`; from the log start on, or with `stored`
+    /// from the first stored batch on (`read_floor`).
     async fn read_below(
         &self,
         offset: i64,
         max_bytes: usize,
         high_watermark: i64,
+        stored: bool,
     ) -> Result<Vec<Bytes>, LogError> {
         if let Some(error) = self.failure() {
             return Err(error);
         }
-        let log_start = self.log_start_offset.get();
+        let log_start = self.read_floor(stored);
         // As Kafka: an offset up to the log end is in range, and above the high watermark it
         // reads nothing yet (a new leader's commit point may trail what a consumer read).
         if offset < log_start || offset > high_watermark.max(self.log_end_offset.get()) {
@@ -1074,7 +1101,7 @@ impl PartitionLog {
             return Ok(batches);
         }
         let read = reader::read_from_disk(self, offset, high_watermark, max_bytes).await;
-        let log_start = self.log_start_offset.get();
+        let log_start = self.read_floor(stored);
         let found = matches!(&read, Ok(batches) if !batches.is_empty());
         if offset < log_start && !found {
             // Retention deleted the segment while the read was under way (a read that had its

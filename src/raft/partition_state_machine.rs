@@ -67,6 +67,8 @@ pub struct PartitionStateMachine {
     committed_offset: Rc<Cell<i64>>,
     /// Notified when the commit point moves.
     committed: Rc<Signal>,
+    /// Notified when an applied entry decides a new log start.
+    log_start_decided: Rc<Signal>,
 }
 
 impl PartitionStateMachine {
@@ -121,6 +123,7 @@ impl PartitionStateMachine {
             state: Rc::new(RefCell::new(state)),
             committed_offset: Rc::new(Cell::new(committed_offset)),
             committed: Signal::new(),
+            log_start_decided: Signal::new(),
         })
     }
 
@@ -133,9 +136,9 @@ impl PartitionStateMachine {
         self.state.borrow().log_start
     }
 
-    /// The last applied entry's index, if any.
-    pub fn last_applied_index(&self) -> Option<u64> {
-        self.state.borrow().last_applied.map(|log_id| log_id.index)
+    /// Resolves the next time an applied entry decides a new log start.
+    pub fn log_start_changed(&self) -> Listener {
+        self.log_start_decided.listen()
     }
 
     /// The commit point: every offset below it is on a majority of the replicas.
@@ -232,6 +235,7 @@ impl RaftStateMachine<C> for PartitionStateMachine {
                             && state.log_start.is_none_or(|(_, known)| offset > known)
                         {
                             state.log_start = Some((log_id.index, offset));
+                            self.log_start_decided.notify();
                         }
                     }
                     EntryPayload::Blank => {}

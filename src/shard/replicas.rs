@@ -65,8 +65,6 @@ const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a leader waits for its log-start decision to commit, and a replica for openraft to
 /// build the snapshot a purge needs.
 const RETENTION_STEP_WAIT: Duration = Duration::from_secs(10);
-/// How long a purge is waited for before the retention task moves on.
-const RETENTION_PURGE_WAIT: Duration = Duration::from_secs(1);
 /// How long a refused idempotent batch holds back its producer's later batches at most (its
 /// retry normally comes within a second; a client that gave up on it bumps its epoch).
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
@@ -113,6 +111,8 @@ pub struct Replica {
     proposal_done: Rc<Signal>,
     /// Held from a batch's idempotence decision to its hand-over to Raft.
     proposing: Semaphore,
+    /// Notified when this replica's log start moved.
+    log_start_moved: Rc<Signal>,
     /// Idempotent producers whose batch this replica refused with a retriable error, by
     /// producer id.
     refused: RefCell<HashMap<i64, Refused>>,
@@ -167,21 +167,16 @@ impl Replica {
         self.log.log()
     }
 
-    /// Retention of a replicated partition. The leader decides where the log start moves (to
-    /// what `retention.ms` / `retention.bytes` expire, but never past the commit point nor past
-    /// what any follower holds, so every replica can still be caught up from any other) and
-    /// writes that decision to the log; each replica, leader included, then purges its log up
-    /// to the last decision it applied, so every replica cuts at the same offset. Returns the
-    /// log start after a purge that moved it.
-    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<Option<i64>, String> {
-        if self.is_leader() {
-            self.decide_log_start(now_ms).await?;
+    /// Retention of a replicated partition, on its leader: decides where the log start moves
+    /// (to what `retention.ms` / `retention.bytes` expire, but never past the commit point nor
+    /// past what any follower holds, so every replica can still be caught up from any other)
+    /// and writes that decision to the log. Each replica, leader included, moves its log start
+    /// when it applies the decision (`follow_log_start`), so every replica cuts at the same
+    /// offset.
+    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<(), String> {
+        if !self.is_leader() {
+            return Ok(());
         }
-        self.purge_to_decided().await
-    }
-
-    /// Writes the leader's decision to move the log start, if retention moves it.
-    async fn decide_log_start(self: &Rc<Self>, now_ms: i64) -> Result<(), String> {
         let log = self.log();
         let Some(cut) = log
             .retention_cut(now_ms)
@@ -248,9 +243,11 @@ impl Replica {
             .or(Some(i64::MAX))
     }
 
-    /// Purges this replica's log up to the last log start the leader decided: openraft purges
-    /// only what a snapshot covers, so a snapshot is built first.
-    async fn purge_to_decided(&self) -> Result<Option<i64>, String> {
+    /// Moves this replica's log start to the last one the leader decided: openraft purges the
+    /// entries wholly below it (only what a snapshot covers, so one is built first), then the
+    /// log start moves to the decided offset itself, which DeleteRecords may put inside a batch.
+    /// Returns the new log start when it moved.
+    pub async fn purge_to_decided(&self) -> Result<Option<i64>, String> {
         let Some((decided_at, start)) = self.state_machine.log_start_decided() else {
             return Ok(None);
         };
@@ -258,46 +255,113 @@ impl Replica {
         if start <= before {
             return Ok(None);
         }
-        let Some(upto) = self.log.last_index_ending_by(start) else {
-            return Ok(None);
-        };
-        let covered = |metrics: &openraft::RaftMetrics<PartitionRaft>| {
-            metrics.snapshot.is_some_and(|id| id.index >= decided_at)
-        };
-        let mut metrics = self.raft.metrics();
-        if !covered(&metrics.borrow_watched()) {
+        if let Some(upto) = self.log.last_index_ending_by(start) {
+            // Where the purge puts the log start: the next entry's base offset.
+            let boundary = self.log.end_of(upto).unwrap_or(start);
+            let covered = |metrics: &openraft::RaftMetrics<PartitionRaft>| {
+                metrics.snapshot.is_some_and(|id| id.index >= decided_at)
+            };
+            let mut metrics = self.raft.metrics();
+            if !covered(&metrics.borrow_watched()) {
+                self.raft
+                    .trigger()
+                    .snapshot()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let built = within(RETENTION_STEP_WAIT, async {
+                    while !covered(&metrics.borrow_watched()) {
+                        if metrics.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .await;
+                if built.is_none() {
+                    return Err("no snapshot covering the log start decision yet".to_owned());
+                }
+            }
             self.raft
                 .trigger()
-                .snapshot()
+                .purge_log(upto)
                 .await
                 .map_err(|error| error.to_string())?;
-            let built = within(RETENTION_STEP_WAIT, async {
-                while !covered(&metrics.borrow_watched()) {
-                    if metrics.changed().await.is_err() {
-                        return;
-                    }
+            // openraft purges in its own time (once replication reading those entries is
+            // done); a purge still pending is finished by the next attempt.
+            let purged = within(RETENTION_STEP_WAIT, async {
+                while self.log().log_start_offset() < boundary {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
             })
             .await;
-            if built.is_none() {
-                return Err("no snapshot covering the log start decision yet".to_owned());
+            if purged.is_none() {
+                return Err(format!(
+                    "openraft has not purged the log up to {boundary} yet"
+                ));
             }
         }
-        self.raft
-            .trigger()
-            .purge_log(upto)
-            .await
-            .map_err(|error| error.to_string())?;
-        // openraft purges in its own time (once replication reading those entries is done);
-        // a purge still pending is seen done at a later check.
-        let _ = within(RETENTION_PURGE_WAIT, async {
-            while self.log().log_start_offset() < start {
+        let log = self.log();
+        if log.log_start_offset() < start {
+            log.delete_records(start)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        let log_start = log.log_start_offset();
+        Ok((log_start > before).then_some(log_start))
+    }
+
+    /// DeleteRecords on the leader: moves the log start of every replica to `offset` (-1: the
+    /// high watermark) once every follower holds the log up to it (waiting at most `limit`,
+    /// as Kafka waits for its replicas' log starts), and returns the new log start.
+    pub async fn delete_records(
+        self: &Rc<Self>,
+        offset: i64,
+        limit: Duration,
+    ) -> Result<i64, ErrorCode> {
+        if !self.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let committed = self.committed_offset();
+        let offset = if offset == -1 { committed } else { offset };
+        if offset < 0 || offset > committed {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        let log_start = self.log().log_start_offset();
+        if offset <= log_start {
+            return Ok(log_start);
+        }
+        let held = within(limit, async {
+            while self
+                .held_by_every_follower()
+                .is_none_or(|held| held < offset)
+            {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         })
         .await;
-        let log_start = self.log().log_start_offset();
-        Ok((log_start > before).then_some(log_start))
+        if held.is_none() {
+            return Err(ErrorCode::RequestTimedOut);
+        }
+        let batch = control_batch::build(
+            CONTROL_TYPE_LOG_START,
+            Some(&offset.to_be_bytes()),
+            crate::api::now_ms(),
+        );
+        self.propose(batch).await?.committed(limit).await?;
+        // The purge follower moves the log start once the decision applies; answer with it.
+        let moved = within(limit, async {
+            loop {
+                let listener = self.log_start_moved.listen();
+                if self.log().log_start_offset() >= offset {
+                    return;
+                }
+                listener.await;
+            }
+        })
+        .await;
+        if moved.is_none() {
+            return Err(ErrorCode::RequestTimedOut);
+        }
+        Ok(self.log().log_start_offset())
     }
 
     /// Whether this replica leads its group now.
@@ -797,8 +861,10 @@ pub async fn open_replica(
         proposals: RefCell::new(HashMap::new()),
         proposal_done: Signal::new(),
         proposing: Semaphore::new(1),
+        log_start_moved: Signal::new(),
         refused: RefCell::new(HashMap::new()),
     });
+    glommio::spawn_local(follow_log_start(Rc::downgrade(&replica))).detach();
     glommio::spawn_local(follow_leadership(
         Rc::downgrade(shard),
         Rc::downgrade(&replica),
@@ -827,6 +893,47 @@ pub async fn delete_replicas(shard: &Rc<Shard>, topic: &str) -> Result<(), Strin
             .map_err(|error| error.to_string())?;
     }
     Ok(())
+}
+
+/// How often the log-start follower checks that its replica still exists while no decision
+/// arrives.
+const LOG_START_IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long the log-start follower waits before it tries a failed move again.
+const LOG_START_RETRY: Duration = Duration::from_secs(1);
+
+/// Moves the replica's log start each time its state machine applies a new decision (and once
+/// at start, for a decision applied before a restart), until the replica is gone.
+async fn follow_log_start(replica: Weak<Replica>) {
+    loop {
+        let Some(strong) = replica.upgrade() else {
+            return;
+        };
+        let decided = strong.state_machine.log_start_changed();
+        let wait = match strong.purge_to_decided().await {
+            Ok(None) => LOG_START_IDLE_CHECK,
+            Ok(Some(log_start_offset)) => {
+                tracing::info!(
+                    topic = %strong.topic,
+                    partition = strong.partition,
+                    log_start_offset,
+                    "replicated log start moved"
+                );
+                strong.log_start_moved.notify();
+                LOG_START_IDLE_CHECK
+            }
+            Err(error) => {
+                tracing::warn!(
+                    topic = %strong.topic,
+                    partition = strong.partition,
+                    %error,
+                    "moving the replicated log start failed; trying again"
+                );
+                LOG_START_RETRY
+            }
+        };
+        drop(strong);
+        let _ = within(wait, decided).await;
+    }
 }
 
 /// Keeps `replica.leading` current and reports each leadership won to the controller, until the

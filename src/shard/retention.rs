@@ -59,20 +59,13 @@ async fn run(shard: Rc<Shard>) {
             glommio::executor().yield_task_queue_now().await;
         }
         for replica in shard.all_replicas() {
-            match replica.enforce_retention(now_ms).await {
-                Ok(None) => {}
-                Ok(Some(log_start_offset)) => tracing::info!(
-                    topic = %replica.topic,
-                    partition = replica.partition,
-                    log_start_offset,
-                    "retention purged the replicated log"
-                ),
-                Err(error) => tracing::warn!(
+            if let Err(error) = replica.enforce_retention(now_ms).await {
+                tracing::warn!(
                     topic = %replica.topic,
                     partition = replica.partition,
                     %error,
                     "retention of a replicated partition failed; retrying at the next check"
-                ),
+                );
             }
             glommio::executor().yield_task_queue_now().await;
         }

@@ -13,6 +13,9 @@ use spate::protocol::frame::encode_request_frame;
 use spate::protocol::messages::create_topics::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
+use spate::protocol::messages::delete_records::{
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+};
 use spate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use spate::protocol::messages::metadata::MetadataRequest;
 use spate::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
@@ -290,6 +293,34 @@ impl KafkaConnection {
             .and_then(|t| t.partition_responses.first())
             .ok_or("Produce answered no partition")?;
         Ok((answer.error_code, answer.base_offset))
+    }
+
+    /// DeleteRecords v2 on one partition: (error code, low watermark).
+    pub fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(i16, i64), String> {
+        let request = Request::DeleteRecords(DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: topic.into(),
+                partitions: vec![DeleteRecordsPartition {
+                    partition_index: partition,
+                    offset,
+                }],
+            }],
+            timeout_ms: 4_000,
+        });
+        let Response::DeleteRecords(response) = self.call(2, request)? else {
+            return Err("not a DeleteRecords response".into());
+        };
+        let answer = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("DeleteRecords answered no partition")?;
+        Ok((answer.error_code, answer.low_watermark))
     }
 
     /// Fetch v11 of one partition from `offset`: (error code, high watermark, records, the
