@@ -3,7 +3,8 @@
 //! NOT_LEADER_OR_FOLLOWER, and the SIGKILL of a partition's leader costs a pause, not a record:
 //! the group elects a new leader, clients find it, and every acknowledged record is read back
 //! once, in order; a frozen or cut-off leader acknowledges nothing. A partition added later is
-//! replicated too, and min.insync.replicas refuses acks=all when too few replicas answer.
+//! replicated too, min.insync.replicas refuses acks=all when too few replicas answer, and
+//! retention and DeleteRecords cut every replica at the same offset.
 
 mod cluster_common;
 mod common;

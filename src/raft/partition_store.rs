@@ -19,9 +19,10 @@
 //!
 //! Truncation (`truncate_after`) cuts the partition log (`PartitionLog::truncate`, which reopens
 //! it: readers take the log from the shared state each time). Purging moves the log start up
-//! (DeleteRecords). The vote lives in the shard's `ShardVotes`. An append returns once its
-//! batches are placed in the log and tells openraft (`IOFlushed`) once they are fdatasync'ed, so
-//! the next entries are written while the last ones sync, and appends share fdatasyncs.
+//! (retention, DeleteRecords, as the leader decided). The vote lives in the shard's
+//! `ShardVotes`. An append returns once its batches are placed in the log and tells openraft
+//! (`IOFlushed`) once they are fdatasync'ed, so the next entries are written while the last
+//! ones sync, and appends share fdatasyncs.
 //!
 //! `!Send`: one shard's store, on that shard's executor.
 
