@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Replicated partitions under load (issue 13): a three-broker cluster on this machine (one shard
 # each), `spate bench produce` with acks=all to an RF=1 topic and then to an RF=3 topic in the
-# same run (the RF=1 row is the ceiling), then an RF=3 run during which the leader-heavy broker is
-# SIGKILLed: the bench must go on after a pause with every record acknowledged.
+# same run (the RF=1 row is the ceiling), acks=1 to an RF=3 topic (answered at the leader's
+# write), then an RF=3 acks=all run during which the leader-heavy broker is SIGKILLed: the bench
+# must go on after a pause with every record acknowledged.
 #
 # Usage: perf/replication_bench.sh [SECONDS] [RECORD_SIZE]
 #   SECONDS      length of each measured run (default 15; the failover run is twice that)
@@ -40,21 +41,22 @@ done
 bootstrap="127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"
 sleep 3
 
-# `bench NAME LINES ARGS...`: one produce run, the last LINES lines of its output (0: all).
+# `bench NAME LINES ACKS ARGS...`: one produce run, the last LINES lines of its output (0: all).
 bench() {
-    local name="$1" lines="$2"
-    shift 2
-    echo "== $name"
-    "$spate" bench produce --bootstrap "$bootstrap" --record-size "$record_size" --acks all \
+    local name="$1" lines="$2" acks="$3"
+    shift 3
+    echo "== $name (acks=$acks)"
+    "$spate" bench produce --bootstrap "$bootstrap" --record-size "$record_size" --acks "$acks" \
         --partitions 6 --json "$out/$name.json" "$@" 2>&1 |
         if [[ "$lines" -gt 0 ]]; then tail -n "$lines"; else cat; fi
 }
 
-bench rf1 6 --topic rf1 --replication-factor 1 --duration "${seconds}s"
-bench rf3 6 --topic rf3 --replication-factor 3 --duration "${seconds}s"
+bench rf1 6 all --topic rf1 --replication-factor 1 --duration "${seconds}s"
+bench rf3 6 all --topic rf3 --replication-factor 3 --duration "${seconds}s"
+bench rf3-acks1 6 1 --topic rf3-acks1 --replication-factor 3 --duration "${seconds}s"
 
 # The failover run: broker 2 is killed a third of the way in.
-bench rf3-failover 0 --topic rf3-failover --replication-factor 3 --duration "$((seconds * 2))s" &
+bench rf3-failover 0 all --topic rf3-failover --replication-factor 3 --duration "$((seconds * 2))s" &
 bench_pid=$!
 sleep "$((seconds * 2 / 3))"
 echo "== SIGKILL of broker 2 at $(date -u +%T.%N)"

@@ -7,7 +7,8 @@
 //! offsets in the order they arrived. The answer waits for the O_DIRECT write (acks=1) or for the
 //! fdatasync after it (acks=all); acks=0 gets no answer at all. A replicated partition's batch
 //! goes instead to its leader replica's Raft group (`Replica::propose`, in arrival order too) and
-//! is answered once committed on a majority, for every acks level.
+//! is answered once committed on a majority (acks=all), or once the leader's own write of it
+//! completed (acks=1), as Kafka answers.
 //!
 //! Validation walks every record (decompressing a compressed batch as a stream), as Kafka's
 //! LogValidator does, so a batch with a valid CRC around malformed records never reaches the log,
@@ -139,8 +140,7 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
     })
 }
 
-/// Waits for the acks level of one sequenced partition and builds its answer. A replicated
-/// partition's batch is answered once committed, whatever the acks level.
+/// Waits for the acks level of one sequenced partition and builds its answer.
 async fn answer(acks: i16, timeout: Duration, partition: Sequenced) -> PartitionProduceResponse {
     let (log, outcome) = match partition.outcome {
         Ok(Appended::Local(log, outcome)) => (log, outcome),
@@ -287,7 +287,8 @@ async fn sequence_on(
                 return Err(ErrorCode::NotEnoughReplicas.into());
             }
         }
-        let proposal = replica.propose(records).await?;
+        // acks=1 (and 0) is answered at the leader's own write, acks=all at the commit.
+        let proposal = replica.propose(records, acks != -1).await?;
         return Ok(Appended::Replicated(proposal));
     }
     let outcome = log

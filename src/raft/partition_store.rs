@@ -27,7 +27,7 @@
 //! `!Send`: one shard's store, on that shard's executor.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -35,6 +35,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::type_config::alias::{LogIdOf, VoteOf};
@@ -106,6 +107,9 @@ struct Shared {
     meta: Meta,
     /// Base offset and term of every live entry, from `meta.first_index` on.
     entries: VecDeque<(i64, u64)>,
+    /// Proposals waiting to hear where the leader placed their batch (acks=1), by the address
+    /// of the batch's bytes (which the waiter keeps alive, so no other batch has it meanwhile).
+    placement_waiters: HashMap<usize, LocalSender<(Rc<PartitionLog>, AppendOutcome)>>,
 }
 
 impl Shared {
@@ -154,6 +158,23 @@ impl ReplicaLog {
             .map(|(offset, _)| *offset)
     }
 
+    /// Starts watching for the leader to place `batch` (the very bytes handed to Raft) in the
+    /// log; the watch ends when dropped.
+    pub fn watch_placement(&self, batch: &Bytes) -> PlacementWatch {
+        let key = batch.as_ptr() as usize;
+        let (sender, receiver) = local_channel::new_bounded(1);
+        self.shared
+            .borrow_mut()
+            .placement_waiters
+            .insert(key, sender);
+        PlacementWatch {
+            shared: Rc::clone(&self.shared),
+            key,
+            _batch: batch.clone(),
+            receiver,
+        }
+    }
+
     /// The index of the last live entry that ends at or below `offset` (all of it below it),
     /// if any.
     pub fn last_index_ending_by(&self, offset: i64) -> Option<u64> {
@@ -188,6 +209,30 @@ impl ReplicaLog {
                 .get(position + 1)
                 .map_or(shared.log.log_end_offset(), |(offset, _)| *offset),
         )
+    }
+}
+
+/// A proposal's watch for where the leader placed its batch: the log and the append's outcome,
+/// for waiting until the O_DIRECT write completed (acks=1).
+pub struct PlacementWatch {
+    shared: Rc<RefCell<Shared>>,
+    key: usize,
+    /// Keeps the batch's bytes, and so the key, from being reused while the watch lasts.
+    _batch: Bytes,
+    receiver: LocalReceiver<(Rc<PartitionLog>, AppendOutcome)>,
+}
+
+impl PlacementWatch {
+    /// The log and outcome of the batch's append, once the store placed it; `None` if it never
+    /// will (the store went away).
+    pub async fn placed(&self) -> Option<(Rc<PartitionLog>, AppendOutcome)> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for PlacementWatch {
+    fn drop(&mut self) {
+        self.shared.borrow_mut().placement_waiters.remove(&self.key);
     }
 }
 
@@ -240,6 +285,7 @@ impl PartitionLogStore {
                 votes,
                 meta,
                 entries,
+                placement_waiters: HashMap::new(),
             })),
         })
     }
@@ -311,11 +357,20 @@ impl PartitionLogStore {
                     let header = record_batch::header(&batch).map_err(other)?;
                     let placed = header.base_offset.get() == log.log_end_offset()
                         && header.partition_leader_epoch.get() == epoch;
-                    if placed {
+                    let waiter = self
+                        .shared
+                        .borrow_mut()
+                        .placement_waiters
+                        .remove(&(batch.as_ptr() as usize));
+                    let appended = if placed {
                         log.append_replica(batch, now_ms)
                     } else {
                         log.append_entry(&batch, now_ms)
+                    };
+                    if let (Some(waiter), Ok(outcome)) = (waiter, &appended) {
+                        let _ = waiter.try_send((Rc::clone(&log), outcome.clone()));
                     }
+                    appended
                 }
                 EntryPayload::Blank => {
                     let batch = control_batch::build(

@@ -31,7 +31,9 @@ use crate::raft::partition_network::{
     GroupKey, GroupNetwork, PartitionRaftNode, PeerLinks, ResolveMember,
 };
 use crate::raft::partition_state_machine::PartitionStateMachine;
-use crate::raft::partition_store::{PartitionLogStore, PartitionRaft, RecordBatch, ReplicaLog};
+use crate::raft::partition_store::{
+    PartitionLogStore, PartitionRaft, PlacementWatch, RecordBatch, ReplicaLog,
+};
 
 use super::Shard;
 
@@ -65,6 +67,9 @@ const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a leader waits for its log-start decision to commit, and a replica for openraft to
 /// build the snapshot a purge needs.
 const RETENTION_STEP_WAIT: Duration = Duration::from_secs(10);
+/// How long an acks=1 batch, answered at the leader's write, is followed to its commit before
+/// its producer's next batches stop waiting on it.
+const PROPOSAL_FOLLOW_MAX: Duration = Duration::from_secs(30);
 /// How long a refused idempotent batch holds back its producer's later batches at most (its
 /// retry normally comes within a second; a client that gave up on it bumps its epoch).
 const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
@@ -142,8 +147,14 @@ struct Proposed {
 
 /// What a produce to a replicated partition waits for: its commit, or the original's.
 pub enum Proposal {
-    /// A new batch (of this idempotent producer, if any), being replicated.
-    Proposed(Rc<Replica>, Option<i64>, ProposalReceiver),
+    /// A new batch (of this idempotent producer, if any), being replicated; with a watch on
+    /// its placement in the leader's log when it is answered at the leader's write (acks=1).
+    Proposed(
+        Rc<Replica>,
+        Option<i64>,
+        ProposalReceiver,
+        Option<PlacementWatch>,
+    ),
     /// A duplicate of a batch in the log at these offsets; answered once they are committed.
     Duplicate(Rc<Replica>, i64, i64),
 }
@@ -199,7 +210,7 @@ impl Replica {
         let batch =
             control_batch::build(CONTROL_TYPE_LOG_START, Some(&start.to_be_bytes()), now_ms);
         let proposal = self
-            .propose(batch)
+            .propose(batch, false)
             .await
             .map_err(|code| format!("log start decision refused: {code:?}"))?;
         proposal
@@ -346,7 +357,7 @@ impl Replica {
             Some(&offset.to_be_bytes()),
             crate::api::now_ms(),
         );
-        self.propose(batch).await?.committed(limit).await?;
+        self.propose(batch, false).await?.committed(limit).await?;
         // The purge follower moves the log start once the decision applies; answer with it.
         let moved = within(limit, async {
             loop {
@@ -477,7 +488,11 @@ impl Replica {
     /// answered with the original's offsets; a batch following an idempotent producer's
     /// proposals in flight goes on; any other batch of that producer waits for them to finish
     /// and is checked against the log), then the batch is handed to Raft in arrival order.
-    pub async fn propose(self: &Rc<Self>, batch: Bytes) -> Result<Proposal, ErrorCode> {
+    pub async fn propose(
+        self: &Rc<Self>,
+        batch: Bytes,
+        answer_at_write: bool,
+    ) -> Result<Proposal, ErrorCode> {
         if !self.is_leader() || self.handing_back.get().is_some() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
@@ -556,6 +571,7 @@ impl Replica {
             proposed.count += 1;
         }
         let (responder, receiver) = ProgressResponder::complete_only();
+        let placement = answer_at_write.then(|| self.log.watch_placement(&batch));
         let queued = self
             .raft
             .client_write_ff(RecordBatch(batch), Some(responder))
@@ -565,7 +581,12 @@ impl Replica {
             self.finish(producer_id);
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        Ok(Proposal::Proposed(Rc::clone(self), producer_id, receiver))
+        Ok(Proposal::Proposed(
+            Rc::clone(self),
+            producer_id,
+            receiver,
+            placement,
+        ))
     }
 
     /// Remembers that `batch` (of an idempotent producer) was refused with a retriable error.
@@ -680,9 +701,46 @@ impl Replica {
 }
 
 impl Proposal {
-    /// Waits for the batch's commit (at most `limit`); its offsets, or the Kafka error code.
+    /// Waits (at most `limit`) for the batch's commit, or for the leader's own write of it when
+    /// it was proposed to be answered there (acks=1); its offsets, or the Kafka error code.
     pub async fn committed(self, limit: Duration) -> Result<Committed, ErrorCode> {
         match self {
+            Proposal::Proposed(replica, producer_id, mut receiver, Some(placement)) => {
+                // As Kafka answers acks=1: once the leader's O_DIRECT write completed. A
+                // failover may take such a batch back (it was on the leader alone).
+                let placed = futures_lite::future::or(
+                    async { Some(within(limit, placement.placed()).await.flatten()) },
+                    async {
+                        // Refused or deposed before the batch reached the log.
+                        let _ = (&mut receiver).await;
+                        None
+                    },
+                )
+                .await;
+                drop(placement);
+                let result = match placed {
+                    Some(Some((log, outcome))) => {
+                        match within(limit, log.wait_written(&outcome)).await {
+                            Some(Ok(())) => Ok(Committed {
+                                base_offset: outcome.base_offset,
+                                log_start_offset: outcome.log_start_offset,
+                            }),
+                            Some(Err(error)) => Err(crate::api::errors::log_error_code(&error)),
+                            None => Err(ErrorCode::RequestTimedOut),
+                        }
+                    }
+                    Some(None) => Err(ErrorCode::RequestTimedOut),
+                    None => Err(ErrorCode::NotLeaderOrFollower),
+                };
+                // The producer's proposal stays in flight until Raft is done with it, so its
+                // next batch is decided after this one's fate (see `propose`).
+                glommio::spawn_local(async move {
+                    let _ = within(PROPOSAL_FOLLOW_MAX, &mut receiver).await;
+                    replica.finish(producer_id);
+                })
+                .detach();
+                result
+            }
             Proposal::Duplicate(replica, base_offset, last_offset) => {
                 replica.wait_committed(last_offset + 1, limit).await?;
                 Ok(Committed {
@@ -690,7 +748,7 @@ impl Proposal {
                     log_start_offset: replica.log().log_start_offset(),
                 })
             }
-            Proposal::Proposed(replica, producer_id, receiver) => {
+            Proposal::Proposed(replica, producer_id, receiver, None) => {
                 // A leader cut off from its quorum may never learn that it lost: it refuses once
                 // it heard from no quorum for a while (the batch may still commit if the cut
                 // heals first; a retry is then deduplicated or, without idempotence, a
