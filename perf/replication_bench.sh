@@ -32,6 +32,8 @@ stop_all() {
         kill "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
+    # The brokers' data (tens of GB after a run at full speed); the JSON and logs stay.
+    rm -rf "$out"/b1 "$out"/b2 "$out"/b3
 }
 trap stop_all EXIT
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::sync::Semaphore;
+use glommio::sync::{Semaphore, StaticPermit};
 use openraft::raft::responder::ProgressResponder;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use openraft_rt::WatchReceiver as _;
@@ -67,6 +67,11 @@ const QUORUM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a leader waits for its log-start decision to commit, and a replica for openraft to
 /// build the snapshot a purge needs.
 const RETENTION_STEP_WAIT: Duration = Duration::from_secs(10);
+/// Bytes of acks=1 batches a leader holds proposed but not yet committed. Answered at the
+/// leader's write, such batches are not held back by their producers' windows as acks=all
+/// batches are; without a bound the leader's log runs ahead of its followers until their
+/// acknowledgements (and with them the leader's lease) lag by seconds.
+const UNCOMMITTED_ACKS_1_BYTES_MAX: u64 = 2 << 20;
 /// How long an acks=1 batch, answered at the leader's write, is followed to its commit before
 /// its producer's next batches stop waiting on it.
 const PROPOSAL_FOLLOW_MAX: Duration = Duration::from_secs(30);
@@ -118,6 +123,9 @@ pub struct Replica {
     proposing: Semaphore,
     /// Notified when this replica's log start moved.
     log_start_moved: Rc<Signal>,
+    /// Bytes of acks=1 batches proposed and not yet committed may not pass
+    /// [`UNCOMMITTED_ACKS_1_BYTES_MAX`].
+    uncommitted_acks_1: Rc<Semaphore>,
     /// Idempotent producers whose batch this replica refused with a retriable error, by
     /// producer id.
     refused: RefCell<HashMap<i64, Refused>>,
@@ -148,12 +156,13 @@ struct Proposed {
 /// What a produce to a replicated partition waits for: its commit, or the original's.
 pub enum Proposal {
     /// A new batch (of this idempotent producer, if any), being replicated; with a watch on
-    /// its placement in the leader's log when it is answered at the leader's write (acks=1).
+    /// its placement in the leader's log, and its share of the uncommitted acks=1 bytes, when
+    /// it is answered at the leader's write (acks=1).
     Proposed(
         Rc<Replica>,
         Option<i64>,
         ProposalReceiver,
-        Option<PlacementWatch>,
+        Option<(PlacementWatch, StaticPermit)>,
     ),
     /// A duplicate of a batch in the log at these offsets; answered once they are committed.
     Duplicate(Rc<Replica>, i64, i64),
@@ -496,7 +505,7 @@ impl Replica {
         if !self.is_leader() || self.handing_back.get().is_some() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        let (identity, _permit) = loop {
+        let (identity, (_permit, uncommitted)) = loop {
             // openraft refuses a write once its lease lapsed; renewing it means waiting, which
             // must happen before this batch takes its place in line, never after.
             self.renew_lease().await?;
@@ -509,6 +518,20 @@ impl Replica {
                 .acquire_permit(1)
                 .await
                 .map_err(|_| ErrorCode::NotLeaderOrFollower)?;
+            // In line, so batches keep their order while the backlog drains.
+            let uncommitted = if answer_at_write {
+                let bytes = (batch.len() as u64).min(UNCOMMITTED_ACKS_1_BYTES_MAX);
+                let permit = within(
+                    LEASE_RENEW_WAIT,
+                    self.uncommitted_acks_1.acquire_static_permit(bytes),
+                )
+                .await
+                .ok_or(ErrorCode::RequestTimedOut)?
+                .map_err(|_| ErrorCode::NotLeaderOrFollower)?;
+                Some(permit)
+            } else {
+                None
+            };
             if !self.lease_fresh() {
                 continue;
             }
@@ -528,7 +551,7 @@ impl Replica {
                 in_log,
             } = check
             else {
-                break (None, permit);
+                break (None, (permit, uncommitted));
             };
             if self.held_back(producer_id, epoch, first_sequence) {
                 return Err(ErrorCode::NotLeaderOrFollower);
@@ -537,7 +560,12 @@ impl Replica {
                 proposed.epoch == epoch && next_sequence(proposed.last_sequence) == first_sequence
             });
             match follows {
-                Some(true) => break (Some((producer_id, epoch, last_sequence)), permit),
+                Some(true) => {
+                    break (
+                        Some((producer_id, epoch, last_sequence)),
+                        (permit, uncommitted),
+                    );
+                }
                 // Another batch of a producer with proposals in flight: a retry of one of them,
                 // or out of order; decided against the log once they finish.
                 Some(false) => {
@@ -547,7 +575,12 @@ impl Replica {
                     }
                 }
                 None => match in_log {
-                    Ok(None) => break (Some((producer_id, epoch, last_sequence)), permit),
+                    Ok(None) => {
+                        break (
+                            Some((producer_id, epoch, last_sequence)),
+                            (permit, uncommitted),
+                        );
+                    }
                     Ok(Some((base_offset, last_offset))) => {
                         return Ok(Proposal::Duplicate(
                             Rc::clone(self),
@@ -571,7 +604,7 @@ impl Replica {
             proposed.count += 1;
         }
         let (responder, receiver) = ProgressResponder::complete_only();
-        let placement = answer_at_write.then(|| self.log.watch_placement(&batch));
+        let placement = uncommitted.map(|permit| (self.log.watch_placement(&batch), permit));
         let queued = self
             .raft
             .client_write_ff(RecordBatch(batch), Some(responder))
@@ -705,7 +738,12 @@ impl Proposal {
     /// it was proposed to be answered there (acks=1); its offsets, or the Kafka error code.
     pub async fn committed(self, limit: Duration) -> Result<Committed, ErrorCode> {
         match self {
-            Proposal::Proposed(replica, producer_id, mut receiver, Some(placement)) => {
+            Proposal::Proposed(
+                replica,
+                producer_id,
+                mut receiver,
+                Some((placement, uncommitted)),
+            ) => {
                 // As Kafka answers acks=1: once the leader's O_DIRECT write completed. A
                 // failover may take such a batch back (it was on the leader alone).
                 let placed = futures_lite::future::or(
@@ -736,6 +774,7 @@ impl Proposal {
                 // next batch is decided after this one's fate (see `propose`).
                 glommio::spawn_local(async move {
                     let _ = within(PROPOSAL_FOLLOW_MAX, &mut receiver).await;
+                    drop(uncommitted);
                     replica.finish(producer_id);
                 })
                 .detach();
@@ -920,6 +959,7 @@ pub async fn open_replica(
         proposal_done: Signal::new(),
         proposing: Semaphore::new(1),
         log_start_moved: Signal::new(),
+        uncommitted_acks_1: Rc::new(Semaphore::new(UNCOMMITTED_ACKS_1_BYTES_MAX)),
         refused: RefCell::new(HashMap::new()),
     });
     glommio::spawn_local(follow_log_start(Rc::downgrade(&replica))).detach();
