@@ -6,9 +6,10 @@
 //! they read can be taken back by a failover, and an acks=all produce is answered once its
 //! batch is below it.
 //!
-//! Retention: the leader writes its decision to move the log start as an entry
-//! (`CONTROL_TYPE_LOG_START`); applying it records the new log start here, and each replica then
-//! purges its own log up to it (`Replica::enforce_retention`).
+//! Retention and DeleteRecords: the leader writes its decision to move the log start as an
+//! entry (`CONTROL_TYPE_LOG_START`); applying it records the new log start here and wakes the
+//! replica's log-start task, which purges the replica's own log up to it
+//! (`Replica::purge_to_decided`).
 //!
 //! Snapshots: openraft's snapshot of this machine is its applied position (log id, membership,
 //! commit point, log start), built on request before a purge and kept in `raft-snapshot` (a

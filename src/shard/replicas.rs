@@ -822,7 +822,6 @@ impl Proposal {
     }
 }
 
-/// The sequence after `sequence` (sequences wrap to 0 after i32::MAX).
 /// Whether a leader's metrics show `member` matched up to the leader's last log entry.
 fn holds_whole_log(
     metrics: &openraft::RaftMetrics<crate::raft::partition_store::PartitionRaft>,
@@ -836,6 +835,7 @@ fn holds_whole_log(
         >= metrics.last_log_index
 }
 
+/// The sequence after `sequence` (sequences wrap to 0 after i32::MAX).
 fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX {
         0
