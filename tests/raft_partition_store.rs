@@ -353,3 +353,65 @@ fn entries_are_the_partitions_batches_and_survive_a_reopen() {
         follower.log().close().await.unwrap();
     });
 }
+
+#[test]
+fn entries_ending_by_an_offset_and_the_placement_of_a_proposed_batch() {
+    // Proves `last_index_ending_by` names the last entry wholly below an offset (what a purge to
+    // a log start may drop: entries 1 and 2 are one offset each, entry 3 holds offsets 2-4,
+    // entry 4 offset 5, entry 5 offsets 6-7), and a placement watch hears where the store put
+    // the batch it watches.
+    let dir = TestDir::new("raft-partition-ending-by");
+    let store_dir = dir.sub_dir();
+    run(&dir.path, async move {
+        let mut store = open_store(&store_dir).await.unwrap();
+        let membership = Membership::new_with_defaults(vec![[1u64, 2, 3].into()], []);
+        append(
+            &mut store,
+            vec![
+                PartitionEntry {
+                    log_id: log_id(1, 1),
+                    payload: EntryPayload::Blank,
+                },
+                PartitionEntry {
+                    log_id: log_id(1, 2),
+                    payload: EntryPayload::Membership(membership),
+                },
+                normal(1, 3, &["a", "b", "c"]),
+                normal(1, 4, &["d"]),
+            ],
+        )
+        .await;
+        let replica = store.replica_log();
+        let watched = batch(&["e", "f"]);
+        let watch = replica.watch_placement(&watched);
+        append(
+            &mut store,
+            vec![PartitionEntry {
+                log_id: log_id(1, 5),
+                payload: EntryPayload::Normal(RecordBatch(watched.clone())),
+            }],
+        )
+        .await;
+        let (_, outcome) = watch.placed().await.expect("the watched batch was placed");
+        assert_eq!((outcome.base_offset, outcome.last_offset), (6, 7));
+        let ending_by: Vec<Option<u64>> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 100]
+            .iter()
+            .map(|&offset| replica.last_index_ending_by(offset))
+            .collect();
+        assert_eq!(
+            ending_by,
+            [
+                None,
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(4),
+                Some(5),
+                Some(5)
+            ]
+        );
+    });
+}

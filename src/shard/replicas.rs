@@ -995,7 +995,7 @@ pub async fn delete_replicas(shard: &Rc<Shard>, topic: &str) -> Result<(), Strin
 
 /// How often the log-start follower checks that its replica still exists while no decision
 /// arrives.
-const LOG_START_IDLE_CHECK: Duration = Duration::from_secs(5);
+const LOG_START_IDLE_CHECK: Duration = Duration::from_secs(60);
 /// How long the log-start follower waits before it tries a failed move again.
 const LOG_START_RETRY: Duration = Duration::from_secs(1);
 
