@@ -169,9 +169,10 @@ async fn run_node(
     let store = PartitionLogStore::open(log, "p-0".to_owned(), votes)
         .await
         .unwrap();
-    let state_machine = PartitionStateMachine::open(store.replica_log())
-        .await
-        .unwrap();
+    let state_machine =
+        PartitionStateMachine::open(store.replica_log(), spate::log::signal::Signal::new())
+            .await
+            .unwrap();
     let config = Config {
         heartbeat_interval: 100,
         election_timeout_min: 1000,

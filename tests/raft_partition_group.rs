@@ -129,7 +129,10 @@ async fn run_node(
             .await
             .unwrap();
         let replica = store.replica_log();
-        let state_machine = PartitionStateMachine::open(replica.clone()).await.unwrap();
+        let state_machine =
+            PartitionStateMachine::open(replica.clone(), spate::log::signal::Signal::new())
+                .await
+                .unwrap();
         let config = Config {
             heartbeat_interval: 50,
             election_timeout_min: 300,

@@ -8,7 +8,7 @@
 //!
 //! Retention and DeleteRecords: the leader writes its decision to move the log start as an
 //! entry (`CONTROL_TYPE_LOG_START`); applying it records the new log start here and wakes the
-//! replica's log-start task, which purges the replica's own log up to it
+//! shard's log-start task, which purges the replica's own log up to it
 //! (`Replica::purge_to_decided`).
 //!
 //! Snapshots: openraft's snapshot of this machine is its applied position (log id, membership,
@@ -68,15 +68,16 @@ pub struct PartitionStateMachine {
     committed_offset: Rc<Cell<i64>>,
     /// Notified when the commit point moves.
     committed: Rc<Signal>,
-    /// Notified when an applied entry decides a new log start.
+    /// Notified when an applied entry decides a new log start (shared by a shard's replicas).
     log_start_decided: Rc<Signal>,
 }
 
 impl PartitionStateMachine {
     /// The state machine of the replicated log `log`, from its last snapshot if it has one;
     /// without one, the commit point starts at the log start (nothing above it is known to be
-    /// committed).
-    pub async fn open(log: ReplicaLog) -> io::Result<Self> {
+    /// committed). `log_start_decided` is notified when an applied entry decides a new log
+    /// start.
+    pub async fn open(log: ReplicaLog, log_start_decided: Rc<Signal>) -> io::Result<Self> {
         let path = Self::snapshot_path(&log);
         let read_path = path.clone();
         let body = glommio::executor()
@@ -124,7 +125,7 @@ impl PartitionStateMachine {
             state: Rc::new(RefCell::new(state)),
             committed_offset: Rc::new(Cell::new(committed_offset)),
             committed: Signal::new(),
-            log_start_decided: Signal::new(),
+            log_start_decided,
         })
     }
 
@@ -135,11 +136,6 @@ impl PartitionStateMachine {
     /// The last log start the leader decided, with the index of the entry that says so.
     pub fn log_start_decided(&self) -> Option<(u64, i64)> {
         self.state.borrow().log_start
-    }
-
-    /// Resolves the next time an applied entry decides a new log start.
-    pub fn log_start_changed(&self) -> Listener {
-        self.log_start_decided.listen()
     }
 
     /// The commit point: every offset below it is on a majority of the replicas.

@@ -29,6 +29,7 @@ use crate::cluster::broker_link::BrokerLink;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::group::classic_group::GroupLimits;
+use crate::log::signal::Signal;
 use crate::log::{PartitionLog, ShardCache};
 use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, Node, ShardId};
@@ -94,6 +95,8 @@ pub struct Shard {
     pub partition_groups: Rc<PartitionGroups>,
     /// This shard's connections to peer shards, shared by all its groups.
     pub peer_links: Rc<PeerLinks>,
+    /// Notified when a replica of this shard applies a new log-start decision.
+    pub log_starts_decided: Rc<Signal>,
     /// This shard's replicas of replicated partitions, by topic, then partition index.
     replicas: RefCell<HashMap<String, Vec<Option<Rc<Replica>>>>>,
     /// The votes of this shard's groups, opened with its first replica.
@@ -129,6 +132,7 @@ impl Shard {
             offline: offline::OfflinePartitions::default(),
             partition_groups: PartitionGroups::new(),
             peer_links: PeerLinks::new(config.source_address()),
+            log_starts_decided: Signal::new(),
             replicas: RefCell::new(HashMap::new()),
             votes: RefCell::new(None),
             groups: Rc::new(GroupCoordinator::new(

@@ -191,7 +191,7 @@ impl Replica {
     /// (to what `retention.ms` / `retention.bytes` expire, but never past the commit point nor
     /// past what any follower holds, so every replica can still be caught up from any other)
     /// and writes that decision to the log. Each replica, leader included, moves its log start
-    /// when it applies the decision (`follow_log_start`), so every replica cuts at the same
+    /// when it applies the decision (`follow_log_starts`), so every replica cuts at the same
     /// offset.
     pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<(), String> {
         if !self.is_leader() {
@@ -903,9 +903,10 @@ pub async fn open_replica(
         .await
         .map_err(|error| format!("{name}: {error}"))?;
     let log = store.replica_log();
-    let state_machine = PartitionStateMachine::open(log.clone())
-        .await
-        .map_err(|error| format!("{name}: {error}"))?;
+    let state_machine =
+        PartitionStateMachine::open(log.clone(), Rc::clone(&shard.log_starts_decided))
+            .await
+            .map_err(|error| format!("{name}: {error}"))?;
     let key = GroupKey {
         topic_id: topic.topic_id,
         partition: partition as u32,
@@ -962,7 +963,6 @@ pub async fn open_replica(
         uncommitted_acks_1: Rc::new(Semaphore::new(UNCOMMITTED_ACKS_1_BYTES_MAX)),
         refused: RefCell::new(HashMap::new()),
     });
-    glommio::spawn_local(follow_log_start(Rc::downgrade(&replica))).detach();
     glommio::spawn_local(follow_leadership(
         Rc::downgrade(shard),
         Rc::downgrade(&replica),
@@ -993,44 +993,49 @@ pub async fn delete_replicas(shard: &Rc<Shard>, topic: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// How often the log-start follower checks that its replica still exists while no decision
-/// arrives.
-const LOG_START_IDLE_CHECK: Duration = Duration::from_secs(60);
-/// How long the log-start follower waits before it tries a failed move again.
+/// How long the log-start task waits before it tries a failed move again.
 const LOG_START_RETRY: Duration = Duration::from_secs(1);
 
-/// Moves the replica's log start each time its state machine applies a new decision (and once
-/// at start, for a decision applied before a restart), until the replica is gone.
-async fn follow_log_start(replica: Weak<Replica>) {
+/// Moves each replica's log start once its state machine applied a new decision (and, at start,
+/// any decision applied before a restart), until the shard stops. One task per shard: decisions
+/// are rare, and a waiting task per replica costs a thousand replicas' worth of idle wake-ups.
+pub async fn follow_log_starts(shard: Weak<Shard>) {
     loop {
-        let Some(strong) = replica.upgrade() else {
+        let Some(strong) = shard.upgrade() else {
             return;
         };
-        let decided = strong.state_machine.log_start_changed();
-        let wait = match strong.purge_to_decided().await {
-            Ok(None) => LOG_START_IDLE_CHECK,
-            Ok(Some(log_start_offset)) => {
-                tracing::info!(
-                    topic = %strong.topic,
-                    partition = strong.partition,
-                    log_start_offset,
-                    "replicated log start moved"
-                );
-                strong.log_start_moved.notify();
-                LOG_START_IDLE_CHECK
-            }
-            Err(error) => {
-                tracing::warn!(
-                    topic = %strong.topic,
-                    partition = strong.partition,
-                    %error,
-                    "moving the replicated log start failed; trying again"
-                );
-                LOG_START_RETRY
-            }
-        };
+        let decided = strong.log_starts_decided.listen();
+        let replicas = strong.all_replicas();
         drop(strong);
-        let _ = within(wait, decided).await;
+        let mut failed = false;
+        for replica in replicas {
+            match replica.purge_to_decided().await {
+                Ok(None) => {}
+                Ok(Some(log_start_offset)) => {
+                    tracing::info!(
+                        topic = %replica.topic,
+                        partition = replica.partition,
+                        log_start_offset,
+                        "replicated log start moved"
+                    );
+                    replica.log_start_moved.notify();
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        topic = %replica.topic,
+                        partition = replica.partition,
+                        %error,
+                        "moving the replicated log start failed; trying again"
+                    );
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            glommio::timer::sleep(LOG_START_RETRY).await;
+        } else {
+            decided.await;
+        }
     }
 }
 

@@ -162,6 +162,8 @@ pub async fn shard_main(start: ShardStart) {
     // After the listener: a replica's leader reaches it only from now on.
     let replica_liveness =
         glommio::spawn_local(super::replica_liveness::run(Rc::downgrade(&shard)));
+    let log_starts =
+        glommio::spawn_local(super::replicas::follow_log_starts(Rc::downgrade(&shard)));
     let _ = ready.send(Ok(id));
     stopped.await;
     accepting.cancel().await;
@@ -174,6 +176,7 @@ pub async fn shard_main(start: ShardStart) {
     retention.cancel().await;
     offline_sweeps.cancel().await;
     replica_liveness.cancel().await;
+    log_starts.cancel().await;
     close_partitions(&shard).await;
 }
 
