@@ -143,6 +143,26 @@ fn wait_led(
     )
 }
 
+/// Creates `topic` with replication factor 3 and `configs` at broker 1, waits until every
+/// partition has an elected leader, and returns (leader node, epoch) by partition.
+fn create_led(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Vec<(i32, i32)> {
+    assert_eq!(
+        connect(cluster, 1)
+            .create_topic_with(topic, partitions, 3, configs, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    leadership(
+        &wait_led(cluster, 1, topic, partitions as usize, |_| true),
+        topic,
+    )
+}
+
 /// Waits (as broker `at` sees it) until no partition of `topic` is led by broker `gone`.
 fn wait_led_without(
     cluster: &Cluster,
@@ -358,16 +378,7 @@ fn a_frozen_leader_is_replaced_and_refuses_writes_once_thawed() {
     let mut cluster = Cluster::start(ClusterSpec::three());
     let topic = "frozen";
     let partitions = 3;
-    assert_eq!(
-        connect(&cluster, 1)
-            .create_topic_replicated(topic, partitions, 3, 10_000)
-            .map(|(code, _)| code),
-        Ok(0)
-    );
-    let led = leadership(
-        &wait_led(&cluster, 1, topic, partitions as usize, |_| true),
-        topic,
-    );
+    let led = create_led(&cluster, topic, partitions, &[]);
 
     // Idle for several leases and campaign delays: nobody campaigned.
     std::thread::sleep(Duration::from_secs(3));
@@ -434,16 +445,7 @@ fn an_isolated_leader_is_replaced_and_acknowledges_nothing() {
     let mut cluster = Cluster::start(ClusterSpec::three());
     let topic = "isolated";
     let partitions = 3;
-    assert_eq!(
-        connect(&cluster, 1)
-            .create_topic_replicated(topic, partitions, 3, 10_000)
-            .map(|(code, _)| code),
-        Ok(0)
-    );
-    let led = leadership(
-        &wait_led(&cluster, 1, topic, partitions as usize, |_| true),
-        topic,
-    );
+    let led = create_led(&cluster, topic, partitions, &[]);
     let leader = broker_of(led[0].0);
     let taken = connect(&cluster, leader).produce(topic, 0, &[b"before".to_vec()], -1);
     assert!(
@@ -569,19 +571,12 @@ fn retention_moves_every_replicas_log_start_alike() {
     spec.extra_args = vec!["--log-retention-check-interval-ms".into(), "200".into()];
     let mut cluster = Cluster::start(spec);
     let topic = "retained";
-    assert_eq!(
-        connect(&cluster, 1)
-            .create_topic_with(
-                topic,
-                1,
-                3,
-                &[("segment.bytes", "16384"), ("retention.bytes", "32768")],
-                10_000
-            )
-            .map(|(code, _)| code),
-        Ok(0)
+    let led = create_led(
+        &cluster,
+        topic,
+        1,
+        &[("segment.bytes", "16384"), ("retention.bytes", "32768")],
     );
-    let led = leadership(&wait_led(&cluster, 1, topic, 1, |_| true), topic);
     let leader = broker_of(led[0].0);
     let mut values = Vec::new();
     let produce = |cluster: &Cluster, to: usize, round: &str, values: &mut Vec<String>| {
@@ -650,13 +645,7 @@ fn delete_records_moves_every_replicas_log_start() {
     let _turn = turn();
     let mut cluster = Cluster::start(ClusterSpec::three());
     let topic = "trimmed";
-    assert_eq!(
-        connect(&cluster, 1)
-            .create_topic_replicated(topic, 1, 3, 10_000)
-            .map(|(code, _)| code),
-        Ok(0)
-    );
-    let led = leadership(&wait_led(&cluster, 1, topic, 1, |_| true), topic);
+    let led = create_led(&cluster, topic, 1, &[]);
     let leader = broker_of(led[0].0);
     let mut to_leader = connect(&cluster, leader);
     let mut bases = Vec::new();
@@ -746,13 +735,7 @@ fn acks_1_is_answered_at_the_leaders_write() {
     let _turn = turn();
     let mut cluster = Cluster::start(ClusterSpec::three());
     let topic = "acks-one";
-    assert_eq!(
-        connect(&cluster, 1)
-            .create_topic_replicated(topic, 1, 3, 10_000)
-            .map(|(code, _)| code),
-        Ok(0)
-    );
-    let led = leadership(&wait_led(&cluster, 1, topic, 1, |_| true), topic);
+    let led = create_led(&cluster, topic, 1, &[]);
     let leader = broker_of(led[0].0);
     let followers: Vec<usize> = (1..=3).filter(|&b| b != leader).collect();
     let mut to_leader = connect(&cluster, leader);
