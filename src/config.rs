@@ -278,6 +278,30 @@ pub struct BrokerConfig {
     )]
     pub broker_heartbeat_interval_ms: u64,
 
+    /// Partitions of the internal `__consumer_offsets` topic, which holds a cluster's committed
+    /// group offsets (offsets.topic.num.partitions; Redpanda's 16 rather than Kafka's 50: each
+    /// is a Raft group on every replica broker). Fixed once the topic exists.
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=1000),
+        env = "SPATE_OFFSETS_TOPIC_NUM_PARTITIONS"
+    )]
+    pub offsets_topic_num_partitions: u32,
+
+    /// Replication factor of `__consumer_offsets` (offsets.topic.replication.factor). The topic
+    /// is created at the first FindCoordinator; until that many brokers are alive groups get
+    /// COORDINATOR_NOT_AVAILABLE, as in Kafka. 1 keeps each group's offsets in its coordinator
+    /// shard's local offset store instead, as a single broker does (they are then lost with
+    /// that broker's disk, and its groups wait while it is down).
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_parser = clap::value_parser!(i16).range(1..),
+        env = "SPATE_OFFSETS_TOPIC_REPLICATION_FACTOR"
+    )]
+    pub offsets_topic_replication_factor: i16,
+
     /// Broker-wide defaults for topic configurations.
     #[command(flatten)]
     pub topic_defaults: TopicDefaults,
@@ -296,6 +320,12 @@ impl BrokerConfig {
             .parse::<std::net::IpAddr>()
             .ok()
             .filter(|address| !address.is_unspecified())
+    }
+
+    /// Whether group offsets live in the replicated `__consumer_offsets` topic (a cluster with
+    /// offsets.topic.replication.factor above 1) rather than in each shard's local store.
+    pub fn replicated_offsets(&self) -> bool {
+        self.cluster_mode() && self.offsets_topic_replication_factor > 1
     }
 
     /// Whether this broker is part of a cluster (a controller quorum was given).

@@ -18,6 +18,8 @@ use cluster_common::{
 use common::{consume, create_topic, flush_all_delivered, producer, run_with_timeout, send};
 use rdkafka::Offset;
 use rdkafka::producer::{BaseRecord, Producer};
+use spate::protocol::Request;
+use spate::protocol::messages::find_coordinator::FindCoordinatorRequest;
 
 /// One cluster at a time: each starts three brokers.
 static CLUSTER_TURN: Mutex<()> = Mutex::new(());
@@ -463,9 +465,10 @@ fn a_refused_topic_change_right_after_a_failover_is_answered_at_once() {
 #[test]
 fn consumer_groups_coordinated_on_every_broker_consume_and_commit() {
     // Proves FindCoordinator works across brokers: three groups whose coordinators are on
-    // brokers 1, 2 and 3 (crc32c(group) % 3 over the cluster's nodes) each read every record
-    // of a topic spread over the three brokers with a subscribing rdkafka consumer, commit,
-    // and a new member of the group finds the committed offsets at the end of each partition.
+    // brokers 1, 2 and 3 (the leaders of their partitions of __consumer_offsets, which the
+    // first FindCoordinator creates) each read every record of a topic spread over the three
+    // brokers with a subscribing rdkafka consumer, commit, and a new member of the group finds
+    // the committed offsets at the end of each partition.
     use rdkafka::TopicPartitionList;
     use rdkafka::consumer::{CommitMode, Consumer};
     use rdkafka::message::Message;
@@ -481,12 +484,36 @@ fn consumer_groups_coordinated_on_every_broker_consume_and_commit() {
         .iter()
         .map(|(&partition, records)| (partition, records.len() as i64))
         .collect();
-    // Nodes are (broker, shard) in order, one shard each: node index i is broker i + 1.
-    let groups: Vec<String> = (0..3)
+    let offsets_topic = "__consumer_offsets";
+    let _ = connect(&cluster, 1).call(
+        3,
+        Request::FindCoordinator(FindCoordinatorRequest {
+            key: "any".into(),
+            key_type: 0,
+            ..FindCoordinatorRequest::default()
+        }),
+    );
+    let offsets = cluster.metadata_wait(
+        1,
+        Duration::from_secs(30),
+        "__consumer_offsets created and led",
+        |m| {
+            m.topic_ready(offsets_topic, 16)
+                && m.topics[offsets_topic]
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader_epoch > 0)
+        },
+    );
+    let leaders = offsets.leaders(offsets_topic);
+    let groups: Vec<String> = (1..=3)
         .map(|broker| {
             (0..)
                 .map(|n| format!("group-{n}"))
-                .find(|g| spate::protocol::record_batch::crc32c(g.as_bytes()) % 3 == broker)
+                .find(|g| {
+                    let partition = spate::protocol::record_batch::crc32c(g.as_bytes()) % 16;
+                    broker_of(leaders[partition as usize]) == broker
+                })
                 .expect("a group name for every broker")
         })
         .collect();

@@ -359,6 +359,75 @@ fn acks_all_needs_min_insync_replicas() {
     assert!(matches!(again, Ok((0, _))), "the follower back: {again:?}");
 }
 
+// Proves Metadata's ISR is the leader's view of its followers (Kafka's AlterPartition): a
+// follower frozen (SIGSTOP) for longer than replica.lag.time.max.ms (1.5 s here) leaves the ISR
+// that every broker lists, while its broker, still registered (a long broker session keeps it
+// from being fenced), is not listed offline; thawed, it catches up and is listed in sync again.
+#[test]
+fn metadata_lists_the_in_sync_replicas_its_leader_sees() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = [
+        "--replica-lag-time-max-ms",
+        "1500",
+        "--broker-session-timeout-ms",
+        "60000",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut cluster = Cluster::start(spec);
+    let topic = "watched";
+    let led = create_led(&cluster, topic, 1, &[]);
+    let leader = broker_of(led[0].0);
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    let other = (1..=3).find(|&b| b != leader && b != follower).unwrap();
+    let in_sync = |m: &ClusterMetadata| -> Vec<usize> {
+        let mut brokers: Vec<usize> = m.topics[topic].partitions[0]
+            .isr
+            .iter()
+            .map(|&node| broker_of(node))
+            .collect();
+        brokers.sort_unstable();
+        brokers
+    };
+    let all = vec![1, 2, 3];
+    cluster.metadata_wait(other, Duration::from_secs(10), "all three in sync", |m| {
+        m.topic_ready(topic, 1) && in_sync(m) == all
+    });
+
+    cluster.stop(follower);
+    let mut rest: Vec<usize> = vec![leader, other];
+    rest.sort_unstable();
+    let shrunk = cluster.metadata_wait(
+        other,
+        Duration::from_secs(10),
+        "the frozen follower out of the ISR",
+        |m| m.topic_ready(topic, 1) && in_sync(m) == rest,
+    );
+    assert!(
+        shrunk.topics[topic].partitions[0].offline.is_empty(),
+        "a frozen but registered broker is not offline: {:?}",
+        shrunk.topics[topic].partitions[0]
+    );
+    assert_eq!(
+        in_sync(
+            &cluster
+                .metadata(leader)
+                .unwrap_or_else(|e| cluster.fail(&e))
+        ),
+        rest,
+        "the leader's own Metadata agrees"
+    );
+
+    cluster.resume(follower);
+    cluster.metadata_wait(
+        other,
+        Duration::from_secs(15),
+        "the thawed follower back in the ISR",
+        |m| m.topic_ready(topic, 1) && in_sync(m) == all,
+    );
+}
+
 /// (leader, leader epoch) of each partition of `topic`.
 fn leadership(metadata: &ClusterMetadata, topic: &str) -> Vec<(i32, i32)> {
     metadata.topics[topic]

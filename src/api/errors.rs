@@ -99,6 +99,7 @@ pub fn group_error_code(error: &GroupError) -> ErrorCode {
         GroupError::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
         GroupError::FencedInstanceId => ErrorCode::FencedInstanceId,
         GroupError::CoordinatorLoading => ErrorCode::CoordinatorLoadInProgress,
+        GroupError::NotCoordinator => ErrorCode::NotCoordinator,
         GroupError::CoordinatorNotAvailable(_) => ErrorCode::CoordinatorNotAvailable,
         GroupError::GroupIdNotFound => ErrorCode::GroupIdNotFound,
         GroupError::NonEmptyGroup => ErrorCode::NonEmptyGroup,

@@ -50,9 +50,13 @@ use crate::shard::{PartitionRoute, Shard};
 use super::errors::group_error_code;
 use super::{Pending, now_ms, ready};
 
-/// Whether this shard coordinates `group_id`.
+/// Whether this shard coordinates `group_id`: it leads the group's offsets partition, or with
+/// local offset stores, the group hashes here.
 fn is_coordinator(shard: &Shard, group_id: &str) -> bool {
-    group_node(group_id, &shard.cluster.borrow()) == Some(shard.node())
+    if shard.config.replicated_offsets() {
+        return shard.groups.hosts(group_id);
+    }
+    group_node(group_id, &shard.cluster.borrow(), false) == Some(shard.node())
 }
 
 fn code(result: Result<(), GroupError>) -> i16 {
@@ -104,8 +108,10 @@ pub fn handle_join_group(
         Err(error) => refuse(group_error_code(&error), request.member_id),
         Ok(Some(outcome)) => ready(Response::JoinGroup(join_response(outcome, None, version))),
         Ok(None) => Box::pin(async move {
+            // The group was unloaded (its offsets partition's leadership moved): as Kafka, the
+            // member is sent to look for the new coordinator.
             let outcome = receiver.recv().await.unwrap_or_else(|| JoinOutcome {
-                error: Some(GroupError::RebalanceInProgress),
+                error: Some(GroupError::NotCoordinator),
                 generation_id: -1,
                 member_id: request.member_id,
                 ..JoinOutcome::default()
@@ -203,7 +209,7 @@ pub fn handle_sync_group(shard: &Rc<Shard>, request: SyncGroupRequest) -> Pendin
             let outcome = receiver
                 .recv()
                 .await
-                .unwrap_or_else(|| refuse(GroupError::RebalanceInProgress));
+                .unwrap_or_else(|| refuse(GroupError::NotCoordinator));
             Some(respond(outcome))
         }),
     }

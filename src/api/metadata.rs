@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::meta::controller::CreateTopicSpec;
 use crate::meta::{BrokerInfo, ClusterState, Node, TopicMeta};
 use crate::protocol::ErrorCode;
@@ -304,7 +305,7 @@ fn topic_metadata(
         error_code: 0,
         name: Some(topic.name.clone()),
         topic_id: Uuid(topic.topic_id),
-        is_internal: false,
+        is_internal: topic.name == OFFSETS_TOPIC,
         partitions: topic
             .partitions
             .iter()
@@ -326,13 +327,19 @@ fn topic_metadata(
                     0
                 };
                 if topic.is_replicated() {
-                    // ISR: the replicas on live brokers (each replica's catch-up is not known
-                    // outside its leader yet).
+                    // ISR: the replicas its leader last reported in sync (Kafka's
+                    // AlterPartition), on live brokers; before the leader's first report, the
+                    // replicas on live brokers.
                     let replicas = topic.replicas_of(index);
-                    let (isr, offline): (Vec<Node>, Vec<Node>) =
+                    let reported = topic.reported_isr(index);
+                    let (on_live, offline): (Vec<Node>, Vec<Node>) =
                         replicas.iter().partition(|replica| {
                             replica.broker == shard.broker_id || cluster.node_is_live(**replica)
                         });
+                    let isr: Vec<Node> = on_live
+                        .into_iter()
+                        .filter(|replica| reported.is_empty() || reported.contains(&replica.broker))
+                        .collect();
                     let ids = |nodes: &[Node]| nodes.iter().map(|node| node.node_id()).collect();
                     return MetadataResponsePartition {
                         error_code,

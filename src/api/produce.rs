@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{BrokerConfig, CompressionType};
+use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::log::{AppendOutcome, PartitionLog};
 use crate::meta::controller::CreateTopicSpec;
 use crate::protocol::compression::{CompressionError, RecordsEncoder};
@@ -107,7 +108,11 @@ pub async fn handle_produce(shard: &Rc<Shard>, request: ProduceRequest) -> Pendi
     for topic in request.topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
-            let outcome = if (-1..=1).contains(&acks) {
+            let outcome = if topic.name == OFFSETS_TOPIC {
+                // Kafka's refusal of client writes to an internal topic: only the group
+                // coordinators write offset records there.
+                Err(ErrorCode::InvalidTopicException.into())
+            } else if (-1..=1).contains(&acks) {
                 sequence(shard, &topic.name, partition.index, partition.records, acks).await
             } else {
                 Err(ErrorCode::InvalidRequiredAcks.into())

@@ -449,6 +449,18 @@ pub fn differences(from: &ClusterState, to: &ClusterState) -> Vec<MetadataChange
                             term,
                         });
                     }
+                    let isr = topic.reported_isr(partition);
+                    let changed = term > before.leader_term(partition)
+                        || isr != before.reported_isr(partition);
+                    if changed && !isr.is_empty() {
+                        changes.push(MetadataChange::IsrChanged {
+                            name: topic.name.clone(),
+                            topic_id: topic.topic_id,
+                            partition: partition as u32,
+                            term,
+                            isr: isr.to_vec(),
+                        });
+                    }
                 }
                 if topic.overrides != before.overrides {
                     changes.push(MetadataChange::ConfigChanged {
@@ -479,6 +491,7 @@ mod tests {
             partitions: (0..partitions).map(|p| Node::new(1, p as u16)).collect(),
             replicas: Vec::new(),
             leader_terms: Vec::new(),
+            isr: Vec::new(),
             config: TopicConfig::from_defaults(&TopicDefaults::default()),
             overrides: BTreeMap::new(),
         }

@@ -31,6 +31,10 @@ pub enum GroupError {
     /// The offset store is still being loaded.
     #[error("coordinator loading")]
     CoordinatorLoading,
+    /// This coordinator does not (or no longer) hold the group: its offsets partition is led
+    /// elsewhere.
+    #[error("not the group's coordinator")]
+    NotCoordinator,
     /// The offset store could not be loaded or has failed.
     #[error("coordinator not available: {0}")]
     CoordinatorNotAvailable(String),

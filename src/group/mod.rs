@@ -1,10 +1,14 @@
-//! The consumer-group coordinator of one shard: the groups whose id hashes to this shard
-//! (`shard::routing::group_node`), their membership state machines (`group.rs`) and their
-//! committed offsets, made durable in the shard's offset store (`offset_store.rs`).
+//! The consumer-group coordinator of one shard: the groups routed to this shard
+//! (`shard::routing::group_node`), their membership state machines (`classic_group.rs`) and their
+//! committed offsets. A single broker (and a cluster whose offsets.topic.replication.factor is
+//! one) keeps them in the shard's own offset store (`offset_store.rs`); a cluster keeps them in
+//! the replicated `__consumer_offsets` topic (`offsets_topic.rs`), and a shard coordinates the
+//! groups of the offsets partitions its replicas lead.
 //!
-//! Guarantees: an offset commit is applied (visible to OffsetFetch) only after the store made it
-//! durable, in the order the store wrote it. Until the store is loaded at start-up every group
-//! request is refused with a loading error, and if loading fails, with "not available".
+//! Guarantees: an offset commit is applied (visible to OffsetFetch) only after it is durable (in
+//! the store, or committed by a majority of the offsets partition's replicas), in the order it
+//! was written. Until the offsets are loaded (at start-up, or when a replica becomes leader) the
+//! groups' requests are refused with a loading error, and if loading fails, with "not available".
 //! Callers must not: send a group to this coordinator that `group_node` does not route here
 //! (the API layer answers NOT_COORDINATOR first).
 
@@ -12,6 +16,7 @@ pub mod classic_group;
 pub mod error;
 mod offset_compaction;
 pub mod offset_store;
+pub mod offsets_topic;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -26,6 +31,7 @@ use self::classic_group::{
 };
 pub use self::error::GroupError;
 use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffsets};
+use self::offsets_topic::{HostedPartition, OffsetsLog, offsets_partition};
 
 /// The longest the coordinator sleeps between checks of sessions and rebalance timeouts. It
 /// wakes earlier, at the earliest deadline it knows of; a deadline that a request creates while
@@ -45,7 +51,11 @@ const EMPTY_GROUP_RETENTION: Duration = Duration::from_secs(600);
 /// OFFSET_METADATA_TOO_LARGE, so a client cannot grow the offset log without bound.
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 
-/// The offset store's life: loading at start, then open (or failed for good).
+/// How often a leader of an offsets partition checks whether a checkpoint would pay.
+const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The offset store's life: loading at start, then open (or failed for good); or, in a cluster,
+/// the replicated offsets topic.
 enum StoreState {
     Loading {
         /// Topics deleted while loading; their offsets are dropped once loaded.
@@ -53,6 +63,14 @@ enum StoreState {
     },
     Ready(Rc<OffsetStore>),
     Failed(String),
+    /// Offsets live in `__consumer_offsets`; the groups of the partitions led here are served.
+    Replicated,
+}
+
+/// Where one group's changes are made durable.
+enum Writer {
+    Local(Rc<OffsetStore>),
+    Replicated(Rc<HostedPartition>),
 }
 
 /// One partition's commit in an OffsetCommit.
@@ -103,6 +121,10 @@ pub struct GroupCoordinator {
     groups: RefCell<HashMap<String, Group>>,
     store: RefCell<StoreState>,
     member_counter: Cell<u64>,
+    /// The offsets partitions whose replica here leads, by index (replicated offsets only).
+    hosted: RefCell<HashMap<u32, Rc<HostedPartition>>>,
+    /// Partitions of the offsets topic (replicated offsets only).
+    offsets_partitions: Cell<usize>,
 }
 
 impl GroupCoordinator {
@@ -116,6 +138,8 @@ impl GroupCoordinator {
                 deleted_topics: Vec::new(),
             }),
             member_counter: Cell::new(0),
+            hosted: RefCell::new(HashMap::new()),
+            offsets_partitions: Cell::new(1),
         }
     }
 
@@ -132,6 +156,17 @@ impl GroupCoordinator {
     pub fn start(self: &Rc<Self>, dir: PathBuf, deleted_topics: HashSet<String>) {
         let coordinator = Rc::clone(self);
         glommio::spawn_local(async move { coordinator.load(dir, deleted_topics).await }).detach();
+        self.start_timer();
+    }
+
+    /// Starts the coordinator of a cluster whose offsets live in the replicated offsets topic:
+    /// it serves the groups of each offsets partition once its replica here leads.
+    pub fn start_replicated(self: &Rc<Self>) {
+        *self.store.borrow_mut() = StoreState::Replicated;
+        self.start_timer();
+    }
+
+    fn start_timer(self: &Rc<Self>) {
         let coordinator = Rc::clone(self);
         glommio::spawn_local(async move {
             loop {
@@ -152,7 +187,9 @@ impl GroupCoordinator {
                     StoreState::Ready(store),
                 ) {
                     StoreState::Loading { deleted_topics } => deleted_topics,
-                    StoreState::Ready(_) | StoreState::Failed(_) => Vec::new(),
+                    StoreState::Ready(_) | StoreState::Failed(_) | StoreState::Replicated => {
+                        Vec::new()
+                    }
                 };
                 for topic in deleted {
                     self.remove_topic(&topic).await;
@@ -176,12 +213,148 @@ impl GroupCoordinator {
         }
     }
 
-    fn ready_store(&self) -> Result<Rc<OffsetStore>, GroupError> {
+    /// Where `group_id`'s changes go, or why this coordinator cannot serve it now.
+    fn writer(&self, group_id: &str) -> Result<Writer, GroupError> {
         match &*self.store.borrow() {
             StoreState::Loading { .. } => Err(GroupError::CoordinatorLoading),
-            StoreState::Ready(store) => Ok(Rc::clone(store)),
+            StoreState::Ready(store) => Ok(Writer::Local(Rc::clone(store))),
             StoreState::Failed(reason) => Err(GroupError::CoordinatorNotAvailable(reason.clone())),
+            StoreState::Replicated => {
+                let partition = offsets_partition(group_id, self.offsets_partitions.get());
+                match self.hosted.borrow().get(&partition) {
+                    None => Err(GroupError::NotCoordinator),
+                    Some(hosted) if !hosted.is_loaded() => Err(GroupError::CoordinatorLoading),
+                    Some(hosted) => Ok(Writer::Replicated(Rc::clone(hosted))),
+                }
+            }
         }
+    }
+
+    /// Whether every group this coordinator serves is loaded (ListGroups needs them all).
+    fn all_loaded(&self) -> Result<(), GroupError> {
+        match &*self.store.borrow() {
+            StoreState::Loading { .. } => Err(GroupError::CoordinatorLoading),
+            StoreState::Ready(_) => Ok(()),
+            StoreState::Failed(reason) => Err(GroupError::CoordinatorNotAvailable(reason.clone())),
+            StoreState::Replicated => {
+                let hosted = self.hosted.borrow();
+                match hosted.values().all(|hosted| hosted.is_loaded()) {
+                    true => Ok(()),
+                    false => Err(GroupError::CoordinatorLoading),
+                }
+            }
+        }
+    }
+
+    /// Whether this shard leads the offsets partition of `group_id` (replicated offsets).
+    pub fn hosts(&self, group_id: &str) -> bool {
+        let partition = offsets_partition(group_id, self.offsets_partitions.get());
+        self.hosted.borrow().contains_key(&partition)
+    }
+
+    /// Makes `records` durable through `writer`, then they are applied.
+    async fn persist(&self, writer: &Writer, records: Vec<OffsetRecord>) -> Result<(), GroupError> {
+        match writer {
+            Writer::Local(store) => {
+                store
+                    .append(&records)
+                    .await
+                    .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))?;
+                self.apply(records);
+                Ok(())
+            }
+            // The partition's applier applies them, in the log's order.
+            Writer::Replicated(hosted) => hosted.write(&records, now_ms()).await,
+        }
+    }
+
+    /// This shard's replica of offsets partition `partition` (of `partitions`) now leads: its
+    /// groups are loaded from the log, then served here.
+    pub fn offsets_partition_led(
+        self: &Rc<Self>,
+        partition: u32,
+        partitions: usize,
+        log: Rc<dyn OffsetsLog>,
+    ) {
+        self.offsets_partitions.set(partitions.max(1));
+        self.offsets_partition_lost(partition);
+        let hosted = HostedPartition::new(partition, log);
+        self.hosted
+            .borrow_mut()
+            .insert(partition, Rc::clone(&hosted));
+        let coordinator = Rc::clone(self);
+        let applier = Rc::clone(&hosted);
+        glommio::spawn_local(async move {
+            applier
+                .apply_log(|records| coordinator.apply(records))
+                .await;
+        })
+        .detach();
+        let coordinator = Rc::clone(self);
+        glommio::spawn_local(async move { coordinator.compact(hosted).await }).detach();
+    }
+
+    /// This shard's replica of offsets partition `partition` no longer leads: its groups are
+    /// forgotten here (their members find the new coordinator).
+    pub fn offsets_partition_lost(&self, partition: u32) {
+        if let Some(hosted) = self.hosted.borrow_mut().remove(&partition) {
+            hosted.stop();
+            tracing::info!(
+                shard = self.shard_id,
+                partition,
+                "group offsets partition left"
+            );
+        }
+        let partitions = self.offsets_partitions.get();
+        self.groups
+            .borrow_mut()
+            .retain(|id, _| offsets_partition(id, partitions) != partition);
+    }
+
+    /// Checkpoints `hosted`'s offsets whenever that would drop many dead records, while it
+    /// leads.
+    async fn compact(&self, hosted: Rc<HostedPartition>) {
+        while !hosted.is_stopped() {
+            glommio::timer::sleep(CHECKPOINT_CHECK_INTERVAL).await;
+            let live = self.live_offsets(hosted.partition, |_, _, _, _| ()).len() as u64;
+            if !hosted.needs_checkpoint(live, hosted.segment_bytes()) {
+                continue;
+            }
+            let live = || self.live_offsets(hosted.partition, commit_record);
+            match hosted.checkpoint(live, now_ms()).await {
+                Ok(written) => tracing::info!(
+                    partition = hosted.partition,
+                    written,
+                    "group offsets checkpoint"
+                ),
+                Err(error) => tracing::warn!(
+                    partition = hosted.partition,
+                    %error,
+                    "group offsets checkpoint failed; trying again later"
+                ),
+            }
+        }
+    }
+
+    /// Every committed offset of the groups of offsets partition `partition`, through `each`.
+    fn live_offsets<T>(
+        &self,
+        partition: u32,
+        each: impl Fn(&str, &str, i32, &CommittedOffset) -> T,
+    ) -> Vec<T> {
+        let partitions = self.offsets_partitions.get();
+        let groups = self.groups.borrow();
+        groups
+            .iter()
+            .filter(|(id, _)| offsets_partition(id, partitions) == partition)
+            .flat_map(|(id, group)| {
+                group
+                    .offsets
+                    .iter()
+                    .map(|((topic, p), value)| each(id, topic, *p, value))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     fn tick(&self, now: Instant) {
@@ -226,10 +399,10 @@ impl GroupCoordinator {
         request: JoinRequest,
         waiter: LocalSender<JoinOutcome>,
     ) -> Result<Option<JoinOutcome>, GroupError> {
-        self.ready_store()?;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        self.writer(group_id)?;
         let new_member_id = self.new_member_id(&request.client_id);
         let mut groups = self.groups.borrow_mut();
         let group = groups
@@ -245,7 +418,7 @@ impl GroupCoordinator {
         request: SyncRequest,
         waiter: LocalSender<SyncOutcome>,
     ) -> Result<Option<SyncOutcome>, GroupError> {
-        self.ready_store()?;
+        self.writer(group_id)?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)
@@ -261,7 +434,7 @@ impl GroupCoordinator {
         generation_id: i32,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        self.ready_store()?;
+        self.writer(group_id)?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)
@@ -276,7 +449,7 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> Result<String, GroupError> {
-        self.ready_store()?;
+        self.writer(group_id)?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)
@@ -294,10 +467,10 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         commits: Vec<PartitionCommit>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let store = self.ready_store()?;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        let writer = self.writer(group_id)?;
         {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(group_id) {
@@ -328,14 +501,12 @@ impl GroupCoordinator {
                 value: commit.value,
             });
         }
-        if let Err(error) = store.append(&records).await {
-            let error = GroupError::CoordinatorNotAvailable(error.to_string());
+        if let Err(error) = self.persist(&writer, records).await {
             return Ok(results
                 .into_iter()
                 .map(|result| result.and(Err(error.clone())))
                 .collect());
         }
-        self.apply(records);
         Ok(results)
     }
 
@@ -376,7 +547,7 @@ impl GroupCoordinator {
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
-        self.ready_store()?;
+        self.writer(group_id)?;
         let groups = self.groups.borrow();
         let offsets = groups.get(group_id).map(|group| &group.offsets);
         let lookup = |topic: &str, partition: i32| {
@@ -408,7 +579,7 @@ impl GroupCoordinator {
 
     /// DescribeGroups for one group; an unknown group is reported Dead, as Kafka does.
     pub fn describe(&self, group_id: &str) -> Result<GroupSummary, GroupError> {
-        self.ready_store()?;
+        self.writer(group_id)?;
         let groups = self.groups.borrow();
         let Some(group) = groups.get(group_id) else {
             return Ok(GroupSummary {
@@ -450,7 +621,7 @@ impl GroupCoordinator {
 
     /// Every group this shard coordinates: id, protocol type, state name.
     pub fn list(&self) -> Result<Vec<(String, String, &'static str)>, GroupError> {
-        self.ready_store()?;
+        self.all_loaded()?;
         let groups = self.groups.borrow();
         let mut listed: Vec<_> = groups
             .values()
@@ -465,7 +636,7 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its committed offsets.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
-        let store = self.ready_store()?;
+        let writer = self.writer(group_id)?;
         let records: Vec<OffsetRecord> = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
@@ -483,10 +654,7 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
-        store
-            .append(&records)
-            .await
-            .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))
+        self.persist(&writer, records).await
     }
 
     /// Deletes committed offsets of a group (OffsetDelete): the outer error refuses the whole
@@ -496,7 +664,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let store = self.ready_store()?;
+        let writer = self.writer(group_id)?;
         let (results, records) = {
             let groups = self.groups.borrow();
             let group = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
@@ -531,11 +699,7 @@ impl GroupCoordinator {
             }
             (results, records)
         };
-        store
-            .append(&records)
-            .await
-            .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))?;
-        self.apply(records);
+        self.persist(&writer, records).await?;
         Ok(results)
     }
 
@@ -549,8 +713,9 @@ impl GroupCoordinator {
                     deleted_topics.push(topic.to_owned());
                     return;
                 }
-                StoreState::Ready(store) => Rc::clone(store),
+                StoreState::Ready(store) => Some(Rc::clone(store)),
                 StoreState::Failed(_) => return,
+                StoreState::Replicated => None,
             }
         };
         let records: Vec<OffsetRecord> = {
@@ -574,10 +739,56 @@ impl GroupCoordinator {
             }
             records
         };
+        let Some(store) = store else {
+            return self.remove_replicated(topic, records).await;
+        };
         if let Err(error) = store.append(&records).await {
             tracing::error!(%error, topic, "dropping a deleted topic's offsets failed");
         }
     }
+
+    /// Writes the deletions of a deleted topic's offsets to the offsets partitions led here.
+    async fn remove_replicated(&self, topic: &str, records: Vec<OffsetRecord>) {
+        let partitions = self.offsets_partitions.get();
+        let mut by_partition: HashMap<u32, Vec<OffsetRecord>> = HashMap::new();
+        for record in records {
+            let OffsetRecord::Delete { group, .. } = &record else {
+                continue;
+            };
+            by_partition
+                .entry(offsets_partition(group, partitions))
+                .or_default()
+                .push(record);
+        }
+        for (partition, records) in by_partition {
+            let hosted = self.hosted.borrow().get(&partition).cloned();
+            let Some(hosted) = hosted else { continue };
+            if let Err(error) = hosted.write(&records, now_ms()).await {
+                tracing::error!(%error, topic, partition, "dropping a deleted topic's offsets failed");
+            }
+        }
+    }
+}
+
+/// A live offset as the commit record a checkpoint writes.
+fn commit_record(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    value: &CommittedOffset,
+) -> OffsetRecord {
+    OffsetRecord::Commit {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+        value: value.clone(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 #[cfg(test)]

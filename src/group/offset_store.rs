@@ -808,6 +808,12 @@ fn put_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// Decodes `bytes` as exactly one record (header included); `None` if it is anything else.
+pub fn decode_whole_record(bytes: &[u8]) -> Option<OffsetRecord> {
+    let (record, end) = decode_record(bytes, 0)?;
+    (end == bytes.len()).then_some(record)
+}
+
 /// Decodes the record at `position`; `None` at the end or at the first damaged record.
 fn decode_record(bytes: &[u8], position: usize) -> Option<(OffsetRecord, usize)> {
     let header = bytes.get(position..position.checked_add(RECORD_HEADER_BYTES)?)?;

@@ -106,6 +106,9 @@ pub enum AdminRequest {
         /// Only check them.
         validate_only: bool,
     },
+    /// Replicated partitions' leaders report their in-sync replicas (Kafka's AlterPartition),
+    /// a shard's changed partitions in one request.
+    ReportIsr(Vec<IsrReport>),
     /// A replicated partition's new leader reports itself (from the leader's shard).
     ReportLeader {
         /// The topic's name.
@@ -121,6 +124,55 @@ pub enum AdminRequest {
     },
 }
 
+/// One partition's in-sync replicas as its leader sees them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IsrReport {
+    /// The topic's name.
+    pub name: String,
+    /// The topic's id.
+    pub topic_id: [u8; 16],
+    /// The partition index.
+    pub partition: u32,
+    /// The reporting leader.
+    pub leader: Node,
+    /// Its Raft term.
+    pub term: u64,
+    /// Broker ids of the replicas in sync, the leader included, sorted.
+    pub isr: Vec<u32>,
+}
+
+/// A leader's ISR report, taken only from the partition's current leader (its term and node
+/// as last reported) and only naming the partition's replicas.
+fn plan_isr(state: &ClusterState, report: &IsrReport) -> Result<MetadataChange, TopicError> {
+    let index = report.partition as usize;
+    let topic = state
+        .topic(&report.name)
+        .filter(|topic| topic.topic_id == report.topic_id)
+        .ok_or_else(|| TopicError::UnknownTopic(report.name.clone()))?;
+    let current = topic.partitions.get(index).copied();
+    if current != Some(report.leader) || topic.leader_term(index) != report.term {
+        return Err(TopicError::StaleLeader(format!(
+            "{}-{} is not led by broker {} in term {}",
+            report.name, report.partition, report.leader.broker, report.term
+        )));
+    }
+    let replicas = topic.replicas_of(index);
+    let known = |broker: &u32| replicas.iter().any(|node| node.broker == *broker);
+    if !report.isr.contains(&report.leader.broker) || !report.isr.iter().all(known) {
+        return Err(TopicError::StaleLeader(format!(
+            "{}-{}: in-sync replicas {:?} are not among its replicas",
+            report.name, report.partition, report.isr
+        )));
+    }
+    Ok(MetadataChange::IsrChanged {
+        name: report.name.clone(),
+        topic_id: report.topic_id,
+        partition: report.partition,
+        term: report.term,
+        isr: report.isr.clone(),
+    })
+}
+
 impl AdminRequest {
     /// How many results the request has.
     pub fn len(&self) -> usize {
@@ -130,6 +182,7 @@ impl AdminRequest {
             AdminRequest::AlterConfigs { specs, .. } => specs.len(),
             AdminRequest::CreatePartitions { specs, .. } => specs.len(),
             AdminRequest::ReportLeader { .. } => 1,
+            AdminRequest::ReportIsr(reports) => reports.len(),
         }
     }
 
@@ -144,7 +197,9 @@ impl AdminRequest {
             AdminRequest::CreateTopics { validate_only, .. }
             | AdminRequest::AlterConfigs { validate_only, .. }
             | AdminRequest::CreatePartitions { validate_only, .. } => *validate_only,
-            AdminRequest::DeleteTopics(_) | AdminRequest::ReportLeader { .. } => false,
+            AdminRequest::DeleteTopics(_)
+            | AdminRequest::ReportLeader { .. }
+            | AdminRequest::ReportIsr(_) => false,
         }
     }
 
@@ -167,6 +222,7 @@ impl AdminRequest {
             AdminRequest::CreatePartitions { specs, .. } => {
                 plan_create_partitions(state, &specs[index])
             }
+            AdminRequest::ReportIsr(reports) => plan_isr(state, &reports[index]),
             AdminRequest::ReportLeader {
                 name,
                 topic_id,
@@ -305,6 +361,7 @@ pub fn plan_create_topic(
             Vec::new()
         },
         leader_terms: Vec::new(),
+        isr: Vec::new(),
         config,
         overrides,
     }))
@@ -662,6 +719,49 @@ mod tests {
             term: 1,
         });
         assert_eq!(state.topic("r").unwrap().partitions[0].broker, follower);
+    }
+
+    #[test]
+    fn isr_reports_are_taken_from_the_current_leader_only() {
+        // Proves an ISR report changes the metadata only when it comes from the partition's
+        // current leader in its current term and names its replicas (the leader among them),
+        // and that a new leader's election clears its predecessor's report.
+        let mut state = three_brokers();
+        let mut replicated = spec("r", 1);
+        replicated.replication_factor = 3;
+        state.apply(&plan_create_topic(&state, &replicated, &defaults(), 1).unwrap());
+        let replicas = state.topic("r").unwrap().replicas[0].clone();
+        let (leader, follower) = (replicas[0], replicas[1]);
+        let plan =
+            |state: &ClusterState, request: AdminRequest| request.plan(0, state, &defaults(), 3);
+        state.apply(&plan(&state, report(&state, 0, leader.broker, 2)).unwrap());
+        let isr_report = |state: &ClusterState, from: Node, term: u64, isr: Vec<u32>| {
+            AdminRequest::ReportIsr(vec![IsrReport {
+                name: "r".into(),
+                topic_id: state.topic("r").unwrap().topic_id,
+                partition: 0,
+                leader: from,
+                term,
+                isr,
+            }])
+        };
+        let pair = vec![leader.broker, follower.broker];
+        state.apply(&plan(&state, isr_report(&state, leader, 2, pair.clone())).unwrap());
+        assert_eq!(state.topic("r").unwrap().reported_isr(0), pair.as_slice());
+        for refused in [
+            isr_report(&state, leader, 1, pair.clone()),
+            isr_report(&state, follower, 2, pair.clone()),
+            isr_report(&state, leader, 2, vec![follower.broker]),
+            isr_report(&state, leader, 2, vec![leader.broker, 7]),
+        ] {
+            let planned = plan(&state, refused);
+            assert!(
+                matches!(planned, Err(TopicError::StaleLeader(_))),
+                "{planned:?}"
+            );
+        }
+        state.apply(&plan(&state, report(&state, 0, follower.broker, 3)).unwrap());
+        assert!(state.topic("r").unwrap().reported_isr(0).is_empty());
     }
 
     fn alter(topic: &str, changes: &[(&str, ConfigOperation, Option<&str>)]) -> AlterConfigsSpec {

@@ -238,7 +238,8 @@ pub fn encode_record(change: &MetadataChange) -> Option<Vec<u8>> {
         MetadataChange::ClusterCreated { .. }
         | MetadataChange::BrokerRegistered(_)
         | MetadataChange::BrokerFenced { .. }
-        | MetadataChange::LeaderElected { .. } => return None,
+        | MetadataChange::LeaderElected { .. }
+        | MetadataChange::IsrChanged { .. } => return None,
     }
     let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -382,6 +383,7 @@ fn read_change(cursor: &mut LeCursor, defaults: &TopicDefaults) -> Option<Metada
                 partitions,
                 replicas: Vec::new(),
                 leader_terms: Vec::new(),
+                isr: Vec::new(),
                 config,
                 overrides,
             })
@@ -509,6 +511,7 @@ mod tests {
             partitions: vec![Node::new(0, 0), Node::new(0, 1), Node::new(0, 0)],
             replicas: Vec::new(),
             leader_terms: Vec::new(),
+            isr: Vec::new(),
             config: topic_config(&defaults(), &overrides).unwrap(),
             overrides,
         })

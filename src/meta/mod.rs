@@ -108,6 +108,10 @@ pub struct TopicMeta {
     /// one is reported.
     #[serde(default)]
     pub leader_terms: Vec<u64>,
+    /// Each replicated partition's in-sync replicas (broker ids) as its leader of the current
+    /// term last reported them; empty before a report of this term.
+    #[serde(default)]
+    pub isr: Vec<Vec<u32>>,
     /// The topic's configuration: the broker defaults with `overrides` applied.
     pub config: TopicConfig,
     /// The configs set on the topic itself (CreateTopics, IncrementalAlterConfigs), by Kafka
@@ -144,6 +148,12 @@ impl TopicMeta {
     /// The term of a replicated partition's reported leader (0 before any).
     pub fn leader_term(&self, partition: usize) -> u64 {
         self.leader_terms.get(partition).copied().unwrap_or(0)
+    }
+
+    /// The in-sync replicas (broker ids) the current leader of `partition` reported; empty
+    /// before its first report.
+    pub fn reported_isr(&self, partition: usize) -> &[u32] {
+        self.isr.get(partition).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -203,6 +213,20 @@ pub enum MetadataChange {
         /// Its Raft term (the partition's leader epoch).
         term: u64,
     },
+    /// A replicated partition's leader reported which replicas are in sync (Kafka's
+    /// AlterPartition).
+    IsrChanged {
+        /// The topic's name.
+        name: String,
+        /// The topic's id.
+        topic_id: [u8; 16],
+        /// The partition index.
+        partition: u32,
+        /// The reporting leader's term: a report of an older term is ignored.
+        term: u64,
+        /// Broker ids of the in-sync replicas, the leader included, sorted.
+        isr: Vec<u32>,
+    },
 }
 
 impl std::fmt::Display for MetadataChange {
@@ -238,6 +262,16 @@ impl std::fmt::Display for MetadataChange {
                 f,
                 "partition {partition} of {name} led by broker {} in term {term}",
                 leader.broker
+            ),
+            MetadataChange::IsrChanged {
+                name,
+                partition,
+                term,
+                isr,
+                ..
+            } => write!(
+                f,
+                "partition {partition} of {name} in sync on brokers {isr:?} in term {term}"
             ),
         }
     }
@@ -318,6 +352,28 @@ impl ClusterState {
                         topic.leader_terms.resize(topic.partitions.len(), 0);
                     }
                     topic.leader_terms[index] = *term;
+                    // The new leader reports its own view.
+                    if let Some(isr) = topic.isr.get_mut(index) {
+                        isr.clear();
+                    }
+                }
+            }
+            MetadataChange::IsrChanged {
+                name,
+                topic_id,
+                partition,
+                term,
+                isr,
+            } => {
+                if let Some(topic) = self.topics.get_mut(name)
+                    && topic.topic_id == *topic_id
+                    && topic.leader_term(*partition as usize) == *term
+                {
+                    let index = *partition as usize;
+                    if topic.isr.len() < topic.partitions.len() {
+                        topic.isr.resize(topic.partitions.len(), Vec::new());
+                    }
+                    topic.isr[index] = isr.clone();
                 }
             }
         }

@@ -308,7 +308,8 @@ pub async fn apply_change(
         MetadataChange::ClusterCreated { .. }
         | MetadataChange::BrokerRegistered(_)
         | MetadataChange::BrokerFenced { .. }
-        | MetadataChange::LeaderElected { .. } => shard.cluster.borrow_mut().apply(change),
+        | MetadataChange::LeaderElected { .. }
+        | MetadataChange::IsrChanged { .. } => shard.cluster.borrow_mut().apply(change),
         MetadataChange::ConfigChanged { name, config, .. } => {
             shard.cluster.borrow_mut().apply(change);
             let partitions = shard

@@ -13,6 +13,7 @@ pub mod launcher;
 pub mod listener;
 pub mod mesh;
 pub mod offline;
+pub mod offsets_replica;
 pub mod producer_ids;
 pub mod replica_liveness;
 pub mod replicas;
@@ -97,6 +98,10 @@ pub struct Shard {
     pub peer_links: Rc<PeerLinks>,
     /// Notified when a replica of this shard applies a new log-start decision.
     pub log_starts_decided: Rc<Signal>,
+    /// Whether this shard is creating the offsets topic (a FindCoordinator found it missing).
+    pub creating_offsets_topic: Cell<bool>,
+    /// Why this shard's last creation of the offsets topic failed, told to FindCoordinator.
+    pub offsets_topic_failure: RefCell<Option<String>>,
     /// This shard's replicas of replicated partitions, by topic, then partition index.
     replicas: RefCell<HashMap<String, Vec<Option<Rc<Replica>>>>>,
     /// The votes of this shard's groups, opened with its first replica.
@@ -133,6 +138,8 @@ impl Shard {
             partition_groups: PartitionGroups::new(),
             peer_links: PeerLinks::new(config.source_address()),
             log_starts_decided: Signal::new(),
+            creating_offsets_topic: Cell::new(false),
+            offsets_topic_failure: RefCell::new(None),
             replicas: RefCell::new(HashMap::new()),
             votes: RefCell::new(None),
             groups: Rc::new(GroupCoordinator::new(

@@ -23,7 +23,7 @@ use openraft_rt::WatchReceiver as _;
 use crate::io::deadline::within;
 use crate::log::signal::Signal;
 use crate::log::{IdempotenceCheck, PartitionLog};
-use crate::meta::controller::TopicError;
+use crate::meta::controller::{AdminRequest, IsrReport, TopicError};
 use crate::meta::{Node, TopicMeta};
 use crate::protocol::ErrorCode;
 use crate::protocol::control_batch::{self, CONTROL_TYPE_LOG_START};
@@ -429,13 +429,28 @@ impl Replica {
     /// holds the whole log and whose shard answered a heartbeat within `lag_max` (an idle
     /// partition sends no AppendEntries).
     pub fn in_sync_replicas(&self, lag_max: Duration) -> usize {
-        1 + self.followers_heard(lag_max, true)
+        1 + self.followers_heard(lag_max, true).len()
+    }
+
+    /// The broker ids of the replicas in sync as `in_sync_replicas` counts them, sorted.
+    pub fn in_sync_brokers(&self, lag_max: Duration) -> Vec<u32> {
+        let mut brokers: Vec<u32> = std::iter::once(self.member)
+            .chain(self.followers_heard(lag_max, true))
+            .filter_map(|member| u32::try_from(member).ok())
+            .collect();
+        brokers.sort_unstable();
+        brokers
+    }
+
+    /// This replica's current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
     }
 
     /// Followers heard from within `window`: each that acknowledged an AppendEntries within it,
     /// and each whose shard answered a heartbeat within it (only those holding the whole log
     /// when `caught_up`).
-    fn followers_heard(&self, window: Duration, caught_up: bool) -> usize {
+    fn followers_heard(&self, window: Duration, caught_up: bool) -> Vec<u64> {
         // (member, acknowledged within window) of each follower acknowledged or caught up.
         let candidates: Vec<(u64, bool)> = {
             let metrics = self.raft.metrics();
@@ -465,13 +480,14 @@ impl Replica {
         candidates
             .into_iter()
             .filter(|(member, acked)| *acked || answering(*member))
-            .count()
+            .map(|(member, _)| member)
+            .collect()
     }
 
     /// Whether a majority of the group (this replica counted) was heard from within
     /// [`QUORUM_SILENCE_MAX`].
     fn hears_quorum(&self) -> bool {
-        (1 + self.followers_heard(QUORUM_SILENCE_MAX, false)) * 2 > self.members.len()
+        (1 + self.followers_heard(QUORUM_SILENCE_MAX, false).len()) * 2 > self.members.len()
     }
 
     /// Returns once this replica has heard from no quorum for [`QUORUM_SILENCE_MAX`].
@@ -975,6 +991,7 @@ pub async fn open_replica(
 /// Stops and forgets this shard's replicas of a deleted topic; their directories are removed.
 pub async fn delete_replicas(shard: &Rc<Shard>, topic: &str) -> Result<(), String> {
     for replica in shard.remove_topic_replicas(topic) {
+        super::offsets_replica::leadership_changed(shard, &replica, false);
         shard.partition_groups.remove(&replica.key);
         let _ = replica.raft.shutdown().await;
         let name = format!("{}-{}", replica.topic, replica.partition);
@@ -1039,6 +1056,68 @@ pub async fn follow_log_starts(shard: Weak<Shard>) {
     }
 }
 
+/// Reports to the controller, for every partition this shard leads, each change of its in-sync
+/// replicas (Kafka's AlterPartition), so every broker's Metadata lists the leader's view; all of
+/// the shard's changed partitions go in one request. It looks every half
+/// replica.lag.time.max.ms, as Kafka's leaders do, so a thousand idle partitions cost nothing
+/// measurable. Runs until the shard stops.
+pub async fn report_in_sync_replicas(shard: Weak<Shard>) {
+    loop {
+        let Some(lag_max) = shard
+            .upgrade()
+            .map(|shard| Duration::from_millis(shard.config.replica_lag_time_max_ms))
+        else {
+            return;
+        };
+        glommio::timer::sleep(lag_max / 2).await;
+        let Some(shard) = shard.upgrade() else {
+            return;
+        };
+        let reports: Vec<IsrReport> = {
+            let replicas = shard.all_replicas();
+            let cluster = shard.cluster.borrow();
+            replicas
+                .iter()
+                .filter(|replica| replica.is_leader())
+                .filter_map(|replica| {
+                    let topic = cluster.topic(&replica.topic)?;
+                    let index = replica.partition as usize;
+                    let term = replica.term();
+                    // Reported only once the metadata names this leader, for the controller
+                    // takes a report from the current leader alone.
+                    if topic.leader_term(index) != term
+                        || topic.partitions.get(index)? != &shard.node()
+                    {
+                        return None;
+                    }
+                    let isr = replica.in_sync_brokers(lag_max);
+                    (topic.reported_isr(index) != isr.as_slice()).then(|| IsrReport {
+                        name: replica.topic.clone(),
+                        topic_id: replica.key.topic_id,
+                        partition: replica.partition,
+                        leader: shard.node(),
+                        term,
+                        isr,
+                    })
+                })
+                .collect()
+        };
+        if reports.is_empty() {
+            continue;
+        }
+        let count = reports.len();
+        let results = super::control::admin(&shard, AdminRequest::ReportIsr(reports)).await;
+        let failed = results.iter().filter(|result| result.is_err()).count();
+        if failed > 0 {
+            tracing::debug!(
+                count,
+                failed,
+                "in-sync replica reports refused; sent again next time"
+            );
+        }
+    }
+}
+
 /// Keeps `replica.leading` current and reports each leadership won to the controller, until the
 /// group shuts down.
 async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
@@ -1062,7 +1141,9 @@ async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
         // then its commit point covers everything its predecessors committed, so no consumer
         // sees the high watermark go back.
         let leading = leader == Some(replica.member) && applied_term == Some(term);
-        replica.leading.set(leading);
+        if replica.leading.replace(leading) != leading {
+            super::offsets_replica::leadership_changed(&shard, &replica, leading);
+        }
         if !leading {
             // Proposals of an ended term fail; their producers retry on the next leader.
             replica.proposal_done.notify();
@@ -1087,7 +1168,7 @@ async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
 
 async fn report_leader(shard: &Rc<Shard>, replica: &Replica, term: u64) -> Result<(), TopicError> {
     let topic_id = replica.key.topic_id;
-    let request = crate::meta::controller::AdminRequest::ReportLeader {
+    let request = AdminRequest::ReportLeader {
         name: replica.topic.clone(),
         topic_id,
         partition: replica.partition,

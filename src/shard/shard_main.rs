@@ -105,8 +105,12 @@ pub async fn shard_main(start: ShardStart) {
     // Only the offsets of topics whose deletion is recorded are dropped: a topic missing for
     // another reason (a metadata log cut at corruption) keeps them.
     let deleted_topics = cluster.deleted_topics().cloned().collect();
-    let store_dir = crate::group::GroupCoordinator::store_dir(&shard.config.data_dir, id.0);
-    shard.groups.start(store_dir, deleted_topics);
+    if shard.config.replicated_offsets() {
+        shard.groups.start_replicated();
+    } else {
+        let store_dir = crate::group::GroupCoordinator::store_dir(&shard.config.data_dir, id.0);
+        shard.groups.start(store_dir, deleted_topics);
+    }
     #[allow(unsafe_code)]
     // SAFETY: the descriptor comes from a listening socket this thread now owns alone
     // (`into_raw_fd` gave up the std listener), so the glommio listener is its only owner.
@@ -164,6 +168,9 @@ pub async fn shard_main(start: ShardStart) {
         glommio::spawn_local(super::replica_liveness::run(Rc::downgrade(&shard)));
     let log_starts =
         glommio::spawn_local(super::replicas::follow_log_starts(Rc::downgrade(&shard)));
+    let isr_reports = glommio::spawn_local(super::replicas::report_in_sync_replicas(
+        Rc::downgrade(&shard),
+    ));
     let _ = ready.send(Ok(id));
     stopped.await;
     accepting.cancel().await;
@@ -177,6 +184,7 @@ pub async fn shard_main(start: ShardStart) {
     offline_sweeps.cancel().await;
     replica_liveness.cancel().await;
     log_starts.cancel().await;
+    isr_reports.cancel().await;
     close_partitions(&shard).await;
 }
 

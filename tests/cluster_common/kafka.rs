@@ -53,6 +53,10 @@ pub struct PartitionMetadata {
     pub leader_epoch: i32,
     /// The replicas' node ids.
     pub replicas: Vec<i32>,
+    /// The in-sync replicas' node ids.
+    pub isr: Vec<i32>,
+    /// The offline replicas' node ids.
+    pub offline: Vec<i32>,
 }
 
 impl ClusterMetadata {
@@ -111,6 +115,8 @@ pub fn metadata_of(address: &str) -> Result<ClusterMetadata, String> {
                     error_code: p.error_code,
                     leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.clone(),
+                    isr: p.isr_nodes.clone(),
+                    offline: p.offline_replicas.clone(),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.index);

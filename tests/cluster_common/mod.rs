@@ -136,7 +136,14 @@ fn serve_args(spec: &ClusterSpec, i: usize, data_dir: &Path, voters: Option<&str
             "--controller-quorum-voters".into(),
             voters.into(),
         ]);
-        args.extend(SESSION_ARGS.iter().map(|arg| arg.to_string()));
+        // A spec that sets its own broker session keeps it (a flag may not be given twice).
+        if !spec
+            .extra_args
+            .iter()
+            .any(|arg| arg == "--broker-session-timeout-ms")
+        {
+            args.extend(SESSION_ARGS.iter().map(|arg| arg.to_string()));
+        }
     }
     args.extend(spec.extra_args.iter().cloned());
     args
