@@ -1,7 +1,8 @@
 //! The history checker against a real three-broker cluster (issue 13's fault checking): producers
 //! (idempotent acks=all, acks=all, acks=1) and consumers (a group member, an assigned reader) run
 //! through faults (SIGKILL, SIGSTOP past the session timeout, controller links cut, SIGKILL during
-//! CreateTopics), then a final read of every partition, then tests/checker_common's checker.
+//! CreateTopics), then a final read of every partition, then tests/checker_common's checker,
+//! which also checks that no commit the group's coordinator acknowledged is lost.
 //!
 //! `a_mixed_fault_round_...` is the CI round. `long_run` (ignored) runs `SPATE_CHECKER_FAULTS`
 //! faults (default 100): a round of each fault kind alone, then one mixed round; see

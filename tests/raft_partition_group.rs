@@ -19,7 +19,7 @@ use glommio::net::TcpListener;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use raft_common::{RaftNode, TestDir, next_command};
 use spate::config::{TopicConfig, TopicDefaults};
-use spate::log::{PartitionLog, ShardCache};
+use spate::log::{LogError, PartitionLog, ShardCache};
 use spate::protocol::control_batch;
 use spate::protocol::record_batch::{self, BatchIter, RECORD_BATCH_HEADER_BYTES};
 use spate::protocol::records::{BatchBuilder, Record, RecordIter};
@@ -83,13 +83,23 @@ fn batch(values: &[String]) -> Bytes {
     builder.finish()
 }
 
-/// The log's bytes below `end`.
+/// The log's bytes below `end`, read again from its start when a truncation (a restarted old
+/// leader repairing its tail) replaced the log during the read.
 async fn log_bytes(replica: &ReplicaLog, end: i64) -> Bytes {
-    let log = replica.log();
+    loop {
+        match log_bytes_of(&replica.log(), end).await {
+            Ok(bytes) => return bytes,
+            Err(LogError::Closed) => glommio::timer::sleep(Duration::from_millis(10)).await,
+            Err(error) => panic!("reading the log: {error}"),
+        }
+    }
+}
+
+async fn log_bytes_of(log: &PartitionLog, end: i64) -> Result<Bytes, LogError> {
     let mut bytes = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < end {
-        let chunks = log.read(offset, 1 << 20).await.unwrap();
+        let chunks = log.read(offset, 1 << 20).await?;
         for batch in BatchIter::new(Bytes::from(chunks.concat())) {
             let batch = batch.unwrap();
             let header = record_batch::header(&batch).unwrap();
@@ -101,7 +111,7 @@ async fn log_bytes(replica: &ReplicaLog, end: i64) -> Bytes {
             bytes.extend_from_slice(&batch);
         }
     }
-    Bytes::from(bytes)
+    Ok(Bytes::from(bytes))
 }
 
 async fn run_node(

@@ -19,7 +19,8 @@ use spate::protocol::messages::create_partitions::{
 use spate::protocol::{Request, Response};
 
 use cluster_common::{
-    Cluster, ClusterMetadata, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, broker_of,
+    Cluster, ClusterMetadata, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, StartOutcome,
+    broker_of,
 };
 use common::{consume, flush_all_delivered, producer, send};
 use rdkafka::Offset;
@@ -426,6 +427,57 @@ fn metadata_lists_the_in_sync_replicas_its_leader_sees() {
         "the thawed follower back in the ISR",
         |m| m.topic_ready(topic, 1) && in_sync(m) == all,
     );
+}
+
+// Proves a replica's damaged Raft metadata is refused rather than trusted: a follower whose
+// `raft-log-meta` was damaged while it was down refuses to start, naming the file (no panic), while
+// the other two replicas keep committing acks=all writes; with the file restored it rejoins and
+// every acknowledged record is read back, also once the leader is killed.
+#[test]
+fn a_replica_with_damaged_raft_metadata_refuses_to_start() {
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let topic = "sealed";
+    let led = create_led(&cluster, topic, 1, &[]);
+    let leader = broker_of(led[0].0);
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    let mut produced = Produced::new();
+    produce_round(&cluster.bootstrap(), topic, 1, 20, "before", &mut produced);
+    cluster.kill(follower);
+    let meta = cluster
+        .broker(follower)
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("raft-log-meta");
+    let original =
+        std::fs::read(&meta).unwrap_or_else(|e| cluster.fail(&format!("{}: {e}", meta.display())));
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x5a;
+    std::fs::write(&meta, &damaged).expect("damage raft-log-meta");
+    match cluster.restart_with(follower, |_| {}) {
+        StartOutcome::Exited { status, stderr } => assert!(
+            !status.success() && stderr.contains("raft-log-meta is damaged"),
+            "exit status {status}; stderr:\n{stderr}"
+        ),
+        StartOutcome::Ready => cluster.fail("a broker with a damaged raft-log-meta started"),
+    }
+    produce_round(&cluster.bootstrap(), topic, 1, 20, "without", &mut produced);
+    std::fs::write(&meta, &original).expect("restore raft-log-meta");
+    cluster.restart(follower);
+    cluster.wait_ready(Duration::from_secs(30));
+    produce_round(&cluster.bootstrap(), topic, 1, 20, "after", &mut produced);
+    // The restored replica now holds the log: it serves with the leader gone.
+    cluster.kill(leader);
+    wait_led_without(
+        &cluster,
+        follower,
+        topic,
+        1,
+        leader,
+        "a leader other than the killed one",
+    );
+    check_reads(&cluster.bootstrap(), topic, &produced);
 }
 
 /// (leader, leader epoch) of each partition of `topic`.

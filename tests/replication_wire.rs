@@ -1,7 +1,8 @@
 //! The partition replication network on a real `spate serve`: a connection that opens with the
 //! replication preamble is answered by the shard's partition groups on the Kafka port, a request
 //! for a group the shard does not run gets an error answer (not a closed connection), hostile
-//! frames close only their own connection, and Kafka clients on the same port are unaffected.
+//! frames (a huge heartbeat among them) close only their own connection, and Kafka clients on
+//! the same port are unaffected.
 
 mod common;
 
@@ -19,6 +20,7 @@ use common::Broker;
 use common::wire::Wire;
 
 const KIND_VOTE: u8 = 2;
+const KIND_HEARTBEAT: u8 = 5;
 const KIND_RESPONSE: u8 = 0x80;
 
 /// A replication frame as docs/architecture.md §8 lays it out: length, kind, request id,
@@ -87,9 +89,19 @@ fn replication_connections_share_the_kafka_port_and_hostile_ones_close_alone() {
         .unwrap();
     stream.read_exact(&mut length).unwrap();
 
-    // A frame claiming 4 GiB, an unknown kind, an undecodable body, a wrong preamble: each
-    // closes its own connection.
+    // A heartbeat naming 300,000 groups (this broker runs none; its bound is 65,536 spare) is
+    // well formed but far beyond any peer's: refused before it is decoded.
+    let entries: u64 = 300_000;
+    let mut heartbeat = entries.to_le_bytes().to_vec();
+    heartbeat.resize(8 + entries as usize * (16 + 4 + 8), 0);
+    // A frame claiming 4 GiB, an unknown kind, an undecodable body, a wrong preamble, the huge
+    // heartbeat: each closes its own connection.
     let hostile: Vec<Vec<u8>> = vec![
+        [
+            PREAMBLE.as_slice(),
+            &frame(KIND_HEARTBEAT, 1, [0; 16], 0, &heartbeat),
+        ]
+        .concat(),
         [PREAMBLE.as_slice(), &u32::MAX.to_be_bytes()].concat(),
         [PREAMBLE.as_slice(), &frame(9, 1, [5; 16], 0, &body)].concat(),
         [

@@ -114,6 +114,12 @@ pub struct GroupKey {
     pub partition: u32,
 }
 
+/// Groups a heartbeat may name beyond those this shard runs: a peer's new groups open before
+/// this shard's do while a topic is created.
+const HEARTBEAT_SPARE_ENTRIES: usize = 65_536;
+/// The most bytes one (group, term) entry takes in a heartbeat body, and the body's own header.
+const HEARTBEAT_ENTRY_BYTES_MAX: usize = 64;
+
 /// One shard's heartbeat to a peer shard: the groups it leads that have a replica there, each
 /// with the term it leads in.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -391,6 +397,16 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
     // whichever group it names.
     let request = match frame.kind {
         KIND_HEARTBEAT => {
+            // A peer names only groups with a replica here (or about to have one, while a topic
+            // is being created), so a heartbeat far larger is hostile: refused before decoding,
+            // it cannot hold the shard for the seconds ten million entries would take.
+            let entries_max = groups.groups.borrow().len() + HEARTBEAT_SPARE_ENTRIES;
+            if frame.body.len() > entries_max.saturating_mul(HEARTBEAT_ENTRY_BYTES_MAX) {
+                return Err(invalid(format_args!(
+                    "a heartbeat of {} bytes names more groups than this shard runs",
+                    frame.body.len()
+                )));
+            }
             let heartbeat: Heartbeat = decode_body(&frame.body)?;
             groups.note_heartbeat(&heartbeat);
             return encode::<(), String>(Ok(()));

@@ -9,7 +9,10 @@
 //!   it read there (a new session, at each assignment, may start again lower);
 //! - `ReadThenLost`: a record read by a consumer at an offset the final read no longer has
 //!   (truncated after it was read);
-//! - `Phantom`: a record read that was never sent, or read in another partition than it was sent.
+//! - `Phantom`: a record read that was never sent, or read in another partition than it was sent;
+//! - `CommitLost`: a group consumer's session reading a partition first below an offset the
+//!   group's coordinator acknowledged committing there before the session began (the committed
+//!   offset went back: an acknowledged commit was lost).
 //!
 //! Counted, not failures: acks=1 records lost or moved, acks=all records answered with an error
 //! (indeterminate: present or absent are both allowed), records without any answer, and copies
@@ -73,6 +76,13 @@ pub enum Anomaly {
         value: String,
         sent_to: Option<i32>,
     },
+    CommitLost {
+        consumer: String,
+        session: u64,
+        partition: i32,
+        committed: i64,
+        first_read: i64,
+    },
 }
 
 impl Anomaly {
@@ -85,6 +95,7 @@ impl Anomaly {
             Anomaly::NonMonotonic { .. } => "non-monotonic read",
             Anomaly::ReadThenLost { .. } => "read, then truncated",
             Anomaly::Phantom { .. } => "phantom read",
+            Anomaly::CommitLost { .. } => "acknowledged commit lost",
         }
     }
 }
@@ -115,6 +126,10 @@ pub struct Report {
     pub final_reads: usize,
     /// Distinct (consumer, session) pairs.
     pub sessions: usize,
+    /// Commits the group's coordinator acknowledged, and group sessions whose first reads were
+    /// checked against them.
+    pub commits: usize,
+    pub committed_sessions: usize,
     /// Records read by each consumer, over all its sessions.
     pub reads_by_consumer: BTreeMap<String, usize>,
     pub anomalies: Vec<Anomaly>,
@@ -157,11 +172,14 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "reads {} {:?} in {} consumer sessions; final read {}; anomalies {:?}",
+            "reads {} {:?} in {} consumer sessions; final read {}; acknowledged commits {}, \
+             checked at {} session starts; anomalies {:?}",
             self.reads,
             self.reads_by_consumer,
             self.sessions,
             self.final_reads,
+            self.commits,
+            self.committed_sessions,
             self.anomaly_counts()
         )?;
         for kind in self.anomaly_counts().keys() {
@@ -231,6 +249,7 @@ impl Index {
                     offset,
                     value,
                 } => index.saw(reader_label(consumer, *session), *partition, *offset, value),
+                Event::Assigned { .. } | Event::Committed { .. } => {}
                 Event::FinalRead {
                     partition,
                     offset,
@@ -265,7 +284,66 @@ pub fn check(history: &History) -> Report {
     check_acks(&index, &mut report);
     check_positions(&index, &mut report);
     check_reads(history, &index, &mut report);
+    check_commits(history, &mut report);
     report
+}
+
+/// Each session's first read of a partition against the highest commit of its consumer there
+/// acknowledged before the session began.
+fn check_commits(history: &History, report: &mut Report) {
+    // (consumer, partition) to the highest acknowledged commit so far.
+    let mut committed: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    // (consumer, session) to the commits acknowledged when it began.
+    let mut floors: BTreeMap<(&str, u64), BTreeMap<i32, i64>> = BTreeMap::new();
+    let mut first_reads: BTreeSet<(&str, u64, i32)> = BTreeSet::new();
+    for event in &history.events {
+        match event {
+            Event::Committed {
+                consumer,
+                partition,
+                offset,
+            } => {
+                report.commits += 1;
+                let highest = committed.entry((consumer, *partition)).or_insert(*offset);
+                *highest = (*highest).max(*offset);
+            }
+            Event::Assigned { consumer, session } => {
+                let floor = committed
+                    .iter()
+                    .filter(|((c, _), _)| c == consumer)
+                    .map(|(&(_, partition), &offset)| (partition, offset))
+                    .collect::<BTreeMap<i32, i64>>();
+                report.committed_sessions += usize::from(!floor.is_empty());
+                floors.insert((consumer, *session), floor);
+            }
+            Event::Read {
+                consumer,
+                session,
+                partition,
+                offset,
+                ..
+            } => {
+                if !first_reads.insert((consumer, *session, *partition)) {
+                    continue;
+                }
+                let floor = floors
+                    .get(&(consumer.as_str(), *session))
+                    .and_then(|floor| floor.get(partition));
+                if let Some(&committed) = floor
+                    && *offset < committed
+                {
+                    report.anomalies.push(Anomaly::CommitLost {
+                        consumer: consumer.clone(),
+                        session: *session,
+                        partition: *partition,
+                        committed,
+                        first_read: *offset,
+                    });
+                }
+            }
+            Event::Send { .. } | Event::Ack { .. } | Event::FinalRead { .. } => {}
+        }
+    }
 }
 
 /// Acknowledged records against the final read, and the counts of every producer.
@@ -413,7 +491,10 @@ fn check_reads(history: &History, index: &Index, report: &mut Report) {
                 report.final_reads += 1;
                 (FINAL_READER.to_string(), *partition, *offset, value)
             }
-            Event::Send { .. } | Event::Ack { .. } => continue,
+            Event::Send { .. }
+            | Event::Ack { .. }
+            | Event::Assigned { .. }
+            | Event::Committed { .. } => continue,
         };
         let sent_to = index.sends.get(value).map(|&(_, p)| p);
         if sent_to != Some(partition) {
@@ -616,6 +697,48 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert!(seen[&other].contains("assigned#1"));
         assert!(seen[&values[2]].contains(FINAL_READER));
+    }
+
+    #[test]
+    fn a_session_starting_below_an_acknowledged_commit_lost_it() {
+        let (mut h, values) = valid();
+        let commit = |h: &mut History, offset: i64| {
+            h.push(Event::Committed {
+                consumer: "group".into(),
+                partition: 0,
+                offset,
+            })
+        };
+        let assigned = |h: &mut History, session: u64| {
+            h.push(Event::Assigned {
+                consumer: "group".into(),
+                session,
+            })
+        };
+        // Committed 5, then a session starting at 5: valid; one starting at 3: the commit was
+        // lost. A commit acknowledged after a session began does not bind that session.
+        commit(&mut h, 5);
+        assigned(&mut h, 2);
+        read(&mut h, "group", 2, 0, 5, &values[5]);
+        commit(&mut h, 7);
+        assigned(&mut h, 3);
+        commit(&mut h, 8);
+        read(&mut h, "group", 3, 0, 7, &values[7]);
+        assert!(check(&h).is_valid(), "{}", check(&h));
+        assigned(&mut h, 4);
+        read(&mut h, "group", 4, 0, 3, &values[3]);
+        read(&mut h, "group", 4, 0, 4, &values[4]);
+        let report = check(&h);
+        assert_eq!(
+            only(&report),
+            &Anomaly::CommitLost {
+                consumer: "group".into(),
+                session: 4,
+                partition: 0,
+                committed: 8,
+                first_read: 3,
+            }
+        );
     }
 
     #[test]

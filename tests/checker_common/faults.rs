@@ -1,6 +1,9 @@
 //! The faults of a checker round, each injected and healed by `inject` on a three-broker
 //! `Cluster`, which is ready again (every broker live and listing all three) when it returns.
 //!
+//! The partition whose leader `Kill`, `Pause` and `Cut` aim at is one of the round's topic's or
+//! the round group's partition of `__consumer_offsets` (its coordinator).
+//!
 //! - `Kill`: SIGKILL of the leader of a random partition of the round's topic, down for a random
 //!   0.3 to 4.5 s (past the 3 s session timeout or not), then restarted on its data dir.
 //! - `Pause`: SIGSTOP of the leader of a random partition of the round's topic until another
@@ -63,7 +66,8 @@ pub struct FaultRecord {
 }
 
 /// Injects `kind` at a broker chosen by `rng` (for `Kill`, `Pause` and `Cut`, the leader of a
-/// random partition of `topic`), heals it, and waits until the cluster is ready. `round_fault`
+/// random partition of `topic`, or of `group`'s partition of the offsets topic: its
+/// coordinator), heals it, and waits until the cluster is ready. `round_fault`
 /// numbers topics created by `KillDuringCreate`; `replication_factor` is theirs.
 pub fn inject(
     cluster: &mut Cluster,
@@ -72,12 +76,13 @@ pub fn inject(
     round_fault: usize,
     replication_factor: i16,
     topic: &str,
+    group: &str,
 ) -> FaultRecord {
     let leader = cluster.controller_leader();
     let started = Instant::now();
     let broker = match kind {
         FaultKind::Kill | FaultKind::Pause | FaultKind::Cut => {
-            partition_leader(cluster, topic, rng)
+            partition_leader(cluster, topic, group, rng)
         }
         FaultKind::KillDuringCreate => rng.range(1, 4) as usize,
     };
@@ -99,12 +104,22 @@ pub fn inject(
     }
 }
 
-/// The broker leading a random partition of `topic` (a random broker if Metadata names none).
-fn partition_leader(cluster: &Cluster, topic: &str, rng: &mut Rng) -> usize {
-    let mut leaders = cluster
-        .metadata(cluster.live()[0])
+/// The broker leading a random one of `topic`'s partitions and `group`'s offsets partition (a
+/// random broker if Metadata names none).
+fn partition_leader(cluster: &Cluster, topic: &str, group: &str, rng: &mut Rng) -> usize {
+    let metadata = cluster.metadata(cluster.live()[0]).ok();
+    let mut leaders = metadata
+        .as_ref()
         .map(|metadata| metadata.leaders(topic))
         .unwrap_or_default();
+    let offsets = metadata
+        .as_ref()
+        .map(|metadata| metadata.leaders("__consumer_offsets"))
+        .unwrap_or_default();
+    if !offsets.is_empty() {
+        let partition = spate::protocol::record_batch::crc32c(group.as_bytes()) as usize;
+        leaders.push(offsets[partition % offsets.len()]);
+    }
     leaders.retain(|&leader| leader >= 0);
     if leaders.is_empty() {
         return rng.range(1, 4) as usize;

@@ -97,6 +97,15 @@ pub enum Event {
         offset: i64,
         value: String,
     },
+    /// `consumer`'s assignment session `session` began: its reads start from the group's
+    /// committed offsets.
+    Assigned { consumer: String, session: u64 },
+    /// The group coordinator acknowledged `consumer`'s commit of `offset` for `partition`.
+    Committed {
+        consumer: String,
+        partition: i32,
+        offset: i64,
+    },
     /// A record of the final full read of every partition from offset 0, after every fault
     /// healed and every broker is back.
     FinalRead {

@@ -76,6 +76,7 @@ pub fn run_round(spec: &RoundSpec) -> RoundResult {
             n,
             spec.replication_factor,
             &topic,
+            &workload.group,
         );
         eprintln!(
             "{}: fault {n} {kind:?} at broker {}: {} (ready after {:?})",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -118,7 +118,11 @@ impl ConsumerContext for RecordingContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Reads after an assignment start from the committed offset: a new session.
         if let Rebalance::Assign(_) = rebalance {
-            self.session.fetch_add(1, Ordering::Relaxed);
+            let session = self.session.fetch_add(1, Ordering::Relaxed) + 1;
+            self.recorder.record(Event::Assigned {
+                consumer: self.name.clone(),
+                session,
+            });
         }
         let what = match rebalance {
             Rebalance::Assign(list) => format!("assigned {} partitions", list.count()),
@@ -127,6 +131,21 @@ impl ConsumerContext for RecordingContext {
         };
         self.warnings
             .push(format!("{} rebalance: {what}", self.name));
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_err() {
+            return;
+        }
+        for element in offsets.elements() {
+            if let (Offset::Offset(offset), Ok(())) = (element.offset(), element.error()) {
+                self.recorder.record(Event::Committed {
+                    consumer: self.name.clone(),
+                    partition: element.partition(),
+                    offset,
+                });
+            }
+        }
     }
 }
 
