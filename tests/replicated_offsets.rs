@@ -1,7 +1,8 @@
 //! Consumer-group offsets in a three-broker cluster live in the replicated `__consumer_offsets`
 //! topic (issue 13): a group's coordinator is the leader of its offsets partition, committed
-//! offsets survive the SIGKILL of that leader's broker and are served by the next one, and a
-//! leader checkpoints its offsets so every replica drops the records the checkpoint replaces.
+//! offsets survive the SIGKILL of that leader's broker and are served by the next one, a Stable
+//! group's members carry on at the next one without rejoining, and a leader checkpoints its
+//! offsets so every replica drops the records the checkpoint replaces.
 
 mod cluster_common;
 mod common;
@@ -9,8 +10,15 @@ mod common;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use spate::protocol::messages::find_coordinator::FindCoordinatorRequest;
+use spate::protocol::messages::heartbeat::HeartbeatRequest;
+use spate::protocol::messages::join_group::{JoinGroupRequest, JoinGroupRequestProtocol};
+use spate::protocol::messages::sync_group::{SyncGroupRequest, SyncGroupRequestAssignment};
+use spate::protocol::{Request, Response};
 
 use cluster_common::{Cluster, ClusterSpec, KafkaConnection, REQUEST_TIMEOUT, broker_of};
 use common::TestConsumer;
@@ -137,11 +145,16 @@ fn committed_offsets_survive_the_loss_of_the_coordinators_broker() {
     assert_eq!(committed(&cluster, group, topic, &[0, 1]), vec![7, 13]);
 
     cluster.kill(coordinator);
+    let killed = Instant::now();
     let survivor = (1..=3).find(|&b| b != coordinator).expect("another broker");
     assert_eq!(
         committed(&cluster, group, topic, &[0, 1]),
         vec![7, 13],
         "offsets after the coordinator's broker {coordinator} was killed"
+    );
+    eprintln!(
+        "offsets served again {:?} after the SIGKILL of the coordinator's broker",
+        killed.elapsed()
     );
     commit(&cluster, group, topic, &[(0, 9), (1, 15)]);
     let next = coordinator_broker(&cluster, survivor, group, OFFSETS_PARTITIONS);
@@ -233,4 +246,153 @@ fn first_segment(cluster: &Cluster, i: usize, topic: &str) -> i64 {
         })
         .min()
         .unwrap_or(0)
+}
+
+const NONE: i16 = 0;
+const MEMBER_ID_REQUIRED: i16 = 79;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const NOT_COORDINATOR: i16 = 16;
+
+/// The coordinator of `group` as `at` names it: (broker, "host:port"), once it names one.
+fn find_coordinator(cluster: &Cluster, at: usize, group: &str) -> (usize, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = connect(cluster, at).call(
+            3,
+            Request::FindCoordinator(FindCoordinatorRequest {
+                key: group.into(),
+                key_type: 0,
+                ..FindCoordinatorRequest::default()
+            }),
+        );
+        if let Ok(Response::FindCoordinator(found)) = answer
+            && found.error_code == NONE
+        {
+            return (
+                broker_of(found.node_id),
+                format!("{}:{}", found.host, found.port),
+            );
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {group}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn call(address: &str, version: i16, request: Request) -> Response {
+    KafkaConnection::connect(address, REQUEST_TIMEOUT)
+        .and_then(|mut connection| connection.call(version, request))
+        .unwrap_or_else(|error| panic!("{address}: {error}"))
+}
+
+#[test]
+fn a_stable_group_keeps_its_members_when_its_coordinator_fails_over() {
+    // Proves the coordinator keeps a Stable group's membership in the offsets topic, as Kafka
+    // writes its group metadata: after the SIGKILL of the coordinator's broker, the member's
+    // heartbeat at its generation is taken by the next coordinator and its SyncGroup answers
+    // the same assignment, with no rejoin.
+    let _turn = turn();
+    let mut cluster = Cluster::start(ClusterSpec::three());
+    let group = "keeper";
+    let join = |member_id: &str| {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: group.into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            member_id: member_id.into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: Bytes::from_static(b"subscription"),
+            }],
+            ..JoinGroupRequest::default()
+        })
+    };
+    // The offsets topic is created by the first lookup; its leaders are elected and load.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (coordinator, address, first) = loop {
+        let (coordinator, address) = find_coordinator(&cluster, 1, group);
+        let Response::JoinGroup(first) = call(&address, 5, join("")) else {
+            panic!("not a JoinGroup answer");
+        };
+        if ![COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR].contains(&first.error_code) {
+            break (coordinator, address, first);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "JoinGroup: error {}",
+            first.error_code
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    let member = first.member_id;
+    let Response::JoinGroup(joined) = call(&address, 5, join(&member)) else {
+        panic!("not a JoinGroup answer");
+    };
+    assert_eq!(joined.error_code, NONE);
+    let generation = joined.generation_id;
+    let sync = |address: &str| {
+        let Response::SyncGroup(synced) = call(
+            address,
+            3,
+            Request::SyncGroup(SyncGroupRequest {
+                group_id: group.into(),
+                generation_id: generation,
+                member_id: member.clone(),
+                assignments: vec![SyncGroupRequestAssignment {
+                    member_id: member.clone(),
+                    assignment: Bytes::from_static(b"assigned"),
+                }],
+                ..SyncGroupRequest::default()
+            }),
+        ) else {
+            panic!("not a SyncGroup answer");
+        };
+        synced
+    };
+    let synced = sync(&address);
+    assert_eq!(
+        (synced.error_code, synced.assignment.as_ref()),
+        (NONE, b"assigned".as_slice())
+    );
+    // The membership is written in the background once Stable.
+    std::thread::sleep(Duration::from_secs(1));
+
+    cluster.kill(coordinator);
+    let killed = Instant::now();
+    let survivor = (1..=3).find(|&b| b != coordinator).expect("another broker");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = loop {
+        let (next, address) = find_coordinator(&cluster, survivor, group);
+        if next != coordinator {
+            let Response::Heartbeat(beat) = call(
+                &address,
+                3,
+                Request::Heartbeat(HeartbeatRequest {
+                    group_id: group.into(),
+                    generation_id: generation,
+                    member_id: member.clone(),
+                    ..HeartbeatRequest::default()
+                }),
+            ) else {
+                panic!("not a Heartbeat answer");
+            };
+            if beat.error_code == NONE {
+                break address;
+            }
+            eprintln!("heartbeat at broker {next}: error {}", beat.error_code);
+        }
+        assert!(Instant::now() < deadline, "no coordinator took the member");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "the member's heartbeat taken {:?} after the SIGKILL of the coordinator's broker",
+        killed.elapsed()
+    );
+    let synced = sync(&next);
+    assert_eq!(
+        (synced.error_code, synced.assignment.as_ref()),
+        (NONE, b"assigned".as_slice()),
+        "the same generation's assignment at the new coordinator"
+    );
 }

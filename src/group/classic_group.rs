@@ -172,6 +172,44 @@ impl Member {
     }
 }
 
+/// A Stable group's membership as the offsets topic keeps it (Kafka's group metadata record),
+/// so a coordinator that takes the group over after a failover keeps its members and generation
+/// instead of making them rejoin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The generation.
+    pub generation_id: i32,
+    /// The members' protocol type.
+    pub protocol_type: String,
+    /// The protocol selected at that generation's rebalance.
+    pub protocol_name: String,
+    /// The leader's member id.
+    pub leader: String,
+    /// The members.
+    pub members: Vec<MemberRecord>,
+}
+
+/// One member of a [`Membership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Its id.
+    pub member_id: String,
+    /// Its static instance id.
+    pub group_instance_id: Option<String>,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+    /// Session timeout, ms.
+    pub session_timeout_ms: u32,
+    /// Rebalance timeout, ms.
+    pub rebalance_timeout_ms: u32,
+    /// Its metadata for the selected protocol.
+    pub metadata: Bytes,
+    /// Its assignment.
+    pub assignment: Bytes,
+}
+
 /// One consumer group.
 pub struct Group {
     /// The group id.
@@ -220,6 +258,76 @@ impl Group {
             empty_since: Instant::now(),
             offsets: HashMap::new(),
         }
+    }
+
+    /// The membership to keep in the offsets topic: `Some` while Stable.
+    pub fn membership(&self) -> Option<Membership> {
+        if self.state != GroupState::Stable {
+            return None;
+        }
+        let protocol_name = self.protocol_name.clone().unwrap_or_default();
+        let millis = |duration: Duration| u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        Some(Membership {
+            generation_id: self.generation_id,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            leader: self.leader.clone().unwrap_or_default(),
+            members: self
+                .members
+                .values()
+                .map(|member| MemberRecord {
+                    member_id: member.member_id.clone(),
+                    group_instance_id: member.group_instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    session_timeout_ms: millis(member.session_timeout),
+                    rebalance_timeout_ms: millis(member.rebalance_timeout),
+                    metadata: member.metadata(&protocol_name),
+                    assignment: member.assignment.clone(),
+                })
+                .collect(),
+            protocol_name,
+        })
+    }
+
+    /// Takes the group over Stable with `membership` (a coordinator loading its offsets
+    /// partition after a failover): the members carry on at their generation, each with a fresh
+    /// session from `now`, so one that is gone expires as it would have.
+    pub fn restore(&mut self, membership: Membership, now: Instant) {
+        self.state = if membership.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        self.generation_id = membership.generation_id;
+        self.protocol_type = Some(membership.protocol_type.clone());
+        self.protocol_name = Some(membership.protocol_name.clone());
+        self.leader = Some(membership.leader);
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.initial_delay = None;
+        self.joined_during_delay = false;
+        self.empty_since = now;
+        self.members = membership
+            .members
+            .into_iter()
+            .map(|member| {
+                let restored = Member {
+                    member_id: member.member_id.clone(),
+                    group_instance_id: member.group_instance_id,
+                    client_id: member.client_id,
+                    client_host: member.client_host,
+                    session_timeout: Duration::from_millis(member.session_timeout_ms.into()),
+                    rebalance_timeout: Duration::from_millis(member.rebalance_timeout_ms.into()),
+                    protocol_type: membership.protocol_type.clone(),
+                    protocols: vec![(membership.protocol_name.clone(), member.metadata)],
+                    assignment: member.assignment,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    last_seen: now,
+                };
+                (member.member_id, restored)
+            })
+            .collect();
     }
 
     /// Whether the group has been Empty, without offsets or pending members, for `retention`:
@@ -1081,6 +1189,50 @@ mod tests {
         let c_sync = sync(&mut group, "c", vec![], later).unwrap();
         assert_eq!(c_sync.assignment, Ok(Bytes::new()));
         assert_eq!(group.members["b"].assignment, Bytes::from("pb"));
+    }
+
+    #[test]
+    fn a_restored_membership_keeps_members_at_their_generation() {
+        // Proves a Stable group's membership, restored into a new coordinator's group (after
+        // a failover), takes the members' heartbeats and syncs at their generation with their
+        // assignments, and that a member gone meanwhile expires after its session timeout.
+        let start = Instant::now();
+        let mut group = Group::new("g".into());
+        let a = join_new(&mut group, "a", &["range"], start);
+        let b = join_new(&mut group, "b", &["range"], start);
+        // The initial delay, extended once for the member that joined during it.
+        group.tick(start + Duration::from_millis(150), &LIMITS);
+        group.tick(start + Duration::from_millis(300), &LIMITS);
+        let (_, _) = (take(&a).unwrap(), take(&b).unwrap());
+        let later = start + Duration::from_millis(400);
+        assert!(group.membership().is_none(), "not Stable yet");
+        let assignments = vec![
+            ("a".into(), Bytes::from("pa")),
+            ("b".into(), Bytes::from("pb")),
+        ];
+        assert!(sync(&mut group, "a", assignments, later).is_none());
+        let membership = group.membership().expect("Stable");
+
+        let restored_at = later + Duration::from_secs(1);
+        let mut taken_over = Group::new("g".into());
+        taken_over.restore(membership.clone(), restored_at);
+        assert_eq!(taken_over.state, GroupState::Stable);
+        assert_eq!(taken_over.membership(), Some(membership));
+        assert_eq!(taken_over.heartbeat("a", 1, None, restored_at), Ok(()));
+        let b_sync = sync(&mut taken_over, "b", vec![], restored_at).unwrap();
+        assert_eq!(b_sync.assignment, Ok(Bytes::from("pb")));
+        assert_eq!(
+            taken_over.heartbeat("a", 2, None, restored_at),
+            Err(GroupError::IllegalGeneration)
+        );
+        // "b" stays silent past its session timeout: it expires, "a" must rebalance.
+        let session = Duration::from_millis(join_request("b", &[]).session_timeout_ms as u64);
+        taken_over
+            .heartbeat("a", 1, None, restored_at + session)
+            .unwrap();
+        taken_over.tick(restored_at + session + Duration::from_millis(1), &LIMITS);
+        assert!(!taken_over.members.contains_key("b"));
+        assert_eq!(taken_over.state, GroupState::PreparingRebalance);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::local_channel::LocalSender;
 
 use self::classic_group::{
-    Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
+    Group, GroupLimits, GroupState, JoinOutcome, JoinRequest, Membership, SyncOutcome, SyncRequest,
 };
 pub use self::error::GroupError;
 use self::offset_store::{CommittedOffset, OffsetRecord, OffsetStore, StoredOffsets};
@@ -260,7 +260,7 @@ impl GroupCoordinator {
                     .append(&records)
                     .await
                     .map_err(|error| GroupError::CoordinatorNotAvailable(error.to_string()))?;
-                self.apply(records);
+                self.apply(records, false);
                 Ok(())
             }
             // The partition's applier applies them, in the log's order.
@@ -286,7 +286,7 @@ impl GroupCoordinator {
         let applier = Rc::clone(&hosted);
         glommio::spawn_local(async move {
             applier
-                .apply_log(|records| coordinator.apply(records))
+                .apply_log(|records, loading| coordinator.apply(records, loading))
                 .await;
         })
         .detach();
@@ -320,7 +320,11 @@ impl GroupCoordinator {
             if !hosted.needs_checkpoint(live, hosted.segment_bytes()) {
                 continue;
             }
-            let live = || self.live_offsets(hosted.partition, commit_record);
+            let live = || {
+                let mut records = self.live_offsets(hosted.partition, commit_record);
+                records.extend(self.memberships(hosted.partition));
+                records
+            };
             match hosted.checkpoint(live, now_ms()).await {
                 Ok(written) => tracing::info!(
                     partition = hosted.partition,
@@ -334,6 +338,22 @@ impl GroupCoordinator {
                 ),
             }
         }
+    }
+
+    /// The membership records of the Stable groups of offsets partition `partition`.
+    fn memberships(&self, partition: u32) -> Vec<OffsetRecord> {
+        let partitions = self.offsets_partitions.get();
+        let groups = self.groups.borrow();
+        groups
+            .iter()
+            .filter(|(id, _)| offsets_partition(id, partitions) == partition)
+            .filter_map(|(id, group)| {
+                Some(OffsetRecord::Membership {
+                    group: id.clone(),
+                    membership: group.membership()?,
+                })
+            })
+            .collect()
     }
 
     /// Every committed offset of the groups of offsets partition `partition`, through `each`.
@@ -423,7 +443,43 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        Ok(group.sync(request, waiter, Instant::now()))
+        let was_stable = group.state == GroupState::Stable;
+        let outcome = group.sync(request, waiter, Instant::now());
+        let membership = group.membership().filter(|_| !was_stable);
+        drop(groups);
+        if let Some(membership) = membership {
+            self.keep_membership(group_id, membership);
+        }
+        Ok(outcome)
+    }
+
+    /// Writes a group's new membership to its offsets partition, in the background: a
+    /// coordinator that dies first leaves the members to rejoin its successor, as before.
+    fn keep_membership(&self, group_id: &str, membership: Membership) {
+        let Ok(Writer::Replicated(hosted)) = self.writer(group_id) else {
+            return;
+        };
+        let record = OffsetRecord::Membership {
+            group: group_id.to_owned(),
+            membership,
+        };
+        let mut encoded = Vec::new();
+        offset_store::encode_record(&record, &mut encoded);
+        if encoded.len() > offset_store::RECORD_BYTES_MAX {
+            tracing::debug!(
+                group = group_id,
+                bytes = encoded.len(),
+                "membership too large to keep"
+            );
+            return;
+        }
+        let group = group_id.to_owned();
+        glommio::spawn_local(async move {
+            if let Err(error) = hosted.write(&[record], now_ms()).await {
+                tracing::debug!(%group, %error, "keeping the group's membership failed");
+            }
+        })
+        .detach();
     }
 
     /// Handles a Heartbeat.
@@ -454,7 +510,20 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        group.leave(member_id, group_instance_id, Instant::now(), &self.limits)
+        let was_empty = group.state == GroupState::Empty;
+        let left = group.leave(member_id, group_instance_id, Instant::now(), &self.limits);
+        let emptied = (!was_empty && group.state == GroupState::Empty).then(|| Membership {
+            generation_id: group.generation_id,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: group.protocol_name.clone().unwrap_or_default(),
+            leader: String::new(),
+            members: Vec::new(),
+        });
+        drop(groups);
+        if let Some(membership) = emptied {
+            self.keep_membership(group_id, membership);
+        }
+        left
     }
 
     /// Commits offsets: the outer error refuses the whole request; otherwise one result per
@@ -510,8 +579,10 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Applies durable records to the groups, in log order.
-    fn apply(&self, records: Vec<OffsetRecord>) {
+    /// Applies durable records to the groups, in log order; memberships only while `loading`
+    /// (a coordinator serving the groups is ahead of its own membership records).
+    fn apply(&self, records: Vec<OffsetRecord>, loading: bool) {
+        let now = Instant::now();
         let mut groups = self.groups.borrow_mut();
         for record in records {
             match record {
@@ -533,6 +604,14 @@ impl GroupCoordinator {
                 } => {
                     if let Some(entry) = groups.get_mut(&group) {
                         entry.offsets.remove(&(topic, partition));
+                    }
+                }
+                OffsetRecord::Membership { group, membership } => {
+                    if loading {
+                        groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(group))
+                            .restore(membership, now);
                     }
                 }
             }

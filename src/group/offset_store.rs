@@ -51,6 +51,7 @@ use crate::le_cursor::LeCursor;
 use crate::meta::metadata_log::write_file_atomically;
 use crate::protocol::record_batch::crc32c;
 
+use super::classic_group::{MemberRecord, Membership};
 use super::offset_compaction::{
     CompactionFailure, PreparedCompaction, finish_compaction, prepare_compaction,
 };
@@ -68,7 +69,7 @@ const PREALLOCATE_STEP_BYTES: u64 = 1024 * 1024;
 /// Largest record written or read back: group id, topic and 4 KiB of metadata fit many times
 /// over; a bigger record is refused at append (a load would take it for damage), and a corrupt
 /// length cannot make a load allocate more.
-const RECORD_BYTES_MAX: usize = 1024 * 1024;
+pub(super) const RECORD_BYTES_MAX: usize = 1024 * 1024;
 /// Bytes of records in one write: bounds how far a torn write can reach past the damage it
 /// leaves, and so how close to damage a valid record must be to count as torn. Holds one
 /// record of `RECORD_BYTES_MAX`, and ~17k typical commits per fdatasync.
@@ -86,6 +87,7 @@ const COMPACTION_CATCH_UP_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const KIND_COMMIT: u8 = 1;
 const KIND_DELETE: u8 = 2;
+const KIND_MEMBERSHIP: u8 = 3;
 
 /// A committed offset of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +124,14 @@ pub enum OffsetRecord {
         topic: String,
         /// The partition index.
         partition: i32,
+    },
+    /// A group became Stable with these members (written to the offsets topic only; a local
+    /// store never holds one).
+    Membership {
+        /// The group.
+        group: String,
+        /// Its generation and members.
+        membership: Membership,
     },
 }
 
@@ -573,6 +583,7 @@ fn track_liveness(live_keys: &mut HashSet<u64>, record: &OffsetRecord) {
         } => {
             live_keys.remove(&key_hash(group, topic, *partition));
         }
+        OffsetRecord::Membership { .. } => {}
     }
 }
 
@@ -744,6 +755,7 @@ pub fn apply(offsets: &mut StoredOffsets, record: OffsetRecord) {
                 }
             }
         }
+        OffsetRecord::Membership { .. } => {}
     }
 }
 
@@ -791,6 +803,11 @@ pub fn encode_record(record: &OffsetRecord, out: &mut Vec<u8>) {
             payload.push(KIND_DELETE);
             put_key(&mut payload, group, topic, *partition);
         }
+        OffsetRecord::Membership { group, membership } => {
+            payload.push(KIND_MEMBERSHIP);
+            put_string(&mut payload, group);
+            put_membership(&mut payload, membership);
+        }
     }
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c(&payload).to_le_bytes());
@@ -801,6 +818,36 @@ fn put_key(out: &mut Vec<u8>, group: &str, topic: &str, partition: i32) {
     put_string(out, group);
     put_string(out, topic);
     out.extend_from_slice(&partition.to_le_bytes());
+}
+
+fn put_membership(out: &mut Vec<u8>, membership: &Membership) {
+    out.extend_from_slice(&membership.generation_id.to_le_bytes());
+    put_string(out, &membership.protocol_type);
+    put_string(out, &membership.protocol_name);
+    put_string(out, &membership.leader);
+    out.extend_from_slice(&(membership.members.len() as u32).to_le_bytes());
+    for member in &membership.members {
+        put_string(out, &member.member_id);
+        put_nullable_string(out, member.group_instance_id.as_deref());
+        put_string(out, &member.client_id);
+        put_string(out, &member.client_host);
+        out.extend_from_slice(&member.session_timeout_ms.to_le_bytes());
+        out.extend_from_slice(&member.rebalance_timeout_ms.to_le_bytes());
+        put_bytes(out, &member.metadata);
+        put_bytes(out, &member.assignment);
+    }
+}
+
+fn put_nullable_string(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => put_string(out, text),
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
 }
 
 fn put_string(out: &mut Vec<u8>, text: &str) {
@@ -826,7 +873,10 @@ fn decode_record(bytes: &[u8], position: usize) -> Option<(OffsetRecord, usize)>
     let start = position + RECORD_HEADER_BYTES;
     let payload = bytes.get(start..start.checked_add(payload_bytes)?)?;
     // Checked before the CRC: the search after damage tries every byte position.
-    if !matches!(payload.first(), Some(&KIND_COMMIT | &KIND_DELETE)) {
+    if !matches!(
+        payload.first(),
+        Some(&KIND_COMMIT | &KIND_DELETE | &KIND_MEMBERSHIP)
+    ) {
         return None;
     }
     if crc32c(payload) != crc {
@@ -841,6 +891,10 @@ fn decode_record(bytes: &[u8], position: usize) -> Option<(OffsetRecord, usize)>
 fn read_record(cursor: &mut LeCursor) -> Option<OffsetRecord> {
     let kind = cursor.u8()?;
     let group = cursor.string()?;
+    if kind == KIND_MEMBERSHIP {
+        let membership = read_membership(cursor)?;
+        return Some(OffsetRecord::Membership { group, membership });
+    }
     let topic = cursor.string()?;
     let partition = cursor.i32()?;
     match kind {
@@ -862,6 +916,43 @@ fn read_record(cursor: &mut LeCursor) -> Option<OffsetRecord> {
         }),
         _ => None,
     }
+}
+
+fn read_membership(cursor: &mut LeCursor) -> Option<Membership> {
+    let generation_id = cursor.i32()?;
+    let protocol_type = cursor.string()?;
+    let protocol_name = cursor.string()?;
+    let leader = cursor.string()?;
+    let count = cursor.u32()? as usize;
+    // Each member takes at least 36 bytes: a bound on the count before anything is reserved.
+    if count > cursor.remaining() / 36 {
+        return None;
+    }
+    let mut members = Vec::with_capacity(count);
+    for _ in 0..count {
+        members.push(MemberRecord {
+            member_id: cursor.string()?,
+            group_instance_id: cursor.nullable_string()?,
+            client_id: cursor.string()?,
+            client_host: cursor.string()?,
+            session_timeout_ms: cursor.u32()?,
+            rebalance_timeout_ms: cursor.u32()?,
+            metadata: read_bytes(cursor)?,
+            assignment: read_bytes(cursor)?,
+        });
+    }
+    Some(Membership {
+        generation_id,
+        protocol_type,
+        protocol_name,
+        leader,
+        members,
+    })
+}
+
+fn read_bytes(cursor: &mut LeCursor) -> Option<bytes::Bytes> {
+    let len = cursor.u32()? as usize;
+    Some(bytes::Bytes::copy_from_slice(cursor.take(len)?))
 }
 
 #[cfg(test)]

@@ -15,8 +15,15 @@
 //! time, metadata, with its own CRC). Records that do not decode (none can be produced: clients
 //! may not write to the topic) are skipped with a warning, never applied.
 //!
+//! Membership: when a group becomes Stable its coordinator also writes its generation and members
+//! (Kafka's group metadata record), and an Empty record when its last member leaves. A new
+//! leader restores the last one it loads, so after a failover the members carry on at their
+//! generation (each with a fresh session) rather than rejoining; once loaded, the coordinator's
+//! own membership records are not applied again (its memory is ahead of them).
+//!
 //! Compaction: a leader whose partition holds many dead records writes a checkpoint (every
-//! live offset of the partition, in batches after every earlier record is applied) and then
+//! live offset and Stable membership of the partition, in batches after every earlier record is
+//! applied) and then
 //! moves the log start to the checkpoint's first batch through the group, so every replica drops
 //! the records the checkpoint replaces.
 
@@ -106,7 +113,9 @@ pub fn encode_batches(records: &[OffsetRecord], now_ms: i64) -> Vec<Bytes> {
 
 fn record_group(record: &OffsetRecord) -> &str {
     match record {
-        OffsetRecord::Commit { group, .. } | OffsetRecord::Delete { group, .. } => group,
+        OffsetRecord::Commit { group, .. }
+        | OffsetRecord::Delete { group, .. }
+        | OffsetRecord::Membership { group, .. } => group,
     }
 }
 
@@ -214,8 +223,9 @@ impl HostedPartition {
         self.progress.notify();
     }
 
-    /// Applies the committed log in order with `apply`, from the log start, until stopped.
-    pub async fn apply_log(self: Rc<Self>, apply: impl Fn(Vec<OffsetRecord>)) {
+    /// Applies the committed log in order with `apply`, from the log start, until stopped; its
+    /// flag says whether the records are still being loaded (no request was served yet).
+    pub async fn apply_log(self: Rc<Self>, apply: impl Fn(Vec<OffsetRecord>, bool)) {
         while !self.stopped.get() {
             let log = self.log.log();
             let changed = log.changed();
@@ -252,7 +262,7 @@ impl HostedPartition {
             self.records_in_log
                 .set(self.records_in_log.get() + records.len() as u64);
             self.bytes_in_log.set(self.bytes_in_log.get() + read_bytes);
-            apply(records);
+            apply(records, !self.loaded.get());
             match next {
                 Some(next) if next > from => self.applied.set(next),
                 _ => {
@@ -375,6 +385,7 @@ fn timed_out(what: &str) -> GroupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::classic_group::{MemberRecord, Membership};
     use crate::group::offset_store::CommittedOffset;
 
     fn commit(group: &str, partition: i32, offset: i64) -> OffsetRecord {
@@ -403,6 +414,25 @@ mod tests {
             topic: "t".into(),
             partition: 4,
         });
+        records.push(OffsetRecord::Membership {
+            group: "g".into(),
+            membership: Membership {
+                generation_id: 7,
+                protocol_type: "consumer".into(),
+                protocol_name: "range".into(),
+                leader: "m1".into(),
+                members: vec![MemberRecord {
+                    member_id: "m1".into(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 6000,
+                    rebalance_timeout_ms: 30000,
+                    metadata: Bytes::from_static(b"meta"),
+                    assignment: Bytes::from_static(b"assigned"),
+                }],
+            },
+        });
         let batches = encode_batches(&records, 1_000);
         assert!(batches.len() > 1, "split into several batches");
         let mut next_offset: i64 = 0;
@@ -419,6 +449,7 @@ mod tests {
         assert_eq!(next, Some(next_offset));
         let (tail, _) = decode_batches(Bytes::from(stored), 19_999);
         assert_eq!(tail, records[19_999..].to_vec());
+        assert_eq!(tail.len(), 3, "a commit, a deletion, a membership");
 
         let mut builder = BatchBuilder::new(0);
         builder.push(&Record {
