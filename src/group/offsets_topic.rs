@@ -27,7 +27,7 @@
 //! moves the log start to the checkpoint's first batch through the group, so every replica drops
 //! the records the checkpoint replaces.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -182,7 +182,8 @@ pub struct HostedPartition {
     /// would replace.
     records_in_log: Cell<u64>,
     bytes_in_log: Cell<u64>,
-    checkpointing: RefCell<bool>,
+    /// Set while a checkpoint runs, so two never overlap.
+    checkpointing: Cell<bool>,
 }
 
 impl HostedPartition {
@@ -198,7 +199,7 @@ impl HostedPartition {
             writes: glommio::sync::RwLock::new(()),
             records_in_log: Cell::new(0),
             bytes_in_log: Cell::new(0),
-            checkpointing: RefCell::new(false),
+            checkpointing: Cell::new(false),
         })
     }
 
@@ -338,11 +339,11 @@ impl HostedPartition {
         live: impl FnOnce() -> Vec<OffsetRecord>,
         now_ms: i64,
     ) -> Result<bool, GroupError> {
-        if std::mem::replace(&mut *self.checkpointing.borrow_mut(), true) {
+        if self.checkpointing.replace(true) {
             return Ok(false);
         }
         let result = self.checkpoint_alone(live, now_ms).await;
-        *self.checkpointing.borrow_mut() = false;
+        self.checkpointing.set(false);
         result.map(|()| true)
     }
 
