@@ -4,11 +4,14 @@
 # topic of PARTITIONS partitions with replication factor 3 (so every broker holds PARTITIONS
 # replicas), then each broker's CPU time over SECONDS of idleness, from /proc/<pid>/stat.
 #
-# Usage: perf/idle_replicas.sh [PARTITIONS] [SECONDS]   (defaults 1000 and 30)
+# Usage: perf/idle_replicas.sh [PARTITIONS] [SECONDS] [SETTLE]   (defaults 1000, 30 and 5)
+#   SETTLE: seconds between the topic's creation and the measurement. The leaders' first
+#   in-sync replica reports (every half replica.lag.time.max.ms, 15 s) fall inside a short one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 partitions="${1:-1000}"
 seconds="${2:-30}"
+settle="${3:-5}"
 out="target/idle-replicas"
 rm -rf "$out"
 mkdir -p "$out"
@@ -31,7 +34,7 @@ created=$(date +%s.%N)
     --replication-factor 3 --records 1 --acks all >"$out/create.log" 2>&1 ||
     { echo "creating the topic failed:"; tail -n 20 "$out/create.log"; exit 1; }
 echo "topic of $partitions RF=3 partitions created and led in $(echo "$(date +%s.%N) - $created" | bc) s"
-sleep 5
+sleep "$settle"
 
 ticks=$(getconf CLK_TCK)
 cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
