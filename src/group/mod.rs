@@ -316,15 +316,11 @@ impl GroupCoordinator {
     async fn compact(&self, hosted: Rc<HostedPartition>) {
         while !hosted.is_stopped() {
             glommio::timer::sleep(CHECKPOINT_CHECK_INTERVAL).await;
-            let live = self.live_offsets(hosted.partition, |_, _, _, _| ()).len() as u64;
+            let (live, _) = self.live_in(hosted.partition, false);
             if !hosted.needs_checkpoint(live, hosted.segment_bytes()) {
                 continue;
             }
-            let live = || {
-                let mut records = self.live_offsets(hosted.partition, commit_record);
-                records.extend(self.memberships(hosted.partition));
-                records
-            };
+            let live = || self.live_in(hosted.partition, true).1;
             match hosted.checkpoint(live, now_ms()).await {
                 Ok(written) => tracing::info!(
                     partition = hosted.partition,
@@ -340,41 +336,41 @@ impl GroupCoordinator {
         }
     }
 
-    /// The membership records of the Stable groups of offsets partition `partition`.
-    fn memberships(&self, partition: u32) -> Vec<OffsetRecord> {
+    /// The committed offsets counted, and the checkpoint records (every committed offset and
+    /// each Stable membership) built with `records`, of the groups of offsets partition
+    /// `partition`.
+    fn live_in(&self, partition: u32, records: bool) -> (u64, Vec<OffsetRecord>) {
         let partitions = self.offsets_partitions.get();
         let groups = self.groups.borrow();
-        groups
+        let mut count = 0;
+        let mut built = Vec::new();
+        for (id, group) in groups
             .iter()
             .filter(|(id, _)| offsets_partition(id, partitions) == partition)
-            .filter_map(|(id, group)| {
-                Some(OffsetRecord::Membership {
-                    group: id.clone(),
-                    membership: group.membership()?,
-                })
-            })
-            .collect()
-    }
-
-    /// Every committed offset of the groups of offsets partition `partition`, through `each`.
-    fn live_offsets<T>(
-        &self,
-        partition: u32,
-        each: impl Fn(&str, &str, i32, &CommittedOffset) -> T,
-    ) -> Vec<T> {
-        let partitions = self.offsets_partitions.get();
-        let groups = self.groups.borrow();
-        groups
-            .iter()
-            .filter(|(id, _)| offsets_partition(id, partitions) == partition)
-            .flat_map(|(id, group)| {
+        {
+            count += group.offsets.len() as u64;
+            if !records {
+                continue;
+            }
+            built.extend(
                 group
                     .offsets
                     .iter()
-                    .map(|((topic, p), value)| each(id, topic, *p, value))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                    .map(|((topic, p), value)| OffsetRecord::Commit {
+                        group: id.clone(),
+                        topic: topic.clone(),
+                        partition: *p,
+                        value: value.clone(),
+                    }),
+            );
+            if let Some(membership) = group.membership() {
+                built.push(OffsetRecord::Membership {
+                    group: id.clone(),
+                    membership,
+                });
+            }
+        }
+        (count, built)
     }
 
     fn tick(&self, now: Instant) {
@@ -846,21 +842,6 @@ impl GroupCoordinator {
                 tracing::error!(%error, topic, partition, "dropping a deleted topic's offsets failed");
             }
         }
-    }
-}
-
-/// A live offset as the commit record a checkpoint writes.
-fn commit_record(
-    group: &str,
-    topic: &str,
-    partition: i32,
-    value: &CommittedOffset,
-) -> OffsetRecord {
-    OffsetRecord::Commit {
-        group: group.to_owned(),
-        topic: topic.to_owned(),
-        partition,
-        value: value.clone(),
     }
 }
 
