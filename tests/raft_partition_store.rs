@@ -415,3 +415,98 @@ fn entries_ending_by_an_offset_and_the_placement_of_a_proposed_batch() {
         );
     });
 }
+
+/// The log files (segments, indexes, log start) of the partition directory `dir`.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            !name.starts_with("raft-") && !name.starts_with("leader-epoch")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_restart_empties_the_log_to_start_after_the_purged_entry_even_across_a_crash() {
+    // Proves a replica's reset (`ReplicaLog::restart`, for a replica behind its leader's log
+    // start): the entries go, the partition log starts and ends at the given offset, openraft
+    // sees the log purged up to the given entry, the next entry lands at that offset, and a
+    // reopen finds that state; and a stop between the store's state and the emptied log (the
+    // old files back, the state saying a restart is under way) is finished by the next open.
+    let dir = TestDir::new("raft-partition-restart");
+    let store_dir = dir.sub_dir();
+    let saved = dir.sub_dir();
+    run(&dir.path, async move {
+        let mut store = open_store(&store_dir).await.unwrap();
+        append(
+            &mut store,
+            (1..=20)
+                .map(|index| normal(1, index, &["a", "b"]))
+                .collect(),
+        )
+        .await;
+        let partition_dir = store_dir.join("p-0");
+        store.log().close().await.unwrap();
+        drop(store);
+        std::fs::create_dir_all(&saved).unwrap();
+        for file in log_files(&partition_dir) {
+            std::fs::copy(&file, saved.join(file.file_name().unwrap())).unwrap();
+        }
+        let mut store = open_store(&store_dir).await.unwrap();
+        assert_eq!(store.log().log_end_offset(), 40);
+
+        store
+            .replica_log()
+            .restart(log_id(3, 70), 500)
+            .await
+            .unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(3, 70)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 70)));
+        let log = store.log();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        assert!(all_entries(&mut store).await.is_empty());
+        append(&mut store, vec![normal(3, 71, &["x"])]).await;
+        assert_eq!(store.offset_of(71), Some(500));
+        store.log().close().await.unwrap();
+        drop(store);
+
+        let mut store = open_store(&store_dir).await.unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(3, 70)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 71)));
+        let entries = all_entries(&mut store).await;
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].log_id, log_id(3, 71));
+        store.log().close().await.unwrap();
+        drop(store);
+
+        // The stop came after the state was saved, before the log was emptied.
+        let meta_path = partition_dir.join(spate::raft::partition_store::META_FILE_NAME);
+        let body = spate::log::crc_sealed::read_file(&meta_path)
+            .unwrap()
+            .unwrap();
+        let mut meta: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        meta["restarting"] = serde_json::Value::Bool(true);
+        spate::log::crc_sealed::write_file(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        for file in log_files(&partition_dir) {
+            std::fs::remove_file(file).unwrap();
+        }
+        for file in log_files(&saved) {
+            std::fs::copy(&file, partition_dir.join(file.file_name().unwrap())).unwrap();
+        }
+        let mut store = open_store(&store_dir).await.unwrap();
+        let log = store.log();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(3, 70)));
+        assert!(all_entries(&mut store).await.is_empty());
+        append(&mut store, vec![normal(3, 71, &["y"])]).await;
+        assert_eq!(store.offset_of(71), Some(500));
+        store.log().close().await.unwrap();
+    });
+}

@@ -757,6 +757,180 @@ fn retention_moves_every_replicas_log_start_alike() {
     );
 }
 
+/// Every batch of `topic`-0 on broker `i`, by base offset, as its segment files hold it.
+fn stored_batches(cluster: &Cluster, i: usize, topic: &str) -> BTreeMap<i64, Vec<u8>> {
+    let dir = cluster.broker(i).data_dir().join(format!("{topic}-0"));
+    let mut batches = BTreeMap::new();
+    for base in segment_bases(cluster, i, topic, 0) {
+        let path = dir.join(format!("{base:020}.log"));
+        let Ok(data) = std::fs::read(&path) else {
+            // Retention removed it meanwhile.
+            continue;
+        };
+        let mut at = 0;
+        while at + 12 <= data.len() {
+            let base_offset = i64::from_be_bytes(data[at..at + 8].try_into().unwrap());
+            let length = i32::from_be_bytes(data[at + 8..at + 12].try_into().unwrap());
+            let end = at + 12 + length.max(0) as usize;
+            // Zeros are the preallocated tail.
+            if length <= 0 || end > data.len() {
+                break;
+            }
+            batches.insert(base_offset, data[at..end].to_vec());
+            at = end;
+        }
+    }
+    batches
+}
+
+/// Waits until broker `i` holds `topic`-0 as broker `like` does: from where both hold it to
+/// the end, the same batches, byte for byte.
+fn wait_same_log(cluster: &Cluster, i: usize, like: usize, topic: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (mine, theirs) = (
+            stored_batches(cluster, i, topic),
+            stored_batches(cluster, like, topic),
+        );
+        let from = match (mine.keys().next(), theirs.keys().next()) {
+            (Some(&a), Some(&b)) => a.max(b),
+            _ => i64::MAX,
+        };
+        let same = from < i64::MAX
+            && mine.keys().last() == theirs.keys().last()
+            && mine.range(from..).eq(theirs.range(from..));
+        if same {
+            return;
+        }
+        if Instant::now() > deadline {
+            cluster.fail(&format!(
+                "{what}: broker {i} holds batches {:?}..={:?}, broker {like} {:?}..={:?}, or they differ",
+                mine.keys().next(),
+                mine.keys().last(),
+                theirs.keys().next(),
+                theirs.keys().last()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until brokers `brokers` start `topic`-0 at the same segment, above `above`.
+fn wait_log_start_above(cluster: &Cluster, brokers: &[usize], topic: &str, above: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let firsts: Vec<i64> = brokers
+            .iter()
+            .map(|&i| segment_bases(cluster, i, topic, 0)[0])
+            .collect();
+        if firsts[0] > above && firsts.iter().all(|&first| first == firsts[0]) {
+            return firsts[0];
+        }
+        if Instant::now() > deadline {
+            cluster.fail(&format!(
+                "brokers {brokers:?} start at segments {firsts:?}, not all above {above}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// Proves Kafka's reset of a replica behind its leader's log start: with a follower down longer
+// than replica.lag.time.max.ms, retention no longer waits for it and purges past everything it
+// holds; when it returns, its leader sends it a snapshot, it empties its log to start at the
+// leader's log start and catches up until it holds the leader's batches, byte for byte. A
+// replica whose partition directory was lost is rebuilt the same way (its leader starts its
+// progress over). After the leader's
+// SIGKILL, the new leader serves every record from the log start on.
+#[test]
+fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = vec![
+        "--log-retention-check-interval-ms".into(),
+        "200".into(),
+        "--replica-lag-time-max-ms".into(),
+        "2000".into(),
+    ];
+    let mut cluster = Cluster::start(spec);
+    let topic = "reset";
+    let led = create_led(
+        &cluster,
+        topic,
+        1,
+        &[("segment.bytes", "16384"), ("retention.bytes", "32768")],
+    );
+    let leader = broker_of(led[0].0);
+    let mut followers = (1..=3).filter(|&b| b != leader);
+    let (away, other) = (followers.next().unwrap(), followers.next().unwrap());
+    let mut values = Vec::new();
+    let produce = |cluster: &Cluster, to: usize, round: &str, values: &mut Vec<String>| {
+        let mut connection = connect(cluster, to);
+        let mut last = 0;
+        for i in 0..60 {
+            let value = format!("{round} {i:04} {}", "x".repeat(1_000));
+            let taken = connection.produce(topic, 0, &[value.clone().into_bytes()], -1);
+            let Ok((0, offset)) = taken else {
+                cluster.fail(&format!("{round} produce {i}: {taken:?}"));
+            };
+            values.push(value);
+            last = offset;
+        }
+        last
+    };
+    let end = produce(&cluster, leader, "first", &mut values);
+    wait_purged_alike(&cluster, topic, 0, "after the first round");
+
+    cluster.kill(away);
+    let mut round = 0;
+    while segment_bases(&cluster, leader, topic, 0)[0] <= end {
+        round += 1;
+        if round > 10 {
+            cluster.fail("retention did not pass the stopped follower's log end");
+        }
+        produce(&cluster, leader, &format!("away {round}"), &mut values);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let start = wait_log_start_above(&cluster, &[leader, other], topic, end);
+    eprintln!("log start {start} past the stopped follower's end {end}");
+
+    cluster.restart(away);
+    cluster.wait_ready(Duration::from_secs(30));
+    produce(&cluster, leader, "back", &mut values);
+    wait_same_log(&cluster, away, leader, topic, "the returned follower");
+    let stderr = std::fs::read_to_string(cluster.broker(away).stderr_path()).unwrap_or_default();
+    assert!(
+        stderr.contains("emptying its log to start there"),
+        "the returned follower was reset"
+    );
+
+    // A replica whose partition directory is gone is rebuilt from the leader.
+    cluster.kill(other);
+    let lost = cluster.broker(other).data_dir().join(format!("{topic}-0"));
+    std::fs::remove_dir_all(&lost)
+        .unwrap_or_else(|error| cluster.fail(&format!("{}: {error}", lost.display())));
+    cluster.restart(other);
+    cluster.wait_ready(Duration::from_secs(30));
+    produce(&cluster, leader, "rebuilt", &mut values);
+    wait_same_log(&cluster, other, leader, topic, "the rebuilt follower");
+
+    cluster.kill(leader);
+    let after = wait_led_without(&cluster, away, topic, 1, leader, "a new leader");
+    let new_leader = broker_of(after.leaders(topic)[0]);
+    produce(&cluster, new_leader, "after", &mut values);
+    let read = read_values(&cluster.bootstrap(), topic, 1);
+    let kept = values.len()
+        - values
+            .iter()
+            .position(|v| *v == read[0])
+            .expect("a produced value");
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept),
+        values[values.len() - kept..],
+        "reads from the new leader give the newest records in order"
+    );
+}
+
 // Proves DeleteRecords on a replicated partition: refused by a follower, beyond the high
 // watermark refused with OFFSET_OUT_OF_RANGE, and otherwise answered with the new log start
 // (inside a batch, as Kafka allows) once every replica moved to it, so the next leader after a

@@ -43,6 +43,7 @@ use super::checkpoint::{CHECKPOINT_FILE_NAME, Checkpoint};
 use super::error::LogError;
 use super::producer_snapshot;
 use super::producer_state::{ProducerBatch, ProducerState};
+use super::retention;
 use super::segment::{self, Segment, TEMP_SUFFIX};
 use super::shutdown_marker::{SHUTDOWN_MARKER_FILE_NAME, ShutdownMarker};
 
@@ -422,6 +423,7 @@ async fn list_segments(dir: &Path) -> Result<Listed, LogError> {
                 }
             }
             base_offsets.sort_unstable();
+            remove_segments_below_log_start(&dir, &mut base_offsets)?;
             let marker = dir.join(SHUTDOWN_MARKER_FILE_NAME);
             let marker_bytes = match std::fs::read(&marker) {
                 Ok(bytes) => {
@@ -441,6 +443,38 @@ async fn list_segments(dir: &Path) -> Result<Listed, LogError> {
         marker_bytes.and_then(|bytes| ShutdownMarker::decode(&bytes)),
         checkpoint_bytes.and_then(|bytes| Checkpoint::decode(&bytes)),
     ))
+}
+
+/// Removes the segments wholly below the persisted log start offset (those before the last
+/// segment starting at or below it), as a crash may leave them while retention, DeleteRecords
+/// or a replica's reset (`truncate_fully`) removes them: they are deleted data, and a reset
+/// leaves a gap in offsets after them. Blocking.
+fn remove_segments_below_log_start(dir: &Path, base_offsets: &mut Vec<i64>) -> std::io::Result<()> {
+    let Some(log_start) = retention::read_log_start_offset(dir) else {
+        return Ok(());
+    };
+    let below = base_offsets
+        .iter()
+        .rposition(|&base| base <= log_start)
+        .unwrap_or(0);
+    if below == 0 {
+        return Ok(());
+    }
+    for base_offset in base_offsets.drain(..below) {
+        let segment = Segment::new(dir, base_offset);
+        for path in [
+            segment.index_path(),
+            segment.time_index_path(),
+            segment.log_path(),
+        ] {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        tracing::info!(path = %segment.log_path().display(), log_start, "removed a segment below the log start");
+    }
+    Ok(())
 }
 
 /// Base offsets, marker bytes and checkpoint bytes, as read from the directory.

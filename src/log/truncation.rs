@@ -13,6 +13,9 @@
 //! segments, newest first, then the tail of the segment holding the offset, and the directory is
 //! synced. After every step the files hold a prefix of the original log at least as long as the
 //! target, so a crash anywhere leaves a log the next open recovers, and the caller cuts again.
+//!
+//! Emptying a log to start it at a new offset (`truncate_fully`, for a replica its leader can
+//! no longer repair batch by batch) is rarer still and follows its own order (`plan_restart`).
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -24,6 +27,8 @@ use crate::protocol::record_batch::BATCH_LENGTH_PREFIX_BYTES;
 use super::checkpoint::CHECKPOINT_FILE_NAME;
 use super::error::LogError;
 use super::partition::PartitionLog;
+use super::producer_snapshot;
+use super::retention;
 use super::segment::{self, Segment};
 use super::shutdown_marker::SHUTDOWN_MARKER_FILE_NAME;
 
@@ -36,6 +41,12 @@ pub(super) enum CutStep {
     Shorten { path: PathBuf, len: u64 },
     /// Make the removals durable.
     SyncDir(PathBuf),
+    /// Persist the log start offset of the log in `dir`.
+    WriteLogStart { dir: PathBuf, offset: i64 },
+    /// Create an empty segment file (its directory entry is made durable by a later step).
+    Create(PathBuf),
+    /// Remove every idempotent-producer snapshot of the log in the directory.
+    RemoveProducerSnapshots(PathBuf),
 }
 
 impl PartitionLog {
@@ -66,6 +77,81 @@ impl PartitionLog {
         tracing::info!(dir = %dir.display(), offset, "log truncated");
         PartitionLog::open(dir, topic, cache).await
     }
+
+    /// Kafka's truncate-fully-and-start-at: removes every batch and returns the log opened
+    /// again, empty, starting and ending at `offset` (any offset, below or beyond the old
+    /// end), as a replica must when its leader no longer holds the log where it stopped. This
+    /// handle is closed, as by `truncate`.
+    pub async fn truncate_fully(self: Rc<Self>, offset: i64) -> Result<Rc<PartitionLog>, LogError> {
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                high_watermark: self.log_end_offset(),
+            });
+        }
+        let dir = self.dir().to_path_buf();
+        let topic = self.config().topic;
+        let cache = self.cache.clone();
+        self.close().await?;
+        drop(self);
+        let plan_dir = dir.clone();
+        let steps = glommio::executor()
+            .spawn_blocking(move || plan_restart(&plan_dir, offset))
+            .await?;
+        glommio::executor()
+            .spawn_blocking(move || steps.iter().try_for_each(run_step))
+            .await?;
+        tracing::info!(dir = %dir.display(), offset, "log emptied to start at a new offset");
+        PartitionLog::open(dir, topic, cache).await
+    }
+}
+
+/// The steps that empty the closed log in `dir` and start it at `offset`. Crash safety: the log
+/// start offset is written first, then the segments from `offset` on go, the empty segment at
+/// `offset` is made, and only then the segments below it go; at every step the next open
+/// finds either the old log (its start moved up) or the segment at `offset` with only
+/// segments wholly below the log start before it, which recovery removes.
+pub(super) fn plan_restart(dir: &Path, offset: i64) -> io::Result<Vec<CutStep>> {
+    let mut base_offsets = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(base_offset) = segment::parse_log_file_name(&name.to_string_lossy()) {
+            base_offsets.push(base_offset);
+        }
+    }
+    base_offsets.sort_unstable();
+    let mut steps = vec![
+        CutStep::Remove(dir.join(SHUTDOWN_MARKER_FILE_NAME)),
+        CutStep::Remove(dir.join(CHECKPOINT_FILE_NAME)),
+        CutStep::SyncDir(dir.to_path_buf()),
+        CutStep::WriteLogStart {
+            dir: dir.to_path_buf(),
+            offset,
+        },
+    ];
+    let remove = |steps: &mut Vec<CutStep>, base: i64| {
+        let segment = Segment::new(dir, base);
+        steps.extend([
+            CutStep::Remove(segment.index_path()),
+            CutStep::Remove(segment.time_index_path()),
+            CutStep::Remove(segment.log_path()),
+        ]);
+    };
+    for &base in base_offsets.iter().rev().filter(|base| **base >= offset) {
+        remove(&mut steps, base);
+    }
+    steps.extend([
+        CutStep::SyncDir(dir.to_path_buf()),
+        CutStep::Create(Segment::new(dir, offset).log_path()),
+        CutStep::SyncDir(dir.to_path_buf()),
+    ]);
+    for &base in base_offsets.iter().filter(|base| **base < offset) {
+        remove(&mut steps, base);
+    }
+    steps.push(CutStep::RemoveProducerSnapshots(dir.to_path_buf()));
+    steps.push(CutStep::SyncDir(dir.to_path_buf()));
+    Ok(steps)
 }
 
 /// Cuts the closed log in `dir` so that it ends at `offset`, which must be a batch boundary at or
@@ -200,6 +286,16 @@ pub(super) fn run_step(step: &CutStep) -> io::Result<()> {
             file.sync_all()
         }
         CutStep::SyncDir(dir) => fs::File::open(dir)?.sync_all(),
+        CutStep::WriteLogStart { dir, offset } => retention::write_log_start_offset(dir, *offset),
+        CutStep::Create(path) => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?
+            .sync_all(),
+        CutStep::RemoveProducerSnapshots(dir) => {
+            producer_snapshot::remove_outside(dir, i64::MAX, i64::MIN)
+        }
     }
 }
 

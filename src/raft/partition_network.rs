@@ -46,7 +46,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::{BasicNode, Raft, RaftNetworkV2, ServerState};
 use openraft_rt::WatchReceiver as _;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,7 @@ const KIND_VOTE: u8 = 2;
 const KIND_PRE_VOTE: u8 = 3;
 const KIND_TRANSFER_LEADER: u8 = 4;
 const KIND_HEARTBEAT: u8 = 5;
+const KIND_SNAPSHOT: u8 = 6;
 /// Set on the kind of a response to the request of the same kind.
 const KIND_RESPONSE: u8 = 0x80;
 
@@ -392,6 +393,7 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
         Vote(VoteRequest<PartitionRaft>),
         PreVote(VoteRequest<PartitionRaft>),
         TransferLeader(TransferLeaderRequest<PartitionRaft>),
+        Snapshot(SnapshotRequest),
     }
     // Decoded before the group is looked up, so a malformed frame closes the connection
     // whichever group it names.
@@ -415,6 +417,7 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
         KIND_VOTE => Decoded::Vote(decode_body(&frame.body)?),
         KIND_PRE_VOTE => Decoded::PreVote(decode_body(&frame.body)?),
         KIND_TRANSFER_LEADER => Decoded::TransferLeader(decode_body(&frame.body)?),
+        KIND_SNAPSHOT => Decoded::Snapshot(decode_body(&frame.body)?),
         other => {
             return Err(invalid(format_args!(
                 "unknown replication request kind {other}"
@@ -437,7 +440,26 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
         }
         Decoded::PreVote(request) => encode(raft.pre_vote(request).await),
         Decoded::TransferLeader(request) => encode(raft.handle_transfer_leader(request).await),
+        Decoded::Snapshot(request) => encode(
+            raft.install_full_snapshot(
+                request.vote,
+                SnapshotOf::<PartitionRaft, Vec<u8>> {
+                    meta: request.meta,
+                    snapshot: request.data,
+                },
+            )
+            .await,
+        ),
     }
+}
+
+/// A leader's snapshot for a replica behind its log start: small (where the log goes on and
+/// the membership there, `PartitionStateMachine`), so it travels in one frame.
+#[derive(Serialize, Deserialize)]
+struct SnapshotRequest {
+    vote: VoteOf<PartitionRaft>,
+    meta: SnapshotMetaOf<PartitionRaft>,
+    data: Vec<u8>,
 }
 
 /// Writes queued frames in order, joining those already queued into one write, until the queue
@@ -841,17 +863,22 @@ impl RaftNetworkV2<PartitionRaft> for GroupPeer {
         .await
     }
 
-    /// Partition groups never send snapshots: their logs are purged by retention, and a replica
-    /// behind the leader's log start is reset (Kafka-style), not sent a snapshot.
+    /// A replica behind the leader's log start gets the leader's snapshot: where the log goes
+    /// on, which it empties its log to start at (Kafka's reset), then catches up by entries.
     async fn full_snapshot(
         &mut self,
-        _vote: VoteOf<PartitionRaft>,
-        _snapshot: SnapshotOf<PartitionRaft, Vec<u8>>,
+        vote: VoteOf<PartitionRaft>,
+        snapshot: SnapshotOf<PartitionRaft, Vec<u8>>,
         _cancel: impl Future<Output = ReplicationClosed> + 'static,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<PartitionRaft>, StreamingError<PartitionRaft>> {
-        Err(StreamingError::Unreachable(Unreachable::new(
-            &io::Error::other("partition groups send no snapshots"),
-        )))
+        let request = SnapshotRequest {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        Ok(self
+            .call(KIND_SNAPSHOT, &request, &option, RPCTypes::InstallSnapshot)
+            .await?)
     }
 }

@@ -19,7 +19,9 @@
 //!
 //! Truncation (`truncate_after`) cuts the partition log (`PartitionLog::truncate`, which reopens
 //! it: readers take the log from the shared state each time). Purging moves the log start up
-//! (retention, DeleteRecords, as the leader decided). The vote lives in the shard's
+//! (retention, DeleteRecords, as the leader decided); a replica behind its leader's log start
+//! empties its log to start after the leader's snapshot (`ReplicaLog::restart`, Kafka's reset),
+//! marked in `raft-log-meta` while under way. The vote lives in the shard's
 //! `ShardVotes`. An append returns once its batches are placed in the log and tells openraft
 //! (`IOFlushed`) once they are fdatasync'ed, so the next entries are written while the last
 //! ones sync, and appends share fdatasyncs.
@@ -96,6 +98,10 @@ struct Meta {
     first_offset: i64,
     /// The last entry purged (openraft's `last_purged_log_id`).
     last_purged: Option<LogId>,
+    /// Set while the partition log is being emptied to start at `first_offset` (`restart`): an
+    /// open that finds it set finishes the job.
+    #[serde(default)]
+    restarting: bool,
 }
 
 /// What the store and its readers share.
@@ -195,6 +201,59 @@ impl ReplicaLog {
         Some(first + last as u64)
     }
 
+    /// The log id of the entry at `index`, if it is live or the last one purged.
+    pub fn log_id_at(&self, index: u64) -> Option<LogId> {
+        let shared = self.shared.borrow();
+        if let Some(purged) = shared.meta.last_purged
+            && purged.index == index
+        {
+            return Some(purged);
+        }
+        let position = index.checked_sub(shared.meta.first_index?)?;
+        let (_, term) = *shared.entries.get(position as usize)?;
+        Some(LogId::new_term_index(term, index))
+    }
+
+    /// The last entry purged and where the live entries start (`None` before any purge).
+    pub fn purged(&self) -> Option<(LogId, i64)> {
+        let shared = self.shared.borrow();
+        shared
+            .meta
+            .last_purged
+            .map(|purged| (purged, shared.meta.first_offset))
+    }
+
+    /// The log id of the last entry, live or purged.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let shared = self.shared.borrow();
+        shared.last_log_id().or(shared.meta.last_purged)
+    }
+
+    /// Empties the log to start after `purged`, at `offset` (Kafka's reset of a replica its
+    /// leader no longer holds the log for): every entry goes, the partition log is emptied to
+    /// start at `offset`, and the next entry must be the one after `purged`. Crash-safe: the
+    /// store's state says a restart is under way until it is done, and an open finishes it.
+    pub async fn restart(&self, purged: LogId, offset: i64) -> io::Result<()> {
+        {
+            let mut shared = self.shared.borrow_mut();
+            shared.meta = Meta {
+                first_index: Some(purged.index + 1),
+                first_offset: offset,
+                last_purged: Some(purged),
+                restarting: true,
+            };
+            shared.entries.clear();
+        }
+        save_meta(&self.shared).await?;
+        let log = self.log().truncate_fully(offset).await.map_err(log_error)?;
+        {
+            let mut shared = self.shared.borrow_mut();
+            shared.log = log;
+            shared.meta.restarting = false;
+        }
+        save_meta(&self.shared).await
+    }
+
     /// One past the last offset of the live entry at `index` (the next entry's base offset, or
     /// the log end for the last one).
     pub fn end_of(&self, index: u64) -> Option<i64> {
@@ -271,6 +330,27 @@ impl PartitionLogStore {
                 ..Meta::default()
             },
         };
+        let log = if meta.restarting {
+            let log = log
+                .truncate_fully(meta.first_offset)
+                .await
+                .map_err(log_error)?;
+            write_meta(
+                log.dir(),
+                &Meta {
+                    restarting: false,
+                    ..meta.clone()
+                },
+            )
+            .await?;
+            log
+        } else {
+            log
+        };
+        let meta = Meta {
+            restarting: false,
+            ..meta
+        };
         let entries = scan_entries(&log, meta.first_offset).await?;
         if meta.first_index.is_none() && !entries.is_empty() {
             return Err(other(format!(
@@ -308,14 +388,7 @@ impl PartitionLogStore {
     }
 
     async fn save_meta(&self) -> io::Result<()> {
-        let (dir, meta) = {
-            let shared = self.shared.borrow();
-            (shared.log.dir().to_path_buf(), shared.meta.clone())
-        };
-        let body = serde_json::to_vec(&meta).map_err(other)?;
-        glommio::executor()
-            .spawn_blocking(move || crc_sealed::write_file(&dir.join(META_FILE_NAME), body))
-            .await
+        save_meta(&self.shared).await
     }
 
     /// Places `entries` at the log end; the last one's outcome, for waiting until it is durable.
@@ -466,6 +539,23 @@ impl PartitionLogStore {
             .map_err(log_error)?;
         Ok(())
     }
+}
+
+/// Writes the store's state as it is now.
+async fn save_meta(shared: &RefCell<Shared>) -> io::Result<()> {
+    let (dir, meta) = {
+        let shared = shared.borrow();
+        (shared.log.dir().to_path_buf(), shared.meta.clone())
+    };
+    write_meta(&dir, &meta).await
+}
+
+async fn write_meta(dir: &Path, meta: &Meta) -> io::Result<()> {
+    let body = serde_json::to_vec(meta).map_err(other)?;
+    let path = dir.join(META_FILE_NAME);
+    glommio::executor()
+        .spawn_blocking(move || crc_sealed::write_file(&path, body))
+        .await
 }
 
 /// Waits until the log's writes reach `offset` (entries appended, write pending).

@@ -82,6 +82,8 @@ const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 const ADDRESSES_REFRESH: Duration = Duration::from_secs(5);
 /// Batches per AppendEntries: bounded so a frame stays far below the network's frame limit.
 const PAYLOAD_ENTRIES_MAX: u64 = 64;
+/// How long a leader waits for a replica to install its snapshot, in milliseconds.
+const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 10_000;
 /// How long a failed leader report waits before it is sent again.
 const REPORT_RETRY: Duration = Duration::from_millis(200);
 
@@ -115,6 +117,8 @@ pub struct Replica {
     state_machine: PartitionStateMachine,
     /// Whether this replica leads, as its Raft metrics last said.
     leading: Cell<bool>,
+    /// When this replica last became leader.
+    leading_since: Cell<Instant>,
     /// Proposed batches of each idempotent producer not yet committed or failed.
     proposals: RefCell<HashMap<i64, Proposed>>,
     /// Notified when a proposal finishes.
@@ -129,6 +133,9 @@ pub struct Replica {
     /// Idempotent producers whose batch this replica refused with a retriable error, by
     /// producer id.
     refused: RefCell<HashMap<i64, Refused>>,
+    /// replica.lag.time.max.ms: a follower not heard from for this long does not hold the log
+    /// start back (retention, DeleteRecords); it is reset when it returns.
+    lag_max: Duration,
 }
 
 /// An idempotent producer's batch refused with a retriable error. Until it comes back (or the
@@ -189,10 +196,12 @@ impl Replica {
 
     /// Retention of a replicated partition, on its leader: decides where the log start moves
     /// (to what `retention.ms` / `retention.bytes` expire, but never past the commit point nor
-    /// past what any follower holds, so every replica can still be caught up from any other)
-    /// and writes that decision to the log. Each replica, leader included, moves its log start
-    /// when it applies the decision (`follow_log_starts`), so every replica cuts at the same
-    /// offset.
+    /// past what a live follower holds, so no replica that keeps up is ever reset) and writes
+    /// that decision to the log. Each replica, leader included, moves its log start when it
+    /// applies the decision (`follow_log_starts`), so every replica cuts at the same offset. A
+    /// follower away longer than replica.lag.time.max.ms holds nothing back, as in Kafka: if
+    /// it returns behind the log start, it is sent a snapshot and empties its log to start
+    /// there (`PartitionStateMachine::install_snapshot`).
     pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<(), String> {
         if !self.is_leader() {
             return Ok(());
@@ -204,7 +213,7 @@ impl Replica {
         else {
             return Ok(());
         };
-        let Some(held) = self.held_by_every_follower() else {
+        let Some(held) = self.held_by_live_followers() else {
             return Ok(());
         };
         let start = cut.min(self.committed_offset()).min(held);
@@ -235,16 +244,25 @@ impl Replica {
         Ok(())
     }
 
-    /// The offset below which every follower holds the leader's log (the end of the entry each
-    /// last matched, the smallest of them); `None` while one has matched nothing known.
-    fn held_by_every_follower(&self) -> Option<i64> {
+    /// The offset below which every live follower (heard from within replica.lag.time.max.ms)
+    /// holds the leader's log (the end of the entry each last matched, the smallest of them);
+    /// `None` while one has matched nothing known.
+    fn held_by_live_followers(&self) -> Option<i64> {
+        // A new leader has not heard its followers yet: until it could have, each counts.
+        let live = if self.leading_since.get().elapsed() < self.lag_max {
+            self.members
+                .iter()
+                .copied()
+                .filter(|member| *member != self.member)
+                .collect()
+        } else {
+            self.followers_heard(self.lag_max, false)
+        };
         let matched: Vec<u64> = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow_watched();
             let replication = metrics.replication.as_ref()?;
-            self.members
-                .iter()
-                .filter(|member| **member != self.member)
+            live.iter()
                 .map(|member| {
                     replication
                         .get(member)
@@ -268,7 +286,7 @@ impl Replica {
     /// log start moves to the decided offset itself, which DeleteRecords may put inside a batch.
     /// Returns the new log start when it moved.
     pub async fn purge_to_decided(&self) -> Result<Option<i64>, String> {
-        let Some((decided_at, start)) = self.state_machine.log_start_decided() else {
+        let Some((_, start)) = self.state_machine.log_start_decided() else {
             return Ok(None);
         };
         let before = self.log().log_start_offset();
@@ -279,7 +297,7 @@ impl Replica {
             // Where the purge puts the log start: the next entry's base offset.
             let boundary = self.log.end_of(upto).unwrap_or(start);
             let covered = |metrics: &openraft::RaftMetrics<PartitionRaft>| {
-                metrics.snapshot.is_some_and(|id| id.index >= decided_at)
+                metrics.snapshot.is_some_and(|id| id.index >= upto)
             };
             let mut metrics = self.raft.metrics();
             if !covered(&metrics.borrow_watched()) {
@@ -330,8 +348,9 @@ impl Replica {
     }
 
     /// DeleteRecords on the leader: moves the log start of every replica to `offset` (-1: the
-    /// high watermark) once every follower holds the log up to it (waiting at most `limit`,
-    /// as Kafka waits for its replicas' log starts), and returns the new log start.
+    /// high watermark) once every live follower holds the log up to it (waiting at most
+    /// `limit`, as Kafka waits for its live replicas' log starts), and returns the new log
+    /// start.
     pub async fn delete_records(
         self: &Rc<Self>,
         offset: i64,
@@ -351,7 +370,7 @@ impl Replica {
         }
         let held = within(limit, async {
             while self
-                .held_by_every_follower()
+                .held_by_live_followers()
                 .is_none_or(|held| held < offset)
             {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -868,6 +887,12 @@ fn group_config() -> Result<Arc<Config>, String> {
         election_timeout_max: ELECTION_TIMEOUT_MS.1,
         max_payload_entries: PAYLOAD_ENTRIES_MAX,
         snapshot_policy: SnapshotPolicy::Never,
+        // A snapshot is a few hundred bytes, but installing one empties the replica's log.
+        install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
+        // A replica whose log was lost (a replaced disk, a removed partition directory) comes
+        // back empty: its leader starts its progress over and rebuilds it, as Kafka does,
+        // instead of taking the log it matched before as still there.
+        allow_log_reversion: Some(true),
         // The liveness task heartbeats and campaigns for every group of the shard at once; a
         // per-group tick (every ~20 ms) would cost more than everything else an idle group does.
         enable_tick: false,
@@ -957,6 +982,7 @@ pub async fn open_replica(
         }
     }
     let replica = Rc::new(Replica {
+        lag_max: Duration::from_millis(shard.config.replica_lag_time_max_ms),
         topic: topic.name.clone(),
         partition: partition as u32,
         key,
@@ -972,6 +998,7 @@ pub async fn open_replica(
         log,
         state_machine,
         leading: Cell::new(false),
+        leading_since: Cell::new(Instant::now()),
         proposals: RefCell::new(HashMap::new()),
         proposal_done: Signal::new(),
         proposing: Semaphore::new(1),
@@ -1142,6 +1169,7 @@ async fn follow_leadership(shard: Weak<Shard>, replica: Weak<Replica>) {
         // sees the high watermark go back.
         let leading = leader == Some(replica.member) && applied_term == Some(term);
         if replica.leading.replace(leading) != leading {
+            replica.leading_since.set(Instant::now());
             super::offsets_replica::leadership_changed(&shard, &replica, leading);
         }
         if !leading {

@@ -204,3 +204,114 @@ fn idempotent_producer_state_follows_the_cut() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn emptying_a_log_starts_it_at_any_offset() {
+    // Proves Kafka's truncate-fully-and-start-at: at offsets below the log start, inside the
+    // log, at its end and beyond it, the log comes back empty with its start and end at the
+    // offset, holds a single segment file, takes appends from there, and keeps all that
+    // across a close and reopen.
+    let dir = TestDir::new("log-truncate-fully");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
+        for (round, target) in [0i64, 5, 150, 0, 10_000].into_iter().enumerate() {
+            let log_dir = path.join(format!("round-{round}"));
+            let log = open(&log_dir, config.clone(), 1 << 20).await;
+            let end = append_numbered(&log, 120).await as i64;
+            let target = if round == 3 { end } else { target };
+            if round == 1 {
+                log.delete_records(30).await.unwrap();
+            }
+            let log = log.truncate_fully(target).await.unwrap();
+            assert_eq!(log.log_start_offset(), target, "round {round}");
+            assert_eq!(log.log_end_offset(), target, "round {round}");
+            assert_eq!(read_all(&log, target, 1 << 16).await, Vec::<String>::new());
+            let segments: Vec<_> = std::fs::read_dir(log.dir())
+                .unwrap()
+                .filter_map(|entry| {
+                    crate::log::segment::parse_log_file_name(
+                        &entry.unwrap().file_name().to_string_lossy(),
+                    )
+                })
+                .collect();
+            assert_eq!(segments, vec![target], "round {round}");
+            let after = append_numbered(&log, 5).await;
+            assert_eq!(
+                read_all(&log, target, 1 << 16).await,
+                numbered(target as u64..after)
+            );
+            log.close().await.unwrap();
+            drop(log);
+            let log = open(&log_dir, config.clone(), 0).await;
+            assert_eq!(log.log_start_offset(), target);
+            assert_eq!(log.log_end_offset(), after as i64);
+            assert_eq!(
+                read_all(&log, target, 1 << 16).await,
+                numbered(target as u64..after)
+            );
+            log.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_crash_at_every_step_of_emptying_a_log_leaves_one_the_next_attempt_finishes() {
+    // Proves the reset's crash safety: its steps are replayed one by one on a copy of a closed
+    // multi-segment log, and after each prefix of steps the log opens either as the old one
+    // (its start perhaps moved up, what it reads still the original records) or empty at the
+    // target, never with a hole; emptying it again ends exactly at the target.
+    let dir = TestDir::new("log-truncate-fully-crash");
+    let path = dir.path.clone();
+    run_in_executor(dir.path.clone(), move || async move {
+        let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
+        let original_dir = path.join("original");
+        let log = PartitionLog::open(
+            original_dir.clone(),
+            config.clone(),
+            Rc::new(ShardCache::new(0)),
+        )
+        .await
+        .unwrap();
+        let end = append_numbered(&log, 200).await;
+        log.close().await.unwrap();
+        drop(log);
+        let offsets = boundaries(200);
+        for target in [offsets[40], offsets[120] + 1, end + 500] {
+            let copy = path.join("copy");
+            copy_dir(&original_dir, &copy);
+            let steps = truncation::plan_restart(&copy, target as i64).unwrap();
+            for done in 0..=steps.len() {
+                copy_dir(&original_dir, &copy);
+                for step in &steps[..done] {
+                    truncation::run_step(step).unwrap();
+                }
+                let log =
+                    PartitionLog::open(copy.clone(), config.clone(), Rc::new(ShardCache::new(0)))
+                        .await
+                        .unwrap();
+                let (start, log_end) = (log.log_start_offset(), log.log_end_offset());
+                if (start, log_end) != (target as i64, target as i64) {
+                    assert!(
+                        log_end as u64 <= end && start <= log_end,
+                        "{done} steps: {start}..{log_end}"
+                    );
+                    assert_eq!(
+                        read_all(&log, start, 1 << 16).await,
+                        numbered(start as u64..log_end as u64),
+                        "{done} steps"
+                    );
+                }
+                let log = log.truncate_fully(target as i64).await.unwrap();
+                assert_eq!(log.log_start_offset(), target as i64, "{done} steps");
+                assert_eq!(log.log_end_offset(), target as i64, "{done} steps");
+                let after = append_numbered(&log, 3).await;
+                assert_eq!(
+                    read_all(&log, target as i64, 1 << 16).await,
+                    numbered(target..after)
+                );
+                log.close().await.unwrap();
+            }
+        }
+    });
+}
