@@ -38,6 +38,7 @@ fn main() {
         voters: 3,
         cores_per_broker: cores,
         extra_args: Vec::new(),
+        sync_journal: false,
     });
     let leader = cluster.controller_leader();
     let follower = cluster.live().into_iter().find(|&b| b != leader).unwrap();

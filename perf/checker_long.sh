@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The history checker's long run (issue 13): `long_run` of tests/checker.rs, i.e. a round of each
-# fault kind alone (SIGKILL, SIGSTOP past the session timeout, controller links cut, SIGKILL
-# during CreateTopics; an eighth of the faults each) and then one mixed round with the rest, each
+# fault kind alone (SIGKILL, SIGKILL with a replayed power loss, SIGSTOP past the session timeout,
+# links cut, SIGKILL during CreateTopics; an eighth of the faults each) and then one mixed round
+# with the rest, each
 # on a fresh three-broker cluster with RF=3 topics, each round's history checked. Prints every
 # round's report and a summary line per round; exits non-zero if any round has an anomaly.
 #

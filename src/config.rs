@@ -120,6 +120,12 @@ pub struct BrokerConfig {
     )]
     pub log_retention_check_interval_ms: u64,
 
+    /// Append to this file, for every segment, where its data ends at each open and each
+    /// fdatasync: a test harness replays a power loss from it (src/io/sync_journal.rs). Costs a
+    /// blocking-pool write per fdatasync; for fault tests only.
+    #[arg(long, env = "SPATE_SYNC_JOURNAL", hide = true)]
+    pub sync_journal: Option<PathBuf>,
+
     /// Cut a partition log at corruption found at start-up (losing the valid data after it)
     /// instead of keeping the partition offline. For an operator who accepts that loss.
     #[arg(

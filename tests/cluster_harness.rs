@@ -1,5 +1,6 @@
 //! Self-tests of the cluster harness (tests/cluster_common) against standalone brokers: starting,
-//! the listeners file, Metadata, SIGKILL and restart with the data kept, SIGSTOP/SIGCONT, a start
+//! the listeners file, Metadata, SIGKILL and restart with the data kept, a replayed power loss,
+//! SIGSTOP/SIGCONT, a start
 //! that fails, cleanup on drop, and the link proxy alone against an echo server.
 
 mod cluster_common;
@@ -30,6 +31,7 @@ fn standalone_brokers_start_on_their_hosts_and_answer_metadata() {
         voters: 0,
         cores_per_broker: 2,
         extra_args: Vec::new(),
+        sync_journal: false,
     });
     for i in 1..=2 {
         let listeners = cluster.broker(i).listeners().expect("listeners");
@@ -110,6 +112,58 @@ fn sigkill_and_restart_keep_the_data() {
     assert_eq!(
         got, want,
         "every acknowledged record after SIGKILL and restart"
+    );
+}
+
+// Proves the power loss `kill_losing_unsynced` replays from the sync journal drops exactly what
+// the broker had not fdatasync'ed: after 20 acks=all records (each answered once synced) and 20
+// acks=1 records (answered at the write, synced by nothing yet), the SIGKILL drops data, and the
+// restarted broker holds the acks=all records and none of the others.
+#[test]
+fn a_replayed_power_loss_drops_what_was_not_synced() {
+    let mut cluster = Cluster::start(ClusterSpec {
+        brokers: 1,
+        voters: 0,
+        cores_per_broker: 1,
+        extra_args: Vec::new(),
+        sync_journal: true,
+    });
+    let topic = "unsynced";
+    let address = cluster.broker_addresses(1)[0].clone();
+    let mut connection =
+        KafkaConnection::connect(&address, Duration::from_secs(5)).expect("connect");
+    assert_eq!(
+        connection
+            .create_topic(topic, 1, 10_000)
+            .map(|(code, _)| code),
+        Ok(0)
+    );
+    for (acks, first) in [(-1, 0), (1, 20)] {
+        for i in first..first + 20 {
+            let value = format!("record {i} {}", "x".repeat(500)).into_bytes();
+            assert_eq!(
+                connection.produce(topic, 0, &[value], acks),
+                Ok((0, i)),
+                "acks={acks}"
+            );
+        }
+    }
+    drop(connection);
+    let dropped = cluster.kill_losing_unsynced(1);
+    assert!(
+        dropped > 20 * 500,
+        "the acks=1 records' bytes dropped: {dropped}"
+    );
+    cluster.restart(1);
+    cluster.wait_ready(Duration::from_secs(20));
+    let address = cluster.broker_addresses(1)[0].clone();
+    let records = fetch_all(&address, topic, 0, Duration::from_secs(10))
+        .unwrap_or_else(|error| cluster.fail(&error));
+    let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+    assert_eq!(
+        offsets,
+        (0..20).collect::<Vec<i64>>(),
+        "the synced records only"
     );
 }
 

@@ -14,6 +14,7 @@
 //! that cover the same block (io_uring completes them in any order). The type is `!Send`: it
 //! belongs to the executor that opened it.
 
+use std::cell::Cell;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use crate::config::BLOCK_BYTES;
 
 use super::faults::{self, Fault, FileOp};
+use super::sync_journal;
 
 /// The largest single DMA read issued. glommio 0.9 passes a read to the kernel as one request;
 /// a read larger than the device's `max_sectors_kb` can hang forever (glommio #633), and 512 KiB
@@ -76,6 +78,8 @@ impl AlignedBuffer {
 pub struct DirectFile {
     file: DmaFile,
     path: PathBuf,
+    /// Where the file's data ends, as its writer last said, while the sync journal tracks it.
+    data_end: Cell<Option<u64>>,
 }
 
 impl DirectFile {
@@ -89,10 +93,7 @@ impl DirectFile {
             .create(true)
             .dma_open(path)
             .await?;
-        Ok(Self {
-            file,
-            path: path.to_owned(),
-        })
+        Self::opened(file, path).await
     }
 
     /// Opens an existing file for reading and writing.
@@ -102,10 +103,32 @@ impl DirectFile {
             .write(true)
             .dma_open(path)
             .await?;
+        Self::opened(file, path).await
+    }
+
+    async fn opened(file: DmaFile, path: &Path) -> io::Result<Self> {
         Ok(Self {
             file,
             path: path.to_owned(),
+            data_end: Cell::new(None),
         })
+    }
+
+    /// Has the sync journal (if installed) track this file: its data ends at `data_bytes` now,
+    /// all of it durable, and `data_written` says where it ends after each write.
+    pub async fn track_data_end(&self, data_bytes: u64) -> io::Result<()> {
+        if !sync_journal::is_installed() {
+            return Ok(());
+        }
+        self.data_end.set(Some(data_bytes));
+        sync_journal::opened(&self.path, data_bytes).await
+    }
+
+    /// Where the file's data ends after a write (for the sync journal).
+    pub fn data_written(&self, data_bytes: u64) {
+        if self.data_end.get().is_some() {
+            self.data_end.set(Some(data_bytes));
+        }
     }
 
     /// The path the file was opened with.
@@ -225,7 +248,12 @@ impl DirectFile {
     /// Flushes written data (and the metadata needed to read it back) to the device.
     pub async fn fdatasync(&self) -> io::Result<()> {
         self.injected(FileOp::Fdatasync).await?;
-        Ok(self.file.fdatasync().await?)
+        let covered = self.data_end.get();
+        self.file.fdatasync().await?;
+        match covered {
+            Some(data_bytes) => sync_journal::synced(&self.path, data_bytes).await,
+            None => Ok(()),
+        }
     }
 
     /// Grows the file to `size_bytes` with allocated, zero-reading blocks, so later O_DIRECT

@@ -1,7 +1,7 @@
 //! The thin I/O layer over glommio: direct (O_DIRECT) files, the fault-injection seam below them,
 //! outgoing connections from a chosen address, the iopoll probe, the CPUs shards may pin
 //! themselves to, frame reads that skip zeroing, the data-dir lock, telling a memory file system
-//! from a disk, and bounded waits.
+//! from a disk, bounded waits, and the sync journal that lets tests replay a power loss.
 //!
 //! Everything the log needs from glommio's file API goes through here, so glommio stays
 //! replaceable (it is unmaintained; see the architecture anchors). Callers must run the probe
@@ -16,5 +16,6 @@ pub mod faults;
 pub mod memory_file_system;
 pub mod probe;
 pub mod socket_reader;
+pub mod sync_journal;
 
 pub use direct_file::{AlignedBuffer, DirectFile, READ_CHUNK_BYTES_MAX, align_down, align_up};

@@ -96,6 +96,7 @@ impl Appender {
             bytes.to_vec()
         };
         let allocated_bytes = file.file_size().await?;
+        file.track_data_end(logical_size_bytes).await?;
         Ok(Self {
             file,
             logical_size_bytes,
@@ -152,6 +153,7 @@ impl Appender {
         let new_tail = bytes[new_tail_start..filled].to_vec();
 
         self.file.write_at(buffer, write_position).await?;
+        self.file.data_written(new_logical_size_bytes);
         self.logical_size_bytes = new_logical_size_bytes;
         self.tail_block = new_tail;
         Ok(new_logical_size_bytes)

@@ -200,6 +200,11 @@ async fn prepare(
         .await
         .map_err(|error| format!("iopoll probe: {error}"))?;
     tracing::debug!(shard = id.0, "iopoll probe done");
+    if let Some(path) = &config.sync_journal {
+        // Before any segment opens: a file opened before it would not be tracked.
+        crate::io::sync_journal::install(path)
+            .map_err(|error| format!("sync journal {}: {error}", path.display()))?;
+    }
     let metadata_log = match metadata_log {
         Some((path, end_position)) => Some(
             MetadataLogWriter::open(path, end_position)

@@ -1,11 +1,14 @@
 //! The faults of a checker round, each injected and healed by `inject` on a three-broker
 //! `Cluster`, which is ready again (every broker live and listing all three) when it returns.
 //!
-//! The partition whose leader `Kill`, `Pause` and `Cut` aim at is one of the round's topic's or
+//! The partition whose leader `Kill`, `PowerLoss`, `Pause` and `Cut` aim at is one of the round's topic's or
 //! the round group's partition of `__consumer_offsets` (its coordinator).
 //!
 //! - `Kill`: SIGKILL of the leader of a random partition of the round's topic, down for a random
 //!   0.3 to 4.5 s (past the 3 s session timeout or not), then restarted on its data dir.
+//! - `PowerLoss`: as `Kill`, and before the restart the broker's segment files lose what a power
+//!   loss may take, everything past their last fdatasync (`Cluster::kill_losing_unsynced`, from
+//!   the broker's sync journal): a replica must have acknowledged nothing it had not synced.
 //! - `Pause`: SIGSTOP of the leader of a random partition of the round's topic until another
 //!   broker reports it fenced (its session timed out, long after its partitions elected new
 //!   leaders), then SIGCONT: the stale leader must acknowledge nothing it cannot commit.
@@ -41,14 +44,16 @@ const CREATED_PARTITIONS: i32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultKind {
     Kill,
+    PowerLoss,
     Pause,
     Cut,
     KillDuringCreate,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::Kill,
+        FaultKind::PowerLoss,
         FaultKind::Pause,
         FaultKind::Cut,
         FaultKind::KillDuringCreate,
@@ -65,7 +70,7 @@ pub struct FaultRecord {
     pub took: Duration,
 }
 
-/// Injects `kind` at a broker chosen by `rng` (for `Kill`, `Pause` and `Cut`, the leader of a
+/// Injects `kind` at a broker chosen by `rng` (for the others than `KillDuringCreate`, the leader of a
 /// random partition of `topic`, or of `group`'s partition of the offsets topic: its
 /// coordinator), heals it, and waits until the cluster is ready. `round_fault`
 /// numbers topics created by `KillDuringCreate`; `replication_factor` is theirs.
@@ -81,13 +86,14 @@ pub fn inject(
     let leader = cluster.controller_leader();
     let started = Instant::now();
     let broker = match kind {
-        FaultKind::Kill | FaultKind::Pause | FaultKind::Cut => {
+        FaultKind::Kill | FaultKind::PowerLoss | FaultKind::Pause | FaultKind::Cut => {
             partition_leader(cluster, topic, group, rng)
         }
         FaultKind::KillDuringCreate => rng.range(1, 4) as usize,
     };
     let what = match kind {
         FaultKind::Kill => kill(cluster, broker, rng),
+        FaultKind::PowerLoss => power_loss(cluster, broker, rng),
         FaultKind::Pause => pause(cluster, broker),
         FaultKind::Cut => cut(cluster, broker),
         FaultKind::KillDuringCreate => {
@@ -151,6 +157,14 @@ fn kill(cluster: &mut Cluster, broker: usize, rng: &mut Rng) -> String {
     thread::sleep(down);
     cluster.restart(broker);
     format!("down {down:?}")
+}
+
+fn power_loss(cluster: &mut Cluster, broker: usize, rng: &mut Rng) -> String {
+    let down = Duration::from_millis(rng.range(300, 4_500));
+    let dropped = cluster.kill_losing_unsynced(broker);
+    thread::sleep(down);
+    cluster.restart(broker);
+    format!("{dropped} unsynced bytes dropped, down {down:?}")
 }
 
 fn pause(cluster: &mut Cluster, broker: usize) -> String {

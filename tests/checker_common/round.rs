@@ -54,7 +54,10 @@ pub struct RoundResult {
 pub fn run_round(spec: &RoundSpec) -> RoundResult {
     let started = Instant::now();
     let mut rng = Rng::new(spec.seed);
-    let mut cluster = Cluster::start(ClusterSpec::three());
+    let mut cluster = Cluster::start(ClusterSpec {
+        sync_journal: true,
+        ..ClusterSpec::three()
+    });
     let topic = format!("checker-{}", spec.name);
     create_spread_topic(&cluster, &topic, spec);
     let recorder = Recorder::new();

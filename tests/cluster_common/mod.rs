@@ -82,6 +82,9 @@ pub struct ClusterSpec {
     pub cores_per_broker: usize,
     /// Further `spate serve` arguments for every broker.
     pub extra_args: Vec<String>,
+    /// Each broker keeps a sync journal (`--sync-journal`), so `kill_losing_unsynced` can
+    /// replay a power loss.
+    pub sync_journal: bool,
 }
 
 impl ClusterSpec {
@@ -92,6 +95,7 @@ impl ClusterSpec {
             voters: 3,
             cores_per_broker: 1,
             extra_args: Vec::new(),
+            sync_journal: false,
         }
     }
 
@@ -145,9 +149,19 @@ fn serve_args(spec: &ClusterSpec, i: usize, data_dir: &Path, voters: Option<&str
             args.extend(SESSION_ARGS.iter().map(|arg| arg.to_string()));
         }
     }
+    if spec.sync_journal {
+        let journal = data_dir
+            .parent()
+            .expect("a broker directory")
+            .join(SYNC_JOURNAL);
+        args.extend(["--sync-journal".into(), journal.display().to_string()]);
+    }
     args.extend(spec.extra_args.iter().cloned());
     args
 }
+
+/// The sync journal's file name in a broker's directory.
+const SYNC_JOURNAL: &str = "sync-journal";
 
 /// Binds `host:0` and returns the port the OS chose, released again. Racy by nature, but the
 /// port was free a moment ago and the OS does not hand it out again at once.
@@ -194,6 +208,7 @@ impl Cluster {
             voters: 0,
             cores_per_broker: cores,
             extra_args: Vec::new(),
+            sync_journal: false,
         })
     }
 
@@ -434,6 +449,34 @@ impl Cluster {
         self.broker_mut(i).kill();
     }
 
+    /// SIGKILLs broker `i` and drops what a power loss may: every segment's data from where it
+    /// was last fdatasync'ed on, as its sync journal says (the spec's `sync_journal`), zeroed.
+    /// Returns the bytes of data dropped (not counting zeros already there).
+    pub fn kill_losing_unsynced(&mut self, i: usize) -> u64 {
+        assert!(self.spec.sync_journal, "the brokers keep no sync journal");
+        self.kill(i);
+        let data_dir = self.broker(i).data_dir().to_path_buf();
+        let journal_path = data_dir
+            .parent()
+            .expect("a broker directory")
+            .join(SYNC_JOURNAL);
+        let journal = fs::read_to_string(&journal_path)
+            .unwrap_or_else(|error| self.fail(&format!("{}: {error}", journal_path.display())));
+        let mut dropped = 0;
+        for (path, durable) in spate::io::sync_journal::durable_lengths(&journal) {
+            if !path.starts_with(&data_dir) {
+                continue;
+            }
+            match zero_from(&path, durable) {
+                Ok(bytes) => dropped += bytes,
+                // Retention or a truncation removed it since.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => self.fail(&format!("{}: {error}", path.display())),
+            }
+        }
+        dropped
+    }
+
     /// SIGSTOP broker `i`.
     pub fn stop(&mut self, i: usize) {
         self.broker_mut(i).stop();
@@ -585,4 +628,24 @@ impl Drop for Cluster {
             let _ = fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// Zeroes the file at `path` from byte `from` to its end, keeping its size; the bytes that were
+/// not zero already.
+fn zero_from(path: &Path, from: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let size = file.metadata()?.len();
+    if size <= from {
+        return Ok(0);
+    }
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(from))?;
+    file.read_to_end(&mut tail)?;
+    let dropped = tail.iter().filter(|&&byte| byte != 0).count() as u64;
+    tail.fill(0);
+    file.seek(SeekFrom::Start(from))?;
+    file.write_all(&tail)?;
+    file.sync_all()?;
+    Ok(dropped)
 }
