@@ -244,6 +244,16 @@ pub struct BrokerConfig {
     #[arg(long, env = "SPATE_RACK")]
     pub rack: Option<String>,
 
+    /// Bytes per second each shard reads for replicas far behind their leader (restarted,
+    /// reset or new ones catching up), so their catch-up never starves produce and fetch on
+    /// that shard (Redpanda's raft_learner_recovery_rate). 0: no limit.
+    #[arg(
+        long,
+        default_value_t = 100 * 1024 * 1024,
+        env = "SPATE_REPLICA_RECOVERY_BYTES_PER_SECOND"
+    )]
+    pub replica_recovery_bytes_per_second: u64,
+
     /// A follower of a replicated partition that has not answered its leader for this long
     /// (replica.lag.time.max.ms) no longer counts as in sync: with fewer in-sync replicas than
     /// the topic's min.insync.replicas, acks=all produce gets NOT_ENOUGH_REPLICAS.

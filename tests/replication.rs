@@ -931,6 +931,51 @@ fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
     );
 }
 
+// Proves the catch-up throttle (--replica-recovery-bytes-per-second): a follower that missed
+// about 1.7 MB while down catches up no faster than the rate allows (256 KiB/s here: more than
+// four seconds for what lies beyond the live window, where unthrottled it takes a fraction of
+// one), while acks=all produce to the partition keeps being answered meanwhile.
+#[test]
+fn a_returning_follower_catches_up_at_the_recovery_rate() {
+    let _turn = turn();
+    let mut spec = ClusterSpec::three();
+    spec.extra_args = vec![
+        "--replica-recovery-bytes-per-second".into(),
+        "262144".into(),
+    ];
+    let mut cluster = Cluster::start(spec);
+    let topic = "throttled";
+    let led = create_led(&cluster, topic, 1, &[]);
+    let leader = broker_of(led[0].0);
+    let away = (1..=3).find(|&b| b != leader).unwrap();
+    cluster.kill(away);
+    let mut connection = connect(&cluster, leader);
+    let value = vec![b'x'; 1_000];
+    for i in 0..1_600 {
+        let taken = connection.produce(topic, 0, &[value.clone()], -1);
+        assert!(matches!(taken, Ok((0, _))), "produce {i}: {taken:?}");
+    }
+    let returned = Instant::now();
+    cluster.restart(away);
+    cluster.wait_ready(Duration::from_secs(30));
+    for i in 0..10 {
+        let sent = Instant::now();
+        let taken = connection.produce(topic, 0, &[value.clone()], -1);
+        assert!(
+            matches!(taken, Ok((0, _))) && sent.elapsed() < Duration::from_secs(2),
+            "produce {i} during the catch-up: {taken:?} in {:?}",
+            sent.elapsed()
+        );
+    }
+    wait_same_log(&cluster, away, leader, topic, "the throttled follower");
+    let took = returned.elapsed();
+    eprintln!("caught up in {took:?}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "caught up in {took:?}, faster than the throttle allows"
+    );
+}
+
 // Proves DeleteRecords on a replicated partition: refused by a follower, beyond the high
 // watermark refused with OFFSET_OUT_OF_RANGE, and otherwise answered with the new log start
 // (inside a batch, as Kafka allows) once every replica moved to it, so the next leader after a

@@ -12,7 +12,9 @@ use crate::protocol::record_validation::ValidationError;
 /// The code for a refused topic change.
 pub fn topic_error_code(error: &TopicError) -> ErrorCode {
     match error {
-        TopicError::InvalidName(_) => ErrorCode::InvalidTopicException,
+        TopicError::InvalidName(_) | TopicError::InternalTopic(_) => {
+            ErrorCode::InvalidTopicException
+        }
         TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
         TopicError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
         TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,

@@ -308,6 +308,11 @@ pub enum TopicError {
     /// The change could not be made durable or applied.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A topic the broker keeps for itself cannot be deleted.
+    #[error(
+        "{0} is an internal topic and cannot be deleted: it holds every group's committed offsets"
+    )]
+    InternalTopic(String),
 }
 
 /// Decides a topic creation: validated name and settings, placement over the live nodes.
@@ -555,6 +560,9 @@ pub fn plan_delete_topic(state: &ClusterState, name: &str) -> Result<MetadataCha
     if state.topic(name).is_none() {
         return Err(TopicError::UnknownTopic(name.to_owned()));
     }
+    if name == crate::group::offsets_topic::OFFSETS_TOPIC {
+        return Err(TopicError::InternalTopic(name.to_owned()));
+    }
     Ok(MetadataChange::TopicDeleted {
         name: name.to_owned(),
     })
@@ -618,7 +626,8 @@ mod tests {
 
     #[test]
     fn creation_is_validated_and_placed() {
-        // Proves defaults apply for -1, bad input is refused, and placement is balanced.
+        // Proves defaults apply for -1, bad input is refused, placement is balanced, and the
+        // offsets topic cannot be deleted.
         let mut state = one_broker_of_two_shards();
         let change = plan_create_topic(&state, &spec("t", -1), &defaults(), 3).unwrap();
         state.apply(&change);
@@ -647,6 +656,14 @@ mod tests {
         ));
         assert!(plan_delete_topic(&state, "nope").is_err());
         assert!(plan_delete_topic(&state, "t").is_ok());
+        let offsets = crate::group::offsets_topic::OFFSETS_TOPIC;
+        let change = plan_create_topic(&state, &spec(offsets, 1), &defaults(), 3).unwrap();
+        state.apply(&change);
+        assert_eq!(
+            plan_delete_topic(&state, offsets),
+            Err(TopicError::InternalTopic(offsets.into())),
+            "the offsets topic is never deleted"
+        );
     }
 
     fn three_brokers() -> ClusterState {

@@ -5,13 +5,15 @@
 //! replicated partition's Raft log storage over its own segment log, and
 //! `partition_state_machine` moves its commit point (the high watermark) as entries commit.
 //! `network` carries the controller's Raft; `partition_network` carries every partition group
-//! of a shard over one connection per peer shard.
+//! of a shard over one connection per peer shard; `recovery_throttle` bounds the catch-up
+//! reads a shard's leaders make for replicas far behind.
 
 pub mod log_store;
 pub mod network;
 pub mod partition_network;
 pub mod partition_state_machine;
 pub mod partition_store;
+pub mod recovery_throttle;
 pub mod runtime;
 pub mod vote_store;
 

@@ -52,6 +52,7 @@ use crate::protocol::control_batch::{
 use crate::protocol::record_batch::{self, BatchIter};
 
 use super::GlommioRuntime;
+use super::recovery_throttle::{CATCH_UP_ENTRIES_BEHIND, RecoveryThrottle};
 use super::vote_store::ShardVotes;
 
 openraft::declare_raft_types!(
@@ -116,6 +117,8 @@ struct Shared {
     /// Proposals waiting to hear where the leader placed their batch (acks=1), by the address
     /// of the batch's bytes (which the waiter keeps alive, so no other batch has it meanwhile).
     placement_waiters: HashMap<usize, LocalSender<(Rc<PartitionLog>, AppendOutcome)>>,
+    /// The shard's bound on catch-up reads, for readers made from now on.
+    throttle: Option<Rc<RecoveryThrottle>>,
 }
 
 impl Shared {
@@ -162,6 +165,13 @@ impl ReplicaLog {
             .entries
             .get(position as usize)
             .map(|(offset, _)| *offset)
+    }
+
+    /// Has the readers handed out from now on (replication's: openraft makes the state
+    /// machine's at its start) keep reads of entries far behind the last one, a lagging
+    /// replica's catch-up, to `throttle`.
+    pub fn throttle_catch_up(&self, throttle: Rc<RecoveryThrottle>) {
+        self.shared.borrow_mut().throttle = Some(throttle);
     }
 
     /// Starts watching for the leader to place `batch` (the very bytes handed to Raft) in the
@@ -298,6 +308,8 @@ impl Drop for PlacementWatch {
 /// Reads entries and the vote (openraft's `RaftLogReader`).
 pub struct PartitionLogReader {
     shared: Rc<RefCell<Shared>>,
+    /// The catch-up bound, for a reader made for replication.
+    throttle: Option<Rc<RecoveryThrottle>>,
 }
 
 fn other(error: impl std::fmt::Display) -> io::Error {
@@ -366,6 +378,7 @@ impl PartitionLogStore {
                 meta,
                 entries,
                 placement_waiters: HashMap::new(),
+                throttle: None,
             })),
         })
     }
@@ -628,7 +641,7 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<PartitionEntry>, io::Error> {
-        let (log, wanted) = {
+        let (log, wanted, catching_up) = {
             let shared = self.shared.borrow();
             let Some(first) = shared.meta.first_index else {
                 return Ok(Vec::new());
@@ -655,7 +668,8 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
                     (index, offset, term)
                 })
                 .collect();
-            (shared.log.clone(), wanted)
+            let catching_up = next - start > CATCH_UP_ENTRIES_BEHIND;
+            (shared.log.clone(), wanted, catching_up)
         };
         let last_offset = wanted.last().map_or(0, |(_, offset, _)| *offset);
         wait_written(&log, last_offset + 1).await?;
@@ -691,6 +705,16 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
                 return Err(other(format!("no batch found at offset {offset}")));
             }
         }
+        if let Some(throttle) = self.throttle.as_ref().filter(|_| catching_up) {
+            let bytes = out
+                .iter()
+                .map(|entry| match &entry.payload {
+                    EntryPayload::Normal(RecordBatch(batch)) => batch.len(),
+                    _ => 0,
+                })
+                .sum();
+            throttle.take(bytes).await;
+        }
         Ok(out)
     }
 
@@ -716,6 +740,7 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
     async fn get_log_reader(&mut self) -> Self::LogReader {
         PartitionLogReader {
             shared: self.shared.clone(),
+            throttle: self.shared.borrow().throttle.clone(),
         }
     }
 

@@ -36,6 +36,7 @@ use crate::meta::metadata_log::MetadataLogWriter;
 use crate::meta::{ClusterState, Node, ShardId};
 use crate::raft::partition_network::{PartitionGroups, PeerLinks};
 use crate::raft::partition_store::PartitionRaft;
+use crate::raft::recovery_throttle::RecoveryThrottle;
 use crate::raft::vote_store::ShardVotes;
 
 use self::replicas::Replica;
@@ -98,6 +99,8 @@ pub struct Shard {
     pub peer_links: Rc<PeerLinks>,
     /// Notified when a replica of this shard applies a new log-start decision.
     pub log_starts_decided: Rc<Signal>,
+    /// The bound on this shard's catch-up reads for lagging replicas.
+    pub recovery_throttle: Rc<RecoveryThrottle>,
     /// Whether this shard is creating the offsets topic (a FindCoordinator found it missing).
     pub creating_offsets_topic: Cell<bool>,
     /// Why this shard's last creation of the offsets topic failed, told to FindCoordinator.
@@ -138,6 +141,9 @@ impl Shard {
             partition_groups: PartitionGroups::new(),
             peer_links: PeerLinks::new(config.source_address()),
             log_starts_decided: Signal::new(),
+            recovery_throttle: Rc::new(RecoveryThrottle::new(
+                config.replica_recovery_bytes_per_second,
+            )),
             creating_offsets_topic: Cell::new(false),
             offsets_topic_failure: RefCell::new(None),
             replicas: RefCell::new(HashMap::new()),

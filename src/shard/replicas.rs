@@ -969,6 +969,8 @@ pub async fn open_replica(
     )
     .await
     .map_err(|error| format!("{name}: {error}"))?;
+    // Readers made from now on serve replication (the state machine's came with the start).
+    log.throttle_catch_up(Rc::clone(&shard.recovery_throttle));
     shard.partition_groups.insert(key, raft.clone());
     // Every replica proposes the same membership; once initialized, a group refuses it.
     let initialized = raft.is_initialized().await.unwrap_or(true);
