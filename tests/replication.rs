@@ -952,7 +952,7 @@ fn a_returning_follower_catches_up_at_the_recovery_rate() {
     let mut connection = connect(&cluster, leader);
     let value = vec![b'x'; 1_000];
     for i in 0..1_600 {
-        let taken = connection.produce(topic, 0, &[value.clone()], -1);
+        let taken = connection.produce(topic, 0, std::slice::from_ref(&value), -1);
         assert!(matches!(taken, Ok((0, _))), "produce {i}: {taken:?}");
     }
     let returned = Instant::now();
@@ -960,7 +960,7 @@ fn a_returning_follower_catches_up_at_the_recovery_rate() {
     cluster.wait_ready(Duration::from_secs(30));
     for i in 0..10 {
         let sent = Instant::now();
-        let taken = connection.produce(topic, 0, &[value.clone()], -1);
+        let taken = connection.produce(topic, 0, std::slice::from_ref(&value), -1);
         assert!(
             matches!(taken, Ok((0, _))) && sent.elapsed() < Duration::from_secs(2),
             "produce {i} during the catch-up: {taken:?} in {:?}",
