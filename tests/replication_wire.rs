@@ -1,6 +1,7 @@
 //! The partition replication network on a real `spate serve`: a connection that opens with the
 //! replication preamble is answered by the shard's partition groups on the Kafka port, a request
-//! for a group the shard does not run gets an error answer (not a closed connection), hostile
+//! for a group the shard does not run gets an error answer (not a closed connection), as does a
+//! snapshot that is not one, hostile
 //! frames (a huge heartbeat among them) close only their own connection, and Kafka clients on
 //! the same port are unaffected.
 
@@ -10,7 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::raft::{SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf};
 use spate::protocol::messages::api_versions::ApiVersionsRequest;
 use spate::protocol::{Request, Response};
 use spate::raft::partition_network::PREAMBLE;
@@ -21,6 +23,7 @@ use common::wire::Wire;
 
 const KIND_VOTE: u8 = 2;
 const KIND_HEARTBEAT: u8 = 5;
+const KIND_SNAPSHOT: u8 = 6;
 const KIND_RESPONSE: u8 = 0x80;
 
 /// A replication frame as docs/architecture.md §8 lays it out: length, kind, request id,
@@ -88,6 +91,33 @@ fn replication_connections_share_the_kafka_port_and_hostile_ones_close_alone() {
         .write_all(&frame(KIND_VOTE, 78, [5; 16], 3, &body))
         .unwrap();
     stream.read_exact(&mut length).unwrap();
+    let mut rest = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut rest).unwrap();
+    assert_eq!(u64::from_be_bytes(rest[1..9].try_into().unwrap()), 78);
+
+    // A snapshot whose data is not one: refused with an error answer before any group sees it
+    // (an install that failed would stop the group), the connection still open.
+    let meta = SnapshotMetaOf::<PartitionRaft> {
+        last_log_id: Some(LogIdOf::<PartitionRaft>::new_term_index(2, 40)),
+        last_membership: Default::default(),
+    };
+    let snapshot = bincode::serialize(&(
+        vote.vote,
+        meta,
+        b"not a snapshot".to_vec(),
+    ))
+    .unwrap();
+    stream
+        .write_all(&frame(KIND_SNAPSHOT, 79, [5; 16], 3, &snapshot))
+        .unwrap();
+    stream.read_exact(&mut length).unwrap();
+    let mut rest = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut rest).unwrap();
+    assert_eq!(rest[0], KIND_SNAPSHOT | KIND_RESPONSE);
+    let answer: Result<SnapshotResponse<PartitionRaft>, String> =
+        bincode::deserialize(&rest[29..]).unwrap();
+    let error = answer.unwrap_err();
+    assert!(error.contains("damaged"), "{error}");
 
     // A heartbeat naming 300,000 groups (this broker runs none; its bound is 65,536 spare) is
     // well formed but far beyond any peer's: refused before it is decoded.

@@ -417,7 +417,15 @@ async fn answer(groups: &PartitionGroups, frame: &Frame) -> io::Result<Vec<u8>> 
         KIND_VOTE => Decoded::Vote(decode_body(&frame.body)?),
         KIND_PRE_VOTE => Decoded::PreVote(decode_body(&frame.body)?),
         KIND_TRANSFER_LEADER => Decoded::TransferLeader(decode_body(&frame.body)?),
-        KIND_SNAPSHOT => Decoded::Snapshot(decode_body(&frame.body)?),
+        KIND_SNAPSHOT => {
+            let request: SnapshotRequest = decode_body(&frame.body)?;
+            // An install that fails stops the group: a snapshot it cannot take is refused here.
+            if let Err(error) = PartitionStateMachine::check_snapshot(&request.meta, &request.data)
+            {
+                return encode::<SnapshotResponse<PartitionRaft>, _>(Err(error));
+            }
+            Decoded::Snapshot(request)
+        }
         other => {
             return Err(invalid(format_args!(
                 "unknown replication request kind {other}"

@@ -185,6 +185,24 @@ impl PartitionStateMachine {
         })
     }
 
+    /// Whether a snapshot a leader sent is one this machine can install: its data decodes and
+    /// covers the entry its meta names, from a valid offset. Checked before openraft sees it,
+    /// since an install that fails stops the group.
+    pub fn check_snapshot(meta: &SnapshotMetaOf<C>, data: &[u8]) -> Result<(), String> {
+        let data = SnapshotData::decode(data, "the snapshot").map_err(|error| error.to_string())?;
+        match (data.covered(), meta.last_log_id) {
+            (Some(covered), Some(last_log_id))
+                if covered.last_log_id == last_log_id && covered.next_offset >= 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "the snapshot's data does not cover the entry its meta names ({:?})",
+                meta.last_log_id
+            )),
+        }
+    }
+
     fn snapshot_path(log: &ReplicaLog) -> PathBuf {
         log.log().dir().join(SNAPSHOT_FILE_NAME)
     }

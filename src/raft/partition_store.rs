@@ -233,12 +233,6 @@ impl ReplicaLog {
             .map(|purged| (purged, shared.meta.first_offset))
     }
 
-    /// The log id of the last entry, live or purged.
-    pub fn last_log_id(&self) -> Option<LogId> {
-        let shared = self.shared.borrow();
-        shared.last_log_id().or(shared.meta.last_purged)
-    }
-
     /// Empties the log to start after `purged`, at `offset` (Kafka's reset of a replica its
     /// leader no longer holds the log for): every entry goes, the partition log is emptied to
     /// start at `offset`, and the next entry must be the one after `purged`. Crash-safe: the
@@ -324,12 +318,12 @@ impl PartitionLogStore {
     /// The store of the partition whose log is `log`, with the votes of its shard; `group`
     /// names the partition among that shard's groups (its directory name).
     pub async fn open(
-        log: Rc<PartitionLog>,
+        mut log: Rc<PartitionLog>,
         group: String,
         votes: ShardVotes<Vote>,
     ) -> io::Result<Self> {
         let meta = read_meta(log.dir()).await?;
-        let meta = match meta {
+        let mut meta = match meta {
             Some(meta) => meta,
             None if log.log_end_offset() > log.log_start_offset() => {
                 return Err(other(format!(
@@ -342,27 +336,15 @@ impl PartitionLogStore {
                 ..Meta::default()
             },
         };
-        let log = if meta.restarting {
-            let log = log
+        if meta.restarting {
+            // A restart the stop interrupted.
+            log = log
                 .truncate_fully(meta.first_offset)
                 .await
                 .map_err(log_error)?;
-            write_meta(
-                log.dir(),
-                &Meta {
-                    restarting: false,
-                    ..meta.clone()
-                },
-            )
-            .await?;
-            log
-        } else {
-            log
-        };
-        let meta = Meta {
-            restarting: false,
-            ..meta
-        };
+            meta.restarting = false;
+            write_meta(log.dir(), &meta).await?;
+        }
         let entries = scan_entries(&log, meta.first_offset).await?;
         if meta.first_index.is_none() && !entries.is_empty() {
             return Err(other(format!(
