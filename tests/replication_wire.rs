@@ -101,12 +101,7 @@ fn replication_connections_share_the_kafka_port_and_hostile_ones_close_alone() {
         last_log_id: Some(LogIdOf::<PartitionRaft>::new_term_index(2, 40)),
         last_membership: Default::default(),
     };
-    let snapshot = bincode::serialize(&(
-        vote.vote,
-        meta,
-        b"not a snapshot".to_vec(),
-    ))
-    .unwrap();
+    let snapshot = bincode::serialize(&(vote.vote, meta, b"not a snapshot".to_vec())).unwrap();
     stream
         .write_all(&frame(KIND_SNAPSHOT, 79, [5; 16], 3, &snapshot))
         .unwrap();

@@ -296,6 +296,9 @@ impl ControllerService {
             return self.not_leader();
         }
         let config = &self.config;
+        if let AdminRequest::ReportIsr(_) = &request {
+            return self.report_isr(&request).await;
+        }
         let mut results = Vec::with_capacity(count);
         for index in 0..count {
             let planned = self.store.with_state(|state| {
@@ -321,6 +324,40 @@ impl ControllerService {
 }
 
 impl ControllerService {
+    /// Leaders' in-sync replica reports: each names its own partition, so all are planned
+    /// against the same state and committed at once, sharing the controller log's appends and
+    /// fdatasyncs (a broker's death changes a thousand partitions' ISRs; one commit after the
+    /// other cost every broker a millisecond of CPU and more per report).
+    async fn report_isr(&self, request: &AdminRequest) -> ControllerResponse {
+        let writes: Vec<_> = (0..request.len())
+            .map(|index| {
+                let planned = self.store.with_state(|state| {
+                    request.plan(
+                        index,
+                        state,
+                        &self.config.topic_defaults,
+                        self.config.default_partitions,
+                    )
+                });
+                let raft = self.raft.clone();
+                glommio::spawn_local(async move {
+                    raft.client_write(planned?)
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| TopicError::ControllerUnavailable(error.to_string()))
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(write.await);
+        }
+        ControllerResponse::Admin {
+            results,
+            applied: self.store.applied_index(),
+        }
+    }
+
     /// The metadata to place new partitions against, when it differs from `state`: brokers
     /// this leader has not heard from within two heartbeat intervals count as fenced. A broker
     /// that died is fenced only once its session times out, and a new leader first gives every
