@@ -510,3 +510,60 @@ fn a_restart_empties_the_log_to_start_after_the_purged_entry_even_across_a_crash
         store.log().close().await.unwrap();
     });
 }
+
+#[test]
+fn a_state_machine_opened_on_a_log_short_of_its_snapshot_finishes_the_reset() {
+    // Proves the other stop an install can suffer: the snapshot file was written (it covers
+    // entry 70 of term 3 and says the log goes on at offset 500) but the store was never told,
+    // so the log still ends at entry 20. Opening the state machine empties the log to start
+    // there, as the install would have; openraft then finds the log purged up to entry 70.
+    let dir = TestDir::new("raft-partition-snapshot-ahead");
+    let store_dir = dir.sub_dir();
+    run(&dir.path, async move {
+        let mut store = open_store(&store_dir).await.unwrap();
+        append(
+            &mut store,
+            (1..=20).map(|index| normal(1, index, &["a"])).collect(),
+        )
+        .await;
+        store.log().close().await.unwrap();
+        drop(store);
+        let membership = serde_json::to_value(StoredMembershipOf::<C>::default()).unwrap();
+        let entry = serde_json::to_value(log_id(3, 70)).unwrap();
+        let snapshot = serde_json::json!({
+            "last_applied": entry,
+            "membership": membership,
+            "committed_offset": 500,
+            "log_start": null,
+            "covered": {"last_log_id": entry, "membership": membership, "next_offset": 500},
+            "version": 1,
+        });
+        spate::log::crc_sealed::write_file(
+            &store_dir
+                .join("p-0")
+                .join(spate::raft::partition_state_machine::SNAPSHOT_FILE_NAME),
+            serde_json::to_vec(&snapshot).unwrap(),
+        )
+        .unwrap();
+
+        let mut store = open_store(&store_dir).await.unwrap();
+        assert_eq!(
+            store.log().log_end_offset(),
+            20,
+            "the log before the state machine"
+        );
+        let machine = spate::raft::partition_state_machine::PartitionStateMachine::open(
+            store.replica_log(),
+            spate::log::signal::Signal::new(),
+        )
+        .await
+        .unwrap();
+        let log = store.log();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        assert_eq!(machine.committed_offset(), 500);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(3, 70)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 70)));
+        store.log().close().await.unwrap();
+    });
+}

@@ -1,7 +1,9 @@
 //! `DirectFile`: one O_DIRECT file, the only door from the log to glommio's `DmaFile`.
 //!
 //! Every operation that can fail on a real disk first asks the installed fault injector
-//! (`faults`), which tests use to fail it on purpose.
+//! (`faults`), which tests use to fail it on purpose; a file whose writer tracks its data end
+//! tells the sync journal (`sync_journal`), when one is installed, what each fdatasync made
+//! durable.
 //!
 //! Guarantees: every write is a whole number of `BLOCK_BYTES` blocks at a block-aligned file
 //! position, and is either complete or an error (a short write is reported as an error, never
@@ -93,7 +95,7 @@ impl DirectFile {
             .create(true)
             .dma_open(path)
             .await?;
-        Self::opened(file, path).await
+        Ok(Self::opened(file, path))
     }
 
     /// Opens an existing file for reading and writing.
@@ -103,15 +105,15 @@ impl DirectFile {
             .write(true)
             .dma_open(path)
             .await?;
-        Self::opened(file, path).await
+        Ok(Self::opened(file, path))
     }
 
-    async fn opened(file: DmaFile, path: &Path) -> io::Result<Self> {
-        Ok(Self {
+    fn opened(file: DmaFile, path: &Path) -> Self {
+        Self {
             file,
             path: path.to_owned(),
             data_end: Cell::new(None),
-        })
+        }
     }
 
     /// Has the sync journal (if installed) track this file: its data ends at `data_bytes` now,
