@@ -315,7 +315,7 @@ impl Replica {
                 })
                 .await;
                 if built.is_none() {
-                    return Err("no snapshot covering the log start decision yet".to_owned());
+                    return Err("no snapshot covering the entries to purge yet".to_owned());
                 }
             }
             self.raft
