@@ -663,6 +663,45 @@ fn wait_purged_alike(cluster: &Cluster, topic: &str, above: i64, what: &str) -> 
     }
 }
 
+/// Produces 60 records of about a kilobyte, named for `round`, one acks=all request each, to
+/// `topic`-0 at broker `to`, adding them to `values`; the last one's offset.
+fn produce_kilobytes(
+    cluster: &Cluster,
+    to: usize,
+    topic: &str,
+    round: &str,
+    values: &mut Vec<String>,
+) -> i64 {
+    let mut connection = connect(cluster, to);
+    let mut last = 0;
+    for i in 0..60 {
+        let value = format!("{round} {i:04} {}", "x".repeat(1_000));
+        let taken = connection.produce(topic, 0, &[value.clone().into_bytes()], -1);
+        let Ok((0, offset)) = taken else {
+            cluster.fail(&format!("{round} produce {i}: {taken:?}"));
+        };
+        values.push(value);
+        last = offset;
+    }
+    last
+}
+
+/// Asserts that reading `topic`-0 from its log start gives the newest of `values` (those
+/// retention kept), in order; `when` says when.
+fn assert_reads_newest(cluster: &Cluster, topic: &str, values: &[String], when: &str) {
+    let read = read_values(&cluster.bootstrap(), topic, 1);
+    let kept = values.len()
+        - values
+            .iter()
+            .position(|v| *v == read[0])
+            .expect("a produced value");
+    assert_eq!(
+        read_values(&cluster.bootstrap(), topic, kept),
+        values[values.len() - kept..],
+        "reads {when} give the newest records in order"
+    );
+}
+
 /// Reads `topic`-0 from its log start with rdkafka: the values, in order.
 fn read_values(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
     let consumer = common::consumer(bootstrap, &[]);
@@ -700,38 +739,16 @@ fn retention_moves_every_replicas_log_start_alike() {
     );
     let leader = broker_of(led[0].0);
     let mut values = Vec::new();
-    let produce = |cluster: &Cluster, to: usize, round: &str, values: &mut Vec<String>| {
-        let mut connection = connect(cluster, to);
-        for i in 0..60 {
-            let value = format!("{round} {i:04} {}", "x".repeat(1_000));
-            let taken = connection.produce(topic, 0, &[value.clone().into_bytes()], -1);
-            assert!(
-                matches!(taken, Ok((0, _))),
-                "{round} produce {i}: {taken:?}"
-            );
-            values.push(value);
-        }
-    };
-    produce(&cluster, leader, "first", &mut values);
+    produce_kilobytes(&cluster, leader, topic, "first", &mut values);
     let start = wait_purged_alike(&cluster, topic, 0, "after the first round");
     eprintln!("log start {start} on every replica after the first round");
-    let read = read_values(&cluster.bootstrap(), topic, 1);
-    let kept = values.len()
-        - values
-            .iter()
-            .position(|v| *v == read[0])
-            .expect("a produced value");
-    assert_eq!(
-        read_values(&cluster.bootstrap(), topic, kept),
-        values[values.len() - kept..],
-        "reads from the log start give the newest records in order"
-    );
+    assert_reads_newest(&cluster, topic, &values, "from the log start");
 
     // A follower restarted on its purged log rejoins and keeps up.
     let follower = (1..=3).find(|&b| b != leader).unwrap();
     cluster.restart(follower);
     cluster.wait_ready(Duration::from_secs(30));
-    produce(&cluster, leader, "second", &mut values);
+    produce_kilobytes(&cluster, leader, topic, "second", &mut values);
     let second = wait_purged_alike(&cluster, topic, start, "after the follower's restart");
 
     // A new leader keeps deciding.
@@ -739,22 +756,12 @@ fn retention_moves_every_replicas_log_start_alike() {
     let survivor = (1..=3).find(|&b| b != leader).unwrap();
     let after = wait_led_without(&cluster, survivor, topic, 1, leader, "a new leader");
     let new_leader = broker_of(after.leaders(topic)[0]);
-    produce(&cluster, new_leader, "third", &mut values);
+    produce_kilobytes(&cluster, new_leader, topic, "third", &mut values);
     cluster.restart(leader);
     cluster.wait_ready(Duration::from_secs(30));
     let third = wait_purged_alike(&cluster, topic, second, "after the failover");
     eprintln!("log start {second}, then {third} on every replica");
-    let read = read_values(&cluster.bootstrap(), topic, 1);
-    let kept = values.len()
-        - values
-            .iter()
-            .position(|v| *v == read[0])
-            .expect("a produced value");
-    assert_eq!(
-        read_values(&cluster.bootstrap(), topic, kept),
-        values[values.len() - kept..],
-        "reads after the failover give the newest records in order"
-    );
+    assert_reads_newest(&cluster, topic, &values, "after the failover");
 }
 
 /// Every batch of `topic`-0 on broker `i`, by base offset, as its segment files hold it.
@@ -864,21 +871,7 @@ fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
     let mut followers = (1..=3).filter(|&b| b != leader);
     let (away, other) = (followers.next().unwrap(), followers.next().unwrap());
     let mut values = Vec::new();
-    let produce = |cluster: &Cluster, to: usize, round: &str, values: &mut Vec<String>| {
-        let mut connection = connect(cluster, to);
-        let mut last = 0;
-        for i in 0..60 {
-            let value = format!("{round} {i:04} {}", "x".repeat(1_000));
-            let taken = connection.produce(topic, 0, &[value.clone().into_bytes()], -1);
-            let Ok((0, offset)) = taken else {
-                cluster.fail(&format!("{round} produce {i}: {taken:?}"));
-            };
-            values.push(value);
-            last = offset;
-        }
-        last
-    };
-    let end = produce(&cluster, leader, "first", &mut values);
+    let end = produce_kilobytes(&cluster, leader, topic, "first", &mut values);
     wait_purged_alike(&cluster, topic, 0, "after the first round");
 
     cluster.kill(away);
@@ -888,7 +881,13 @@ fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
         if round > 10 {
             cluster.fail("retention did not pass the stopped follower's log end");
         }
-        produce(&cluster, leader, &format!("away {round}"), &mut values);
+        produce_kilobytes(
+            &cluster,
+            leader,
+            topic,
+            &format!("away {round}"),
+            &mut values,
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let start = wait_log_start_above(&cluster, &[leader, other], topic, end);
@@ -896,7 +895,7 @@ fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
 
     cluster.restart(away);
     cluster.wait_ready(Duration::from_secs(30));
-    produce(&cluster, leader, "back", &mut values);
+    produce_kilobytes(&cluster, leader, topic, "back", &mut values);
     wait_same_log(&cluster, away, leader, topic, "the returned follower");
     let stderr = std::fs::read_to_string(cluster.broker(away).stderr_path()).unwrap_or_default();
     assert!(
@@ -911,24 +910,14 @@ fn a_replica_behind_the_log_start_is_reset_and_catches_up() {
         .unwrap_or_else(|error| cluster.fail(&format!("{}: {error}", lost.display())));
     cluster.restart(other);
     cluster.wait_ready(Duration::from_secs(30));
-    produce(&cluster, leader, "rebuilt", &mut values);
+    produce_kilobytes(&cluster, leader, topic, "rebuilt", &mut values);
     wait_same_log(&cluster, other, leader, topic, "the rebuilt follower");
 
     cluster.kill(leader);
     let after = wait_led_without(&cluster, away, topic, 1, leader, "a new leader");
     let new_leader = broker_of(after.leaders(topic)[0]);
-    produce(&cluster, new_leader, "after", &mut values);
-    let read = read_values(&cluster.bootstrap(), topic, 1);
-    let kept = values.len()
-        - values
-            .iter()
-            .position(|v| *v == read[0])
-            .expect("a produced value");
-    assert_eq!(
-        read_values(&cluster.bootstrap(), topic, kept),
-        values[values.len() - kept..],
-        "reads from the new leader give the newest records in order"
-    );
+    produce_kilobytes(&cluster, new_leader, topic, "after", &mut values);
+    assert_reads_newest(&cluster, topic, &values, "from the new leader");
 }
 
 // Proves the catch-up throttle (--replica-recovery-bytes-per-second): a follower that missed

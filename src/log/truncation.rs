@@ -113,14 +113,7 @@ impl PartitionLog {
 /// finds either the old log (its start moved up) or the segment at `offset` with only
 /// segments wholly below the log start before it, which recovery removes.
 pub(super) fn plan_restart(dir: &Path, offset: i64) -> io::Result<Vec<CutStep>> {
-    let mut base_offsets = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if let Some(base_offset) = segment::parse_log_file_name(&name.to_string_lossy()) {
-            base_offsets.push(base_offset);
-        }
-    }
-    base_offsets.sort_unstable();
+    let base_offsets = segment_bases(dir)?;
     let mut steps = vec![
         CutStep::Remove(dir.join(SHUTDOWN_MARKER_FILE_NAME)),
         CutStep::Remove(dir.join(CHECKPOINT_FILE_NAME)),
@@ -167,8 +160,8 @@ pub(super) async fn cut_closed_log(dir: &Path, offset: i64) -> Result<(), LogErr
     Ok(())
 }
 
-/// The steps that cut the log in `dir` at `offset` (see the module's crash-safety rule).
-pub(super) fn plan_cut(dir: &Path, offset: i64) -> io::Result<Vec<CutStep>> {
+/// The base offsets of the segment files in `dir`, sorted.
+fn segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
     let mut base_offsets = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -177,6 +170,12 @@ pub(super) fn plan_cut(dir: &Path, offset: i64) -> io::Result<Vec<CutStep>> {
         }
     }
     base_offsets.sort_unstable();
+    Ok(base_offsets)
+}
+
+/// The steps that cut the log in `dir` at `offset` (see the module's crash-safety rule).
+pub(super) fn plan_cut(dir: &Path, offset: i64) -> io::Result<Vec<CutStep>> {
+    let base_offsets = segment_bases(dir)?;
     let Some(holder) = base_offsets.iter().rposition(|&base| base <= offset) else {
         return Err(invalid(format!(
             "offset {offset} is below every segment of {}",
