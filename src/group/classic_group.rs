@@ -1114,6 +1114,17 @@ mod tests {
     type Parked = LocalReceiver<JoinOutcome>;
 
     /// Joins a new member the v4 way: MEMBER_ID_REQUIRED, then the join with that id.
+    /// A group that members "a" and "b" joined at `start`, through the initial delay (extended
+    /// once, for the member that joined during it); their parked joins.
+    fn two_joined(start: Instant) -> (Group, Parked, Parked) {
+        let mut group = Group::new("g".into());
+        let a = join_new(&mut group, "a", &["range"], start);
+        let b = join_new(&mut group, "b", &["range"], start);
+        group.tick(start + Duration::from_millis(150), &LIMITS);
+        group.tick(start + Duration::from_millis(300), &LIMITS);
+        (group, a, b)
+    }
+
     fn join_new(group: &mut Group, id: &str, protocols: &[&str], now: Instant) -> Parked {
         let (sender, _) = local_channel::new_bounded(1);
         let first = group
@@ -1197,12 +1208,7 @@ mod tests {
         // a failover), takes the members' heartbeats and syncs at their generation with their
         // assignments, and that a member gone meanwhile expires after its session timeout.
         let start = Instant::now();
-        let mut group = Group::new("g".into());
-        let a = join_new(&mut group, "a", &["range"], start);
-        let b = join_new(&mut group, "b", &["range"], start);
-        // The initial delay, extended once for the member that joined during it.
-        group.tick(start + Duration::from_millis(150), &LIMITS);
-        group.tick(start + Duration::from_millis(300), &LIMITS);
+        let (mut group, a, b) = two_joined(start);
         let (_, _) = (take(&a).unwrap(), take(&b).unwrap());
         let later = start + Duration::from_millis(400);
         assert!(group.membership().is_none(), "not Stable yet");
@@ -1293,12 +1299,7 @@ mod tests {
         // Proves a member that stops heartbeating is removed after its session timeout and the
         // others get a new generation when they rejoin; a leaving member triggers the same.
         let start = Instant::now();
-        let mut group = Group::new("g".into());
-        let a = join_new(&mut group, "a", &["range"], start);
-        let b = join_new(&mut group, "b", &["range"], start);
-        // b joined during the initial delay, which is therefore extended once.
-        group.tick(start + Duration::from_millis(150), &LIMITS);
-        group.tick(start + Duration::from_millis(300), &LIMITS);
+        let (mut group, a, b) = two_joined(start);
         assert!(take(&a).is_some() && take(&b).is_some());
         let t1 = start + Duration::from_secs(4);
         assert!(sync(&mut group, "a", vec![], t1).is_none());

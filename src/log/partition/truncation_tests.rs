@@ -31,6 +31,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Writes 200 `append_numbered` batches to a log in `dir` and closes it; the log's end.
+async fn closed_log(dir: &Path, config: &TopicConfig) -> u64 {
+    let log = PartitionLog::open(
+        dir.to_path_buf(),
+        config.clone(),
+        Rc::new(ShardCache::new(0)),
+    )
+    .await
+    .unwrap();
+    let end = append_numbered(&log, 200).await;
+    log.close().await.unwrap();
+    end
+}
+
 #[test]
 fn truncation_at_any_boundary_keeps_the_prefix_and_appends_after_it() {
     // Proves truncation across segments: at boundaries in the first segment, at a segment's
@@ -110,16 +124,7 @@ fn a_crash_at_every_step_of_a_cut_leaves_a_prefix_the_next_cut_finishes() {
     run_in_executor(dir.path.clone(), move || async move {
         let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
         let original_dir = path.join("original");
-        let log = PartitionLog::open(
-            original_dir.clone(),
-            config.clone(),
-            Rc::new(ShardCache::new(0)),
-        )
-        .await
-        .unwrap();
-        let end = append_numbered(&log, 200).await;
-        log.close().await.unwrap();
-        drop(log);
+        let end = closed_log(&original_dir, &config).await;
         let offsets = boundaries(200);
         for target in [offsets[40], offsets[120], offsets[199]] {
             let copy = path.join("copy");
@@ -266,16 +271,7 @@ fn a_crash_at_every_step_of_emptying_a_log_leaves_one_the_next_attempt_finishes(
     run_in_executor(dir.path.clone(), move || async move {
         let config = topic(SEGMENT_BYTES, TimestampType::CreateTime);
         let original_dir = path.join("original");
-        let log = PartitionLog::open(
-            original_dir.clone(),
-            config.clone(),
-            Rc::new(ShardCache::new(0)),
-        )
-        .await
-        .unwrap();
-        let end = append_numbered(&log, 200).await;
-        log.close().await.unwrap();
-        drop(log);
+        let end = closed_log(&original_dir, &config).await;
         let offsets = boundaries(200);
         for target in [offsets[40], offsets[120] + 1, end + 500] {
             let copy = path.join("copy");
